@@ -1,0 +1,40 @@
+"""Inverted dropout: during training each element is zeroed with probability
+``rate`` and the survivors are scaled by ``1 / (1 - rate)``; at inference the
+layer is the identity. The mask comes from the layer's own seeded generator."""
+import numpy as np
+
+from ..exceptions import ConfigError
+from .base import Layer
+
+
+class Dropout(Layer):
+    def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
+        super().__init__(seed=seed, **kwargs)
+        if not 0.0 <= float(rate) < 1.0:
+            raise ConfigError(f"Dropout: rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.noise_shape = tuple(noise_shape) if noise_shape is not None else None
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        shape = x.shape if self.noise_shape is None else tuple(
+            x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
+        keep = self._rng.random(shape, dtype=np.float32) >= self.rate
+        mask = keep.astype(x.dtype)
+        mask *= x.dtype.type(1.0 / (1.0 - self.rate))
+        self._mask = mask
+        return x * mask
+
+    def backward(self, grad, need_input_grad=True):
+        if not need_input_grad:
+            return None
+        return grad if self._mask is None else grad * self._mask
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg["rate"] = self.rate
+        if self.noise_shape is not None:
+            cfg["noise_shape"] = list(self.noise_shape)
+        return cfg

@@ -1,0 +1,100 @@
+"""Batch normalization over the last (channel) axis, with Keras 3 defaults.
+
+Weights, in Keras order: ``gamma (C,)``, ``beta (C,)``, ``moving_mean (C,)``,
+``moving_variance (C,)``; the last two are state, not trained. In training the
+batch mean and (biased) variance over every axis but the last normalize the
+input and update the moving statistics:
+``moving = moving * momentum + batch * (1 - momentum)``. At inference the
+moving statistics are used.
+"""
+import numpy as np
+
+from .. import initializers
+from ..exceptions import ConfigError
+from ..registry import serialize
+from .base import Layer
+
+
+class BatchNormalization(Layer):
+    non_trainable = ("moving_mean", "moving_variance")
+
+    def __init__(self, axis=-1, momentum=0.99, epsilon=1e-3, center=True, scale=True,
+                 beta_initializer="zeros", gamma_initializer="ones", moving_mean_initializer="zeros",
+                 moving_variance_initializer="ones", **kwargs):
+        super().__init__(**kwargs)
+        if axis not in (-1,):
+            raise ConfigError(f"BatchNormalization: only axis=-1 (channels last) is supported, got {axis!r}")
+        self.axis = axis
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+        self.beta_initializer = initializers.get(beta_initializer)
+        self.gamma_initializer = initializers.get(gamma_initializer)
+        self.moving_mean_initializer = initializers.get(moving_mean_initializer)
+        self.moving_variance_initializer = initializers.get(moving_variance_initializer)
+
+    def _build(self, input_shape):
+        c = (input_shape[-1],)
+        if self.scale:
+            self.add_weight("gamma", c, self.gamma_initializer)
+        if self.center:
+            self.add_weight("beta", c, self.beta_initializer)
+        self.add_weight("moving_mean", c, self.moving_mean_initializer)
+        self.add_weight("moving_variance", c, self.moving_variance_initializer)
+
+    def _affine(self):
+        c = self.input_shape[-1]
+        gamma = self.params["gamma"] if self.scale else np.ones(c, self.dtype)
+        beta = self.params["beta"] if self.center else np.zeros(c, self.dtype)
+        return gamma, beta
+
+    def forward(self, x, training=False):
+        gamma, beta = self._affine()
+        axes = tuple(range(x.ndim - 1))
+        if training:
+            mean = x.mean(axis=axes, dtype=x.dtype)
+            centered = x - mean
+            var = np.mean(np.square(centered), axis=axes, dtype=x.dtype)
+            inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
+            xhat = centered
+            xhat *= inv_std
+            m = x.dtype.type(self.momentum)
+            p = self.params
+            p["moving_mean"] = p["moving_mean"] * m + mean * (1 - m)
+            p["moving_variance"] = p["moving_variance"] * m + var * (1 - m)
+            self._xhat, self._inv_std, self._training = xhat, inv_std, True
+            return xhat * gamma + beta
+        inv_std = (1.0 / np.sqrt(self.params["moving_variance"] + self.epsilon)).astype(x.dtype)
+        scale = gamma * inv_std
+        self._inv_std, self._training = inv_std, False
+        return x * scale + (beta - self.params["moving_mean"] * scale)
+
+    def backward(self, grad, need_input_grad=True):
+        gamma, _ = self._affine()
+        axes = tuple(range(grad.ndim - 1))
+        if self._training:
+            xhat = self._xhat
+            dgamma = np.sum(grad * xhat, axis=axes, dtype=grad.dtype)
+            dbeta = grad.sum(axis=axes, dtype=grad.dtype)
+        else:
+            dgamma = dbeta = None
+        if self.scale and dgamma is not None:
+            self.grads["gamma"] = dgamma
+        if self.center and dbeta is not None:
+            self.grads["beta"] = dbeta
+        if not need_input_grad:
+            return None
+        if not self._training:
+            return grad * (gamma * self._inv_std)
+        m = grad.size // grad.shape[-1]
+        # dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))
+        k = gamma * self._inv_std
+        return (grad - dbeta / m - xhat * (dgamma / m)) * k
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update({"axis": self.axis, "momentum": self.momentum, "epsilon": self.epsilon, "center": self.center,
+                    "scale": self.scale, "beta_initializer": serialize(self.beta_initializer),
+                    "gamma_initializer": serialize(self.gamma_initializer),
+                    "moving_mean_initializer": serialize(self.moving_mean_initializer),
+                    "moving_variance_initializer": serialize(self.moving_variance_initializer)})
+        return cfg

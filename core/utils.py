@@ -1,0 +1,85 @@
+"""Helpers shared by the layers: per-axis arguments and convolution geometry."""
+import math
+
+import numpy as np
+
+from .exceptions import ConfigError, InputError
+
+
+def as_tuple(value, ndim, name):
+    """Turn an int or a sequence of ``ndim`` ints into a tuple of ``ndim`` positive ints.
+
+    ``as_tuple(3, 2, "kernel_size") -> (3, 3)``; ``as_tuple((1, 2), 2, ...) -> (1, 2)``.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        out = (int(value),) * ndim
+    else:
+        try:
+            out = tuple(int(v) for v in value)
+        except TypeError:
+            raise ConfigError(f"{name} must be an int or a tuple of {ndim} ints, got {value!r}") from None
+        if len(out) != ndim:
+            raise ConfigError(f"{name} must have {ndim} values (one per spatial axis), got {value!r}")
+    if any(v < 1 for v in out):
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return out
+
+
+def check_padding(padding, allowed=("valid", "same")):
+    """Lower-case and validate a padding name."""
+    if not isinstance(padding, str) or padding.lower() not in allowed:
+        raise ConfigError(f"padding must be one of {list(allowed)}, got {padding!r}")
+    return padding.lower()
+
+
+def axis_geometry(size, kernel, stride, dilation, padding):
+    """Padding and output length of one spatial axis of a sliding window.
+
+    Follows TensorFlow/Keras: 'valid' pads nothing; 'same' gives ``ceil(size/stride)``
+    outputs and pads ``total // 2`` before and the rest after (so the extra
+    element goes at the end when the total is odd); 'causal' pads
+    ``(kernel - 1) * dilation`` before only.
+
+    Returns ``(pad_before, pad_after, out_length)``; ``out_length`` may be < 1
+    when the window does not fit, which callers turn into an error.
+    """
+    span = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        before = after = 0
+    elif padding == "same":
+        out = math.ceil(size / stride)
+        total = max((out - 1) * stride + span - size, 0)
+        before, after = total // 2, total - total // 2
+    elif padding == "causal":
+        before, after = span - 1, 0
+    else:  # pragma: no cover - validated earlier
+        raise ConfigError(f"unknown padding {padding!r}")
+    out = (size + before + after - span) // stride + 1
+    return before, after, out
+
+
+def window_slices(offsets, strides, dilations, out_shape):
+    """Slices that pick, for one kernel offset, the input element under it for
+    every output position: ``start = offset * dilation``, step ``stride``."""
+    return tuple(
+        slice(o * d, o * d + (n - 1) * s + 1, s)
+        for o, s, d, n in zip(offsets, strides, dilations, out_shape)
+    )
+
+
+def check_array(x, name, ndim=None, allow_nan=False):
+    """Convert ``x`` to a float ndarray and check its rank and values."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must hold numbers, found dtype {arr.dtype}")
+    if arr.size == 0:
+        raise InputError(f"{name} is empty (shape {arr.shape}); at least one sample is needed")
+    if ndim is not None and arr.ndim != ndim:
+        raise InputError(f"{name} must have {ndim} dimensions, found shape {arr.shape}")
+    if not allow_nan and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise InputError(f"{name} contains {bad} NaN or infinite values; clean or impute them first")
+    return arr

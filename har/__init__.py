@@ -1,0 +1,1 @@
+"""har package (being built)."""

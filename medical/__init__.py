@@ -1,0 +1,1 @@
+"""medical package (being built)."""

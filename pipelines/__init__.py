@@ -1,0 +1,1 @@
+"""pipelines package (being built)."""

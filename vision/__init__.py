@@ -1,0 +1,12 @@
+"""Conv2D image classification: data loaders and an image classifier.
+
+```python
+X, y = vision.load_digits()                       # embedded real digits (N, 8, 8, 1)
+X, y = vision.load_idx(images_path, labels_path)  # MNIST IDX files, .gz or not
+X, y = vision.load_image_folder(root, size=(28, 28))   # one folder per class
+```
+"""
+from .datasets import load_digits, load_idx, read_idx, write_idx
+from .folder import load_image_folder
+
+__all__ = ["load_digits", "load_idx", "read_idx", "write_idx", "load_image_folder"]
