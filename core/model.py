@@ -275,7 +275,6 @@ class Sequential:
         cbs = [history] + list(callbacks or [])
         for cb in cbs:
             cb.set_model(self)
-        rng = np.random.default_rng([self._seed, 2**20, initial_epoch])
         n = len(x)
         steps = math.ceil(n / batch_size)
         self.stop_training = False
@@ -284,6 +283,8 @@ class Sequential:
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
+            # one generator per epoch, so a run resumed at initial_epoch=k shuffles as an uninterrupted one
+            rng = np.random.default_rng([self._seed, 2**20, epoch])
             order = rng.permutation(n) if shuffle else np.arange(n)
             totals, seen = {}, 0
             bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=verbose != 1,

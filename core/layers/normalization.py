@@ -65,21 +65,18 @@ class BatchNormalization(Layer):
             return xhat * gamma + beta
         inv_std = (1.0 / np.sqrt(self.params["moving_variance"] + self.epsilon)).astype(x.dtype)
         scale = gamma * inv_std
-        self._inv_std, self._training = inv_std, False
+        self._x, self._inv_std, self._training = x, inv_std, False
         return x * scale + (beta - self.params["moving_mean"] * scale)
 
     def backward(self, grad, need_input_grad=True):
         gamma, _ = self._affine()
         axes = tuple(range(grad.ndim - 1))
-        if self._training:
-            xhat = self._xhat
-            dgamma = np.sum(grad * xhat, axis=axes, dtype=grad.dtype)
-            dbeta = grad.sum(axis=axes, dtype=grad.dtype)
-        else:
-            dgamma = dbeta = None
-        if self.scale and dgamma is not None:
+        xhat = self._xhat if self._training else (self._x - self.params["moving_mean"]) * self._inv_std
+        dgamma = np.sum(grad * xhat, axis=axes, dtype=grad.dtype)
+        dbeta = grad.sum(axis=axes, dtype=grad.dtype)
+        if self.scale:
             self.grads["gamma"] = dgamma
-        if self.center and dbeta is not None:
+        if self.center:
             self.grads["beta"] = dbeta
         if not need_input_grad:
             return None

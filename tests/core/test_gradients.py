@@ -1,0 +1,118 @@
+"""Finite-difference checks (float64) of every layer's backward pass, for its
+input and its weights, over 1-D/2-D/3-D, strides, paddings, dilations and groups."""
+import itertools
+
+import numpy as np
+import pytest
+
+from core import layers
+from tests.core.gradcheck import check_layer
+
+CONV = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}
+SPATIAL = {1: (11,), 2: (7, 8), 3: (6, 5, 7)}
+
+
+def conv_cases():
+    for rank, stride, padding, dilation, groups in itertools.product(
+            (1, 2, 3), (1, 2), ("valid", "same", "causal"), (1, 2), (1, 2)):
+        if padding == "causal" and rank != 1:
+            continue
+        yield pytest.param(rank, stride, padding, dilation, groups,
+                           id=f"{rank}d-s{stride}-{padding}-d{dilation}-g{groups}")
+
+
+@pytest.mark.parametrize("rank,stride,padding,dilation,groups", list(conv_cases()))
+def test_conv_gradients(float64, rank, stride, padding, dilation, groups):
+    rng = np.random.default_rng(rank * 100 + stride * 10 + dilation + groups)
+    channels = 4 if groups == 2 else 3
+    x = rng.normal(size=(2,) + SPATIAL[rank] + (channels,))
+    layer = CONV[rank](filters=4, kernel_size=3 if rank < 3 else 2, strides=stride, padding=padding,
+                       dilation_rate=dilation, groups=groups, activation="tanh")
+    check_layer(layer, x, rng)
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "elu", "sigmoid", "tanh", "softmax", "gelu",
+                                        "linear", "silu", "softplus"])
+def test_activation_gradients(float64, activation):
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 5)) * 2
+    x[np.abs(x) < 1e-3] = 0.5  # keep finite differences away from the kinks at 0
+    check_layer(layers.Activation(activation), x, rng)
+
+
+def test_gelu_tanh_approximation_gradient(float64):
+    from core.activations import GELU
+    rng = np.random.default_rng(3)
+    check_layer(layers.Activation(GELU(approximate=True)), rng.normal(size=(4, 6)), rng)
+
+
+POOLS = {1: (layers.MaxPooling1D, layers.AveragePooling1D, layers.GlobalMaxPooling1D, layers.GlobalAveragePooling1D),
+         2: (layers.MaxPooling2D, layers.AveragePooling2D, layers.GlobalMaxPooling2D, layers.GlobalAveragePooling2D),
+         3: (layers.MaxPooling3D, layers.AveragePooling3D, layers.GlobalMaxPooling3D, layers.GlobalAveragePooling3D)}
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["max", "average"])
+@pytest.mark.parametrize("pool,stride,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid"), (3, 3, "same")])
+def test_pooling_gradients(float64, rank, kind, pool, stride, padding):
+    rng = np.random.default_rng(rank + pool * 3)
+    x = rng.normal(size=(2,) + SPATIAL[rank] + (3,))
+    cls = POOLS[rank][0 if kind == "max" else 1]
+    check_layer(cls(pool_size=pool, strides=stride, padding=padding), x, rng)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("kind", [2, 3])
+def test_global_pooling_gradients(float64, rank, kind):
+    rng = np.random.default_rng(rank)
+    x = rng.normal(size=(2,) + SPATIAL[rank] + (3,))
+    check_layer(POOLS[rank][kind](), x, rng)
+
+
+def test_dense_gradients(float64):
+    rng = np.random.default_rng(0)
+    check_layer(layers.Dense(5, activation="sigmoid"), rng.normal(size=(4, 7)), rng)
+    check_layer(layers.Dense(3, use_bias=False), rng.normal(size=(2, 3, 6)), rng)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(6, 4), (3, 5, 4), (2, 4, 3, 5, 2)])
+def test_batch_norm_gradients(float64, training, shape):
+    rng = np.random.default_rng(len(shape))
+    x = rng.normal(2.0, 3.0, size=shape)
+    layer = layers.BatchNormalization()
+    check_layer(layer, x, rng, training=training)
+
+
+def test_dropout_gradients(float64):
+    rng = np.random.default_rng(5)
+    check_layer(layers.Dropout(0.4, seed=1), rng.normal(size=(4, 6, 3)), rng)
+
+
+@pytest.mark.parametrize("layer", [layers.Flatten(), layers.Reshape((3, -1))])
+def test_reshape_gradients(float64, layer):
+    rng = np.random.default_rng(2)
+    check_layer(layer, rng.normal(size=(2, 3, 4)), rng)
+
+
+def test_max_pool_ties_send_gradient_once():
+    """Equal values in a window: the gradient goes to one of them, never doubled."""
+    x = np.ones((1, 4, 4, 1), np.float32)
+    pool = layers.MaxPooling2D(2)
+    y = pool(x, training=True)
+    dx = pool.backward(np.ones_like(y))
+    assert dx.sum() == y.size  # one unit of gradient per window
+    assert np.all(dx.reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(4, 4).sum(axis=1) == 1)
+    gmax = layers.GlobalMaxPooling2D()
+    g = gmax(x, training=True)
+    assert gmax.backward(np.ones_like(g)).sum() == 1.0
+
+
+def test_overlapping_max_pool_accumulates():
+    """With stride < pool size one input can win several windows; its gradients add up."""
+    x = np.zeros((1, 5, 1), np.float32)
+    x[0, 2, 0] = 10.0
+    pool = layers.MaxPooling1D(3, strides=1)
+    y = pool(x, training=True)
+    dx = pool.backward(np.ones_like(y))
+    assert dx[0, 2, 0] == 3.0 and dx.sum() == 3.0
