@@ -64,7 +64,8 @@ def _native(v):
 
 class BaseClassifier:
     def __init__(self, epochs=30, batch_size=32, learning_rate=1e-3, seed=0, validation_split=0.15,
-                 patience=5, verbose=0):
+                 patience=5, verbose=0, engine="numpy"):
+        self.engine = engine
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
@@ -174,6 +175,12 @@ class BaseClassifier:
         self._fit_preprocessing(X[train])
         Xt = self._transform(X)
         model = self.build_network(tuple(Xt.shape[1:]), len(classes))
+        engine = getattr(self, "engine", "numpy")
+        if engine == "keras":  # the same network, initial weights, data and settings, trained by Keras
+            from .keras_compat import KerasTwin
+            model = KerasTwin(model)
+        elif engine != "numpy":
+            raise InputError(f"engine must be 'numpy' or 'keras', got {engine!r}")
         self._compile(model)
         cbs = []
         fit_kwargs = {}
@@ -183,6 +190,8 @@ class BaseClassifier:
         history = model.fit(Xt[train], y_idx[train], batch_size=self.batch_size, epochs=self.epochs,
                             verbose=self.verbose, callbacks=cbs, shuffle=True,
                             batch_transform=self._augment, **fit_kwargs)
+        if engine == "keras":
+            self.keras_model_, model = model.keras, model.core
         self.model_ = model
         self.classes_ = classes
         self.history_ = history.history
@@ -204,6 +213,8 @@ class BaseClassifier:
         if tuple(Xt.shape[1:]) != tuple(expected):
             raise ShapeError(f"{type(self).__name__}: the model was trained on inputs of shape {self.input_shape_} "
                              f"(network input {expected}), got inputs giving {tuple(Xt.shape[1:])}")
+        if getattr(self, "keras_model_", None) is not None:  # trained with engine="keras": Keras predicts
+            return self.keras_model_.predict(Xt, batch_size=max(self.batch_size, 64), verbose=0)
         return self.model_.predict(Xt, batch_size=max(self.batch_size, 64))
 
     def predict(self, X):
