@@ -1,1 +1,23 @@
-"""pipelines package (being built)."""
+"""Luigi pipelines: prepare, train and evaluate each domain's classifier.
+
+```
+luigi --module pipelines TrainHAR --local-scheduler
+luigi --module pipelines EvaluateVision --source data/train-images-idx3-ubyte.gz --local-scheduler
+luigi --module pipelines EvaluateMedical --source data/manifest.csv --shape 32 --local-scheduler
+luigi --module pipelines SweepHAR --learning-rates '[0.001, 0.003]' --seeds '[0, 1]' --workers 4 --local-scheduler
+luigi --module pipelines RunAll --workers 3 --scheduler-host 127.0.0.1
+```
+
+Tasks per domain: ``Prepare* -> Train* -> Evaluate*`` and ``Sweep*``; ``RunAll``
+requires the three evaluations. See :mod:`pipelines.base` for the outputs
+layout. Importing the package registers the repository's ``luigi.cfg`` (exit
+codes on failure) wherever ``luigi`` is run from.
+"""
+from ._config import register_config
+
+register_config()
+
+from .base import PIPELINE_VERSION  # noqa: E402
+from .vision_tasks import EvaluateVision, PrepareVision, SweepVision, TrainVision  # noqa: E402
+
+__all__ = ["PrepareVision", "TrainVision", "EvaluateVision", "SweepVision", "PIPELINE_VERSION"]
