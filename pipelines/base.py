@@ -316,6 +316,10 @@ class PrepareBase(_Outputs, DataParams, luigi.Task):
         if groups is not None:
             arrays["groups_train"] = groups[train]
             arrays["groups_test"] = groups[test]
+        if data.get("paths") is not None:  # the files the samples came from
+            paths = np.asarray(data["paths"], dtype=str)
+            arrays["paths_train"] = paths[train]
+            arrays["paths_test"] = paths[test]
 
         def counts(labels):
             values, k = np.unique(labels, return_counts=True)

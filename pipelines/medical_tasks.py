@@ -1,0 +1,223 @@
+"""Scan classification pipeline: PrepareMedical -> TrainMedical -> EvaluateMedical, and SweepMedical.
+
+Sources (``--source``; ``--format auto`` tells them apart):
+
+* none: ``medical.make_synthetic`` writes ``--synthetic-n`` NIfTI scans of
+  about ``--synthetic-shape`` voxels and a manifest into the output folder
+  (task ``SyntheticScans``), which is then read like any manifest;
+* ``manifest``: a CSV with columns ``path,label`` and optionally ``subject``
+  (``medical.read_manifest``; relative paths are relative to the CSV), or a
+  folder holding ``manifest.csv``;
+* ``folder``: one sub-folder of ``.nii``/``.nii.gz`` scans per class.
+
+Every scan is read with ``medical.load_scan``: reoriented to RAS, resampled
+to ``--spacing`` mm if given, intensities normalized (``--normalize``:
+``zscore``, ``minmax``, ``percentile``, ``none`` or ``ct:LEVEL:WIDTH``),
+brought to ``--shape`` (``--shape-mode resample`` or ``crop_or_pad``).
+Preprocessed volumes are cached under ``<output-dir>/medical/scan-cache``.
+When the manifest names subjects, the test split keeps each subject's
+scans together; otherwise it is stratified by class.
+"""
+import os
+
+import luigi
+import numpy as np
+
+import medical
+from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError
+
+from .base import (PIPELINE_VERSION, DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams,
+                   classifier_defaults, subsample)
+from .outputs import short_hash
+from .params import SizeParameter, SpacingParameter
+
+__all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical", "SweepMedical"]
+
+FORMATS = ("auto", "manifest", "folder")
+_NIFTI = (".nii", ".nii.gz")
+_DEFAULTS = classifier_defaults(getattr(medical, "ScanClassifier", None),
+                                epochs=30, batch_size=8, learning_rate=1e-3, patience=6, validation_split=0.15)
+
+
+def parse_normalize(text):
+    """``--normalize`` text -> the ``normalize`` argument of ``medical.load_scan``.
+
+    ``zscore``, ``minmax``, ``percentile``, ``none``, or ``ct:LEVEL:WIDTH``
+    (also ``ct,LEVEL,WIDTH``) for a Hounsfield window, e.g. ``ct:40:400``.
+    """
+    value = str(text).strip().lower()
+    if value in ("none", "null", ""):
+        return None
+    if value.startswith("ct"):
+        parts = [p for p in value.replace(",", ":").split(":") if p]
+        if len(parts) != 3:
+            raise ConfigError(f"--normalize {text!r}: a CT window is written ct:LEVEL:WIDTH, e.g. ct:40:400")
+        try:
+            return medical.preprocessing.check_normalize(("ct", float(parts[1]), float(parts[2])))
+        except ValueError as exc:
+            raise ConfigError(f"--normalize {text!r}: {exc}") from None
+    if value in ("zscore", "minmax", "percentile"):
+        return value
+    raise ConfigError(f"--normalize must be zscore, minmax, percentile, none or ct:LEVEL:WIDTH, got {text!r}")
+
+
+def _scans_in(folder):
+    return sorted(e for e in os.listdir(folder) if e.lower().endswith(_NIFTI)
+                  and os.path.isfile(os.path.join(folder, e)))
+
+
+def detect_format(path):
+    """``(format, manifest_or_folder)`` for an existing path; a clear error otherwise."""
+    if not os.path.exists(path):
+        raise DataFileNotFoundError(f"--source {path!r} does not exist; expected a manifest CSV (path,label"
+                                    f"[,subject]) or a folder with one sub-folder of NIfTI scans per class")
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "manifest.csv")):
+            return "manifest", os.path.join(path, "manifest.csv")
+        subdirs = [d for d in sorted(os.listdir(path)) if os.path.isdir(os.path.join(path, d))
+                   and not d.startswith(".")]
+        if subdirs and any(_scans_in(os.path.join(path, d)) for d in subdirs):
+            return "folder", path
+        raise DataFormatError(f"--source {path!r} is a folder with neither a manifest.csv nor class sub-folders "
+                              f"holding .nii/.nii.gz scans")
+    lower = path.lower()
+    if lower.endswith(_NIFTI):
+        raise DataFormatError(f"--source {path!r} is a single scan; a classifier needs many labelled scans: give a "
+                              f"manifest CSV (path,label[,subject]) or a folder of class sub-folders")
+    return "manifest", path
+
+
+def _read_folder(path):
+    paths, labels = [], []
+    for d in sorted(os.listdir(path)):
+        sub = os.path.join(path, d)
+        if d.startswith(".") or not os.path.isdir(sub):
+            continue
+        for name in _scans_in(sub):
+            paths.append(os.path.join(sub, name))
+            labels.append(d)
+    if not paths:
+        raise DataFormatError(f"{path!r}: no .nii/.nii.gz scans in its class sub-folders")
+    return paths, np.array(labels, dtype=str), None
+
+
+class SyntheticScans(luigi.Task):
+    """Write the embedded synthetic scans (``medical.make_synthetic``) and their ``manifest.csv``.
+
+    ``make_synthetic`` writes every scan atomically and the manifest last, so
+    the manifest marks the folder complete.
+    """
+
+    output_dir = luigi.Parameter(default="outputs")
+    n = luigi.IntParameter(default=60, description="Number of scans")
+    shape = SizeParameter(ndim=3, default=(40, 40, 40), description="Approximate grid of the scans")
+    seed = luigi.IntParameter(default=0)
+
+    def output(self):
+        key = {"version": PIPELINE_VERSION, "n": self.n, "shape": list(self.shape), "seed": self.seed}
+        name = f"synthetic-scans-n{self.n}-{'x'.join(map(str, self.shape))}-seed{self.seed}-{short_hash(key)}"
+        return luigi.LocalTarget(os.path.join(os.path.abspath(self.output_dir), "medical", name, "manifest.csv"))
+
+    def run(self):
+        medical.make_synthetic(os.path.dirname(self.output().path), n=self.n, shape=self.shape, seed=self.seed)
+
+
+class MedicalData(DataParams):
+    domain = "medical"
+    embedded_name = "synthetic"
+    embedded_description = "synthetic brain scans (medical.make_synthetic), NIfTI files with a manifest"
+
+    format = luigi.ChoiceParameter(choices=FORMATS, default="auto",
+                                   description="auto, manifest (CSV path,label[,subject]) or folder (per class)")
+    shape = SizeParameter(ndim=3, default=(32, 32, 32), description="Grid every scan is brought to (e.g. 32 or "
+                                                                    "32x32x32)")
+    spacing = SpacingParameter(ndim=3, default=None, optional=True,
+                               description="Resample to this voxel size in mm first (e.g. 2 or 1x1x2)")
+    normalize = luigi.Parameter(default="zscore",
+                                description="zscore, minmax, percentile, none, or ct:LEVEL:WIDTH")
+    shape_mode = luigi.ChoiceParameter(choices=("resample", "crop_or_pad"), default="resample",
+                                       description="Reach --shape by resampling or by centre crop/pad")
+    synthetic_n = luigi.IntParameter(default=60, description="Scans written for the embedded data")
+    synthetic_shape = SizeParameter(ndim=3, default=(40, 40, 40), description="Grid of the embedded scans")
+
+    def domain_data_key(self):
+        key = {"shape": list(self.shape), "spacing": list(self.spacing) if self.spacing else None,
+               "normalize": self.normalize.strip().lower(), "shape_mode": self.shape_mode}
+        if self.source is None:
+            key.update(synthetic_n=self.synthetic_n, synthetic_shape=list(self.synthetic_shape))
+        return key
+
+    def data_label(self):
+        return f"{super().data_label()}-{'x'.join(map(str, self.shape))}"
+
+    def synthetic_task(self):
+        return SyntheticScans(output_dir=self.output_dir, n=self.synthetic_n, shape=self.synthetic_shape,
+                              seed=self.data_seed)
+
+    def load_source(self):
+        normalize = parse_normalize(self.normalize)
+        if self.source is None:
+            fmt, where = "embedded", self.synthetic_task().output().path
+        elif self.format == "auto":
+            fmt, where = detect_format(self.source)
+        else:
+            fmt, where = self.format, self.source
+            if fmt == "manifest" and os.path.isdir(where):
+                where = os.path.join(where, "manifest.csv")
+            if not os.path.exists(where):
+                raise DataFileNotFoundError(f"--source {where!r} does not exist")
+        if fmt == "folder":
+            paths, labels, subjects = _read_folder(where)
+        else:
+            paths, labels, subjects = medical.read_manifest(where, return_subjects=True)
+        keep = subsample(labels, self.max_samples, self.data_seed)
+        paths = [paths[i] for i in keep]
+        labels = labels[keep]
+        subjects = subjects[keep] if subjects is not None else None
+        X = medical.load_scans(paths, spacing=self.spacing, shape=self.shape, normalize=normalize,
+                               shape_mode=self.shape_mode,
+                               cache_dir=os.path.join(self.output_dir, "medical", "scan-cache"))
+        info = {"list": where, "n_files": len(paths)}
+        return {"X": X, "y": labels, "groups": subjects, "format": fmt, "info": info, "paths": paths}
+
+
+class MedicalTrainParams(TrainParams):
+    epochs = luigi.IntParameter(default=_DEFAULTS["epochs"], description="Most passes over the data")
+    batch_size = luigi.IntParameter(default=_DEFAULTS["batch_size"], description="Scans per step")
+    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
+    patience = luigi.IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
+    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
+                                            description="Fraction of the training scans for early stopping")
+
+    def classifier_class(self):
+        return medical.ScanClassifier
+
+    def domain_classifier_kwargs(self):
+        # The saved model records the preprocessing, so it can also predict raw NIfTI files.
+        return {"shape": tuple(self.shape), "spacing": tuple(self.spacing) if self.spacing else None,
+                "normalize": parse_normalize(self.normalize)}
+
+
+class PrepareMedical(MedicalData, PrepareBase):
+    """Read and preprocess the scans, split them, write ``prepared.npz`` + ``prepared.json``."""
+
+    def requires(self):
+        return self.synthetic_task() if self.source is None else []
+
+
+class TrainMedical(MedicalData, MedicalTrainParams, TrainBase):
+    """Train ``medical.ScanClassifier`` on the prepared training volumes."""
+
+    prepare_class = PrepareMedical
+
+
+class EvaluateMedical(MedicalData, MedicalTrainParams, EvaluateBase):
+    """Evaluate the scan classifier on the test split."""
+
+    train_class = TrainMedical
+
+
+class SweepMedical(MedicalData, MedicalTrainParams, SweepBase):
+    """Independent TrainMedical/EvaluateMedical runs over ``--learning-rates`` x ``--seeds``; ``leaderboard.csv``."""
+
+    evaluate_class = EvaluateMedical
