@@ -199,6 +199,10 @@ class TrainParams:
     def classifier_class(self):
         raise NotImplementedError
 
+    def model_inputs(self, arrays, part):
+        """What the classifier is given for ``part`` ("train" or "test") of the prepared arrays."""
+        return arrays[f"X_{part}"]
+
     def domain_classifier_kwargs(self):
         return {}
 
@@ -375,7 +379,7 @@ class TrainBase(_Outputs, DataParams, TrainParams, luigi.Task):
         groups = arrays.get("groups_train")
         logger.info("%s: training %r on %d samples", self.task_family, clf, len(arrays["y_train"]))
         t0 = time.perf_counter()
-        clf.fit(arrays["X_train"], arrays["y_train"], groups=groups)
+        clf.fit(self.model_inputs(arrays, "train"), arrays["y_train"], groups=groups)
         fit_seconds = time.perf_counter() - t0
         history = {k: [float(v) for v in vals] for k, vals in clf.history_.items()}
         clf.save(self.path("model.npz"))
@@ -389,7 +393,8 @@ class TrainBase(_Outputs, DataParams, TrainParams, luigi.Task):
             "classifier": repr(clf),
             "parameters": {"data": self.data_key(), "train": self.train_key()},
             "data_folder": self.data_folder(),
-            "n_train": int(getattr(clf, "n_train_", len(arrays["y_train"]))),
+            "n_train": int(len(arrays["y_train"])),
+            "n_fit": int(getattr(clf, "n_train_", len(arrays["y_train"]))),
             "n_validation": int(getattr(clf, "n_val_", 0)),
             "classes": [str(c) for c in clf.classes_],
             "input_shape": list(clf.input_shape_),
@@ -436,7 +441,7 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
         arrays = read_npz(os.path.join(self.data_folder(), "prepared.npz"))
         clf = self.classifier_class().load(self.input()["model.npz"].path)
         t0 = time.perf_counter()
-        report = clf.evaluate(arrays["X_test"], arrays["y_test"])
+        report = clf.evaluate(self.model_inputs(arrays, "test"), arrays["y_test"])
         eval_seconds = time.perf_counter() - t0
         classes = [str(c) for c in report["classes"]]
         metrics = {
@@ -471,15 +476,19 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
         cm_rows = [[c] + row for c, row in zip(classes, metrics["confusion_matrix"])]
         split = data_info["split"]
         lines = [
-            f"# {self.domain}: {self.task_family}",
+            f"# {self.domain}: {self.train_label()}",
+            "",
+            f"Run folder `{os.path.basename(self.output_folder())}`, written by {self.task_family} on "
+            f"{metrics['created']}.",
             "",
             f"- Data: {data_info['source']} (format: {data_info.get('format')}), {data_info['n_samples']} samples "
             f"of shape {tuple(data_info['sample_shape'])}, {len(classes)} classes",
             f"- Split: {split['method']}; {split['n_train']} train / {split['n_test']} test "
             f"(test size {split['test_size']}, seed {split['seed']})",
             f"- Model: `{train_info['classifier']}`",
-            f"- Training: {train_info['epochs_trained']} epochs in {train_info['fit_seconds']:.1f} s on "
-            f"{train_info['n_train']} samples ({train_info['n_validation']} of them held out for early stopping)"
+            f"- Training: {train_info['epochs_trained']} epochs in {train_info['fit_seconds']:.1f} s on the "
+            f"{train_info['n_train']} training samples ({train_info['n_validation']} of them held out for early "
+            f"stopping)"
             + (f"; best validation loss {train_info['best_val_loss']:.4f} at epoch {train_info['best_epoch']}"
                if train_info.get("best_val_loss") is not None else ""),
             "",

@@ -36,7 +36,7 @@ __all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical"
 FORMATS = ("auto", "manifest", "folder")
 _NIFTI = (".nii", ".nii.gz")
 _DEFAULTS = classifier_defaults(getattr(medical, "ScanClassifier", None),
-                                epochs=30, batch_size=8, learning_rate=1e-3, patience=6, validation_split=0.15)
+                                epochs=40, batch_size=8, learning_rate=3e-3, patience=8, validation_split=0.2)
 
 
 def parse_normalize(text):
@@ -150,6 +150,9 @@ class MedicalData(DataParams):
     def data_label(self):
         return f"{super().data_label()}-{'x'.join(map(str, self.shape))}"
 
+    def scan_cache(self):
+        return os.path.join(self.output_dir, "medical", "scan-cache")
+
     def synthetic_task(self):
         return SyntheticScans(output_dir=self.output_dir, n=self.synthetic_n, shape=self.synthetic_shape,
                               seed=self.data_seed)
@@ -176,7 +179,7 @@ class MedicalData(DataParams):
         subjects = subjects[keep] if subjects is not None else None
         X = medical.load_scans(paths, spacing=self.spacing, shape=self.shape, normalize=normalize,
                                shape_mode=self.shape_mode,
-                               cache_dir=os.path.join(self.output_dir, "medical", "scan-cache"))
+                               cache_dir=self.scan_cache())
         info = {"list": where, "n_files": len(paths)}
         return {"X": X, "y": labels, "groups": subjects, "format": fmt, "info": info, "paths": paths}
 
@@ -189,13 +192,27 @@ class MedicalTrainParams(TrainParams):
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training scans for early stopping")
 
+    augment = luigi.BoolParameter(default=_DEFAULTS.get("augment", True), parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                  description="Random shifts of the training volumes (--augment false to disable)")
+
     def classifier_class(self):
         return medical.ScanClassifier
 
     def domain_classifier_kwargs(self):
-        # The saved model records the preprocessing, so it can also predict raw NIfTI files.
+        # The model carries the preprocessing settings, so the saved file also predicts raw NIfTI files.
         return {"shape": tuple(self.shape), "spacing": tuple(self.spacing) if self.spacing else None,
-                "normalize": parse_normalize(self.normalize)}
+                "normalize": parse_normalize(self.normalize), "shape_mode": self.shape_mode,
+                "augment": self.augment, "cache_dir": self.scan_cache()}
+
+    def domain_train_key(self):
+        return {"augment": self.augment}
+
+    def model_inputs(self, arrays, part):
+        # The classifier reads the scans itself (through the scan cache that PrepareMedical filled, so
+        # nothing is recomputed): it then preprocesses them exactly as it will preprocess a raw file at
+        # predict time. Given arrays instead, it would normalize the already normalized volumes again.
+        paths = arrays.get(f"paths_{part}")
+        return list(paths) if paths is not None else arrays[f"X_{part}"]
 
 
 class PrepareMedical(MedicalData, PrepareBase):
