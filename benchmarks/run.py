@@ -16,7 +16,9 @@ each, alternating which goes first, ``--repeats`` times, so the two engines
 are measured in the same time window but never at the same moment. A run
 warms up, then times single calls for at least ``--min-time`` seconds and
 reports the median per call; the table shows the best (lowest) median over
-the runs. Peak memory is the child's ``ru_maxrss``, also shown as the growth
+the runs; the CPU time of the child over the same calls is reported too
+(``*_cpu_ms``: at 1 thread it is less disturbed by other processes sharing
+the cores than the wall-clock time). Peak memory is the child's ``ru_maxrss``, also shown as the growth
 over the RSS the child had right after its imports.
 
 This machine's environment sets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE``
@@ -45,8 +47,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 SLOW_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 #: columns of the per-engine table, in order (the smoke test checks them)
-COLUMNS = ("case", "threads", "engine", "train_ms", "train_gflops", "infer_ms", "infer_gflops",
-           "peak_rss_mb", "train_rss_delta_mb", "rss_delta_mb")
+COLUMNS = ("case", "threads", "engine", "train_ms", "train_cpu_ms", "train_gflops", "infer_ms", "infer_cpu_ms",
+           "infer_gflops", "peak_rss_mb", "train_rss_delta_mb", "rss_delta_mb")
 
 
 class WorkerError(RuntimeError):
@@ -160,6 +162,7 @@ def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=Fals
         row = {"case": case_name, "threads": threads, "engine": eng,
                "train_ms": best["train"] * 1e3, "train_gflops": 3 * fwd / best["train"] / 1e9,
                "infer_ms": best["infer"] * 1e3, "infer_gflops": fwd / best["infer"] / 1e9,
+               "train_cpu_ms": best["train_cpu"] * 1e3, "infer_cpu_ms": best["infer_cpu"] * 1e3,
                "peak_rss_mb": peak / 1024, "train_rss_delta_mb": (train_peak - base) / 1024,
                "rss_delta_mb": (peak - base) / 1024,
                "train_core_ms": best["train_core"] * 1e3 if "train_core" in best else None,
@@ -202,8 +205,8 @@ def engine_table(results, markdown=False):
 
 
 SUMMARY_COLUMNS = ("case", "threads", "train ours ms", "train ours (no validation) ms", "train torch ms",
-                   "train ratio", "goal", "infer ours ms", "infer torch ms", "infer ratio",
-                   "train mem ours MB", "train mem torch MB", "mem ratio")
+                   "train ratio", "train cpu ratio", "goal", "infer ours ms", "infer torch ms", "infer ratio",
+                   "infer cpu ratio", "train mem ours MB", "train mem torch MB", "mem ratio")
 
 
 def summary_rows(results):
@@ -223,6 +226,8 @@ def summary_rows(results):
         mr = o["train_rss_delta_mb"] / t["train_rss_delta_mb"] if t["train_rss_delta_mb"] > 0 else None
         out.append({"case": case_name, "threads": threads, "train_ours": o["train_ms"],
                     "train_ours_core": o["train_core_ms"], "train_torch": t["train_ms"], "train_ratio": tr,
+                    "train_cpu_ratio": o["train_cpu_ms"] / t["train_cpu_ms"],
+                    "infer_cpu_ratio": o["infer_cpu_ms"] / t["infer_cpu_ms"],
                     "goal": goal, "infer_ours": o["infer_ms"], "infer_torch": t["infer_ms"], "infer_ratio": ir,
                     "mem_ours": o["train_rss_delta_mb"], "mem_torch": t["train_rss_delta_mb"], "mem_ratio": mr,
                     "train_ok": None if goal is None else tr <= goal, "infer_ok": ir <= case.goal_infer,
@@ -235,7 +240,8 @@ def summary_table(results, markdown=False):
     for s in summary_rows(results):
         goal = "-" if s["goal"] is None else f"<= {s['goal']:g} ({'met' if s['train_ok'] else 'MISSED'})"
         rows.append([s["case"], s["threads"], s["train_ours"], s["train_ours_core"], s["train_torch"],
-                     s["train_ratio"], goal, s["infer_ours"], s["infer_torch"], s["infer_ratio"],
+                     s["train_ratio"], s["train_cpu_ratio"], goal, s["infer_ours"], s["infer_torch"],
+                     s["infer_ratio"], s["infer_cpu_ratio"],
                      s["mem_ours"], s["mem_torch"], s["mem_ratio"]])
     return format_table(SUMMARY_COLUMNS, rows, markdown) if rows else ""
 
