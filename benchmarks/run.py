@@ -60,8 +60,10 @@ class WorkerError(RuntimeError):
 class Worker:
     """One child process timing one engine on one case at one thread count."""
 
-    def __init__(self, engine, case, threads, timing, keep_openblas_env=False):
+    def __init__(self, engine, case, threads, timing, keep_openblas_env=False, alt_core=None):
         env = dict(os.environ)
+        if alt_core:
+            env["BENCH_ALT_CORE"] = os.path.abspath(alt_core)
         for var in THREAD_VARS:
             env[var] = str(threads)
         if not keep_openblas_env:
@@ -122,7 +124,7 @@ class Worker:
         self._stderr.close()
 
 
-def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=False, log=print):
+def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=False, log=print, alt_core=None):
     """Time ``engines`` on one case; returns ``{engine: row dict}`` and ``{engine: info}``.
 
     An engine whose child cannot import its framework is left out (with a note
@@ -131,7 +133,7 @@ def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=Fals
     try:
         for eng in engines:
             try:
-                workers[eng] = Worker(eng, case_name, threads, timing, keep_openblas_env)
+                workers[eng] = Worker(eng, case_name, threads, timing, keep_openblas_env, alt_core)
                 infos[eng] = workers[eng].info
             except WorkerError as exc:
                 if exc.kind == "import":
@@ -209,37 +211,37 @@ SUMMARY_COLUMNS = ("case", "threads", "train ours ms", "train ours (no validatio
                    "infer cpu ratio", "train mem ours MB", "train mem torch MB", "mem ratio")
 
 
+def _ratios(case_name, threads, mine, o, t):
+    case = CASES[case_name]
+    goal = case.goal_train if threads == 1 and case.goal_train else None
+    tr = o["train_ms"] / t["train_ms"]
+    ir = o["infer_ms"] / t["infer_ms"]
+    mr = o["train_rss_delta_mb"] / t["train_rss_delta_mb"] if t["train_rss_delta_mb"] > 0 else None
+    return {"case": case_name, "threads": threads, "engine": mine, "train_ours": o["train_ms"],
+            "train_ours_core": o["train_core_ms"], "train_torch": t["train_ms"], "train_ratio": tr,
+            "train_cpu_ratio": o["train_cpu_ms"] / t["train_cpu_ms"], "goal": goal,
+            "infer_ours": o["infer_ms"], "infer_torch": t["infer_ms"], "infer_ratio": ir,
+            "infer_cpu_ratio": o["infer_cpu_ms"] / t["infer_cpu_ms"],
+            "mem_ours": o["train_rss_delta_mb"], "mem_torch": t["train_rss_delta_mb"], "mem_ratio": mr,
+            "train_ok": None if goal is None else tr <= goal, "infer_ok": ir <= case.goal_infer,
+            "mem_ok": None if case.goal_memory is None or mr is None else mr <= case.goal_memory}
+
+
 def summary_rows(results):
-    """Ratios ours / PyTorch per (case, threads); empty where PyTorch was not run."""
+    """Ratios ours / PyTorch per (case, threads) (and alt / PyTorch when an
+    alternative core was timed); empty where PyTorch was not run."""
     by = {}
     for r in results:
         by.setdefault((r["case"], r["threads"]), {})[r["engine"]] = r
-    out = []
-    for (case_name, threads), d in by.items():
-        if "ours" not in d or "torch" not in d:
-            continue
-        o, t = d["ours"], d["torch"]
-        case = CASES[case_name]
-        goal = case.goal_train if threads == 1 and case.goal_train else None
-        tr = o["train_ms"] / t["train_ms"]
-        ir = o["infer_ms"] / t["infer_ms"]
-        mr = o["train_rss_delta_mb"] / t["train_rss_delta_mb"] if t["train_rss_delta_mb"] > 0 else None
-        out.append({"case": case_name, "threads": threads, "train_ours": o["train_ms"],
-                    "train_ours_core": o["train_core_ms"], "train_torch": t["train_ms"], "train_ratio": tr,
-                    "train_cpu_ratio": o["train_cpu_ms"] / t["train_cpu_ms"],
-                    "infer_cpu_ratio": o["infer_cpu_ms"] / t["infer_cpu_ms"],
-                    "goal": goal, "infer_ours": o["infer_ms"], "infer_torch": t["infer_ms"], "infer_ratio": ir,
-                    "mem_ours": o["train_rss_delta_mb"], "mem_torch": t["train_rss_delta_mb"], "mem_ratio": mr,
-                    "train_ok": None if goal is None else tr <= goal, "infer_ok": ir <= case.goal_infer,
-                    "mem_ok": None if case.goal_memory is None or mr is None else mr <= case.goal_memory})
-    return out
+    return [_ratios(case_name, threads, mine, d[mine], d["torch"])
+            for (case_name, threads), d in by.items() for mine in ("ours", "alt") if mine in d and "torch" in d]
 
 
 def summary_table(results, markdown=False):
     rows = []
     for s in summary_rows(results):
         goal = "-" if s["goal"] is None else f"<= {s['goal']:g} ({'met' if s['train_ok'] else 'MISSED'})"
-        rows.append([s["case"], s["threads"], s["train_ours"], s["train_ours_core"], s["train_torch"],
+        rows.append([s["case"] if s["engine"] == "ours" else f"{s['case']} (alt)", s["threads"], s["train_ours"], s["train_ours_core"], s["train_torch"],
                      s["train_ratio"], s["train_cpu_ratio"], goal, s["infer_ours"], s["infer_torch"],
                      s["infer_ratio"], s["infer_cpu_ratio"],
                      s["mem_ours"], s["mem_torch"], s["mem_ratio"]])
@@ -286,6 +288,9 @@ def main(argv=None):
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE",
                    help=f"cases to run (default: all of {', '.join(DEFAULT_CASES)}; also 'tiny')")
     p.add_argument("--engines", nargs="+", default=["ours", "torch"], choices=("ours", "torch"))
+    p.add_argument("--alt-core", metavar="DIR",
+                   help="also time our engine imported from DIR/core (a copy with a proposed change), "
+                        "as engine 'alt', alternating with the others")
     p.add_argument("--repeats", type=int, default=3, help="runs per engine; the best median is kept (default 3)")
     p.add_argument("--min-time", type=float, default=None, help="seconds timed per function and run (default 0.5)")
     p.add_argument("--quick", action="store_true", help="short runs (0.05 s, 1 warm-up call): a first look")
@@ -306,18 +311,22 @@ def main(argv=None):
     if args.min_time is not None:
         timing["min_time"] = args.min_time
     engines = list(dict.fromkeys(args.engines))
+    if args.alt_core:
+        if not os.path.isfile(os.path.join(args.alt_core, "core", "__init__.py")):
+            p.error(f"--alt-core: {args.alt_core} holds no core/ package")
+        engines.insert(1, "alt")
 
     results, infos_seen = [], {}
     for threads in args.threads:
         for name in cases:
             print(f"[{threads} thread{'s' if threads > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
             rows, infos = measure(name, threads, engines, args.repeats, timing, args.keep_openblas_env,
-                                  log=lambda m: print(m, file=sys.stderr))
+                                  log=lambda m: print(m, file=sys.stderr), alt_core=args.alt_core)
             for eng, info in infos.items():
                 infos_seen.setdefault(eng, []).append(info)
             if "torch" in engines and "torch" not in rows:
                 engines = [e for e in engines if e != "torch"]  # no PyTorch here: stop trying
-            results.extend(rows[e] for e in ("ours", "torch") if e in rows)
+            results.extend(rows[e] for e in ("ours", "alt", "torch") if e in rows)
 
     header = describe(infos_seen, args.keep_openblas_env)
     print("\n".join(header))

@@ -14,7 +14,8 @@ JSON line per answer on stdout:
 
 Timed functions (label -> what one call does):
 
-- ours: ``train`` = ``model.train_on_batch(x, y)`` (public API, validates x
+- ours (and alt, the same from the copy of ``core`` in ``$BENCH_ALT_CORE``):
+  ``train`` = ``model.train_on_batch(x, y)`` (public API, validates x
   and y every call); ``train_core`` = the internal step (forward, loss,
   backward, optimizer) without the validation; ``infer`` =
   ``model.predict(x, batch_size=N)``; ``infer_core`` = the forward pass alone.
@@ -154,7 +155,7 @@ def _setup_ours(case, threads):
     blas = [dict({k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "threading_layer")},
                  library=os.path.basename(d.get("filepath", "")))
             for d in threadpoolctl.threadpool_info() if d.get("user_api") == "blas"]
-    info = {"numpy": np.__version__, "core": getattr(core, "__version__", "?"), "blas": blas,
+    info = {"numpy": np.__version__, "core": os.path.dirname(core.__file__), "blas": blas,
             "params": model.count_params()}
     return {"train": train, "train_core": train_core, "infer": infer, "infer_core": infer_core}, info, baseline
 
@@ -202,7 +203,7 @@ def _setup_torch(case, threads):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("engine", choices=("ours", "torch"))
+    p.add_argument("engine", choices=("ours", "alt", "torch"))
     p.add_argument("case")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--min-time", type=float, default=0.5)
@@ -213,8 +214,10 @@ def main(argv=None):
 
     from .cases import CASES
     case = CASES[args.case]
+    if args.engine == "alt":  # our engine, from another copy of core/ (A/B test of a proposed change)
+        sys.path.insert(0, os.environ["BENCH_ALT_CORE"])
     try:
-        setup = _setup_ours if args.engine == "ours" else _setup_torch
+        setup = _setup_torch if args.engine == "torch" else _setup_ours
         fns, info, baseline = setup(case, args.threads)
     except ImportError as exc:
         _emit({"event": "error", "kind": "import", "message": f"{type(exc).__name__}: {exc}"})
