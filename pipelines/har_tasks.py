@@ -37,8 +37,7 @@ _WISDM_RECORD = re.compile(r"^\s*\d+\s*,\s*[A-Za-z][A-Za-z_ ]*\s*,\s*-?\d+\s*,")
 _LABEL_NAMES = ("activity", "label", "class", "activity_label")
 _SUBJECT_NAMES = ("subject", "user", "subject_id", "user_id", "participant")
 _TIME_NAMES = ("timestamp", "time", "t", "time_s")
-_DEFAULTS = classifier_defaults(getattr(har, "ActivityClassifier", None),
-                                epochs=40, batch_size=32, learning_rate=1e-3, patience=6, validation_split=0.15)
+_DEFAULTS = classifier_defaults(har.ActivityClassifier)
 
 
 def _head_lines(path, n=20):
@@ -218,8 +217,18 @@ class HARTrainParams(TrainParams):
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training subjects for early stopping")
 
+    augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                  description="Random small rotations and gains of the training windows "
+                                              "(--augment false to disable)")
+
     def classifier_class(self):
         return har.ActivityClassifier
+
+    def domain_classifier_kwargs(self):
+        return {"augment": self.augment}
+
+    def domain_train_key(self):
+        return {"augment": self.augment}
 
 
 class PrepareHAR(HARData, PrepareBase):

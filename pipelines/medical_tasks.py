@@ -35,8 +35,7 @@ __all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical"
 
 FORMATS = ("auto", "manifest", "folder")
 _NIFTI = (".nii", ".nii.gz")
-_DEFAULTS = classifier_defaults(getattr(medical, "ScanClassifier", None),
-                                epochs=40, batch_size=8, learning_rate=3e-3, patience=8, validation_split=0.2)
+_DEFAULTS = classifier_defaults(medical.ScanClassifier)
 
 
 def parse_normalize(text):
@@ -192,7 +191,7 @@ class MedicalTrainParams(TrainParams):
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training scans for early stopping")
 
-    augment = luigi.BoolParameter(default=_DEFAULTS.get("augment", True), parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+    augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                   description="Random shifts of the training volumes (--augment false to disable)")
 
     def classifier_class(self):

@@ -159,16 +159,17 @@ def _subsample(y, n, seed):
 
 
 class VisionTrainParams(TrainParams):
-    epochs = luigi.IntParameter(default=_DEFAULTS.get("epochs", 40), description="Most passes over the data")
-    batch_size = luigi.IntParameter(default=_DEFAULTS.get("batch_size", 32), description="Samples per step")
-    learning_rate = luigi.FloatParameter(default=_DEFAULTS.get("learning_rate", 2e-3),
+    epochs = luigi.IntParameter(default=_DEFAULTS["epochs"], description="Most passes over the data")
+    batch_size = luigi.IntParameter(default=_DEFAULTS["batch_size"], description="Samples per step")
+    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"],
                                          description="Adam's learning rate")
-    patience = luigi.IntParameter(default=_DEFAULTS.get("patience", 6), description="Early-stopping patience")
-    validation_split = luigi.FloatParameter(default=_DEFAULTS.get("validation_split", 0.1),
+    patience = luigi.IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
+    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training split for early stopping")
-    architecture = luigi.ChoiceParameter(choices=("lenet5", "tiny"), default=_DEFAULTS.get("architecture", "lenet5"),
+    architecture = luigi.ChoiceParameter(choices=("lenet5", "tiny"), default=_DEFAULTS["architecture"],
                                          description="lenet5 (LeNet-5 adapted to the size) or tiny")
-    augment = luigi.BoolParameter(default=False, description="Random small shifts of the training images")
+    augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                  description="Random small shifts of the training images (--augment true)")
 
     def classifier_class(self):
         return vision.ImageClassifier
