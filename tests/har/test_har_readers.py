@@ -4,7 +4,6 @@ import os
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import har

@@ -35,9 +35,9 @@ def test_deterministic_per_seed(data):
 
 
 def test_fast_for_default_size():
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: not inflated when other jobs share the machine
     har.make_synthetic(seed=3)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 @pytest.mark.parametrize("activity", ["standing", "sitting", "lying"])
