@@ -219,6 +219,7 @@ class BaseClassifier:
 
     def predict(self, X):
         """Predicted labels ``(N,)``, of the same kind as the training labels."""
+        self._require_fitted("predict")
         return self.classes_[self.predict_proba(X).argmax(axis=1)]
 
     def score(self, X, y):
