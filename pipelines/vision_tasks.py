@@ -117,7 +117,12 @@ class VisionData(DataParams):
                 raise DataFormatError(f"{path!r} holds IDX files but no images file (names with 'images')")
             pairs = [(p, _labels_for(p)) for p in images]
         else:
-            pairs = [(path, self.labels or _labels_for(path))]
+            try:
+                labels = self.labels or _labels_for(path)
+            except DataFileNotFoundError:
+                vision.read_idx(path, "images")  # a broken images file is the first thing to report
+                raise
+            pairs = [(path, labels)]
         parts = [vision.load_idx(img, lab) for img, lab in pairs]
         shapes = {x.shape[1:] for x, _ in parts}
         if len(shapes) > 1:
