@@ -16,9 +16,9 @@ each, alternating which goes first, ``--repeats`` times, so the two engines
 are measured in the same time window but never at the same moment. A run
 warms up, then times single calls for at least ``--min-time`` seconds and
 reports the median per call; the table shows the best (lowest) median over
-the runs; the CPU time of the child over the same calls is reported too
-(``*_cpu_ms``: at 1 thread it is less disturbed by other processes sharing
-the cores than the wall-clock time). Peak memory is the child's ``ru_maxrss``, also shown as the growth
+the runs. The CPU time of the child per call (mean over the timed calls,
+best run) is reported too (``*_cpu_ms``): at 1 thread it is less disturbed
+than the wall-clock time by other processes sharing the cores. Peak memory is the child's ``ru_maxrss``, also shown as the growth
 over the RSS the child had right after its imports.
 
 This machine's environment sets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE``
@@ -241,7 +241,8 @@ def summary_table(results, markdown=False):
     rows = []
     for s in summary_rows(results):
         goal = "-" if s["goal"] is None else f"<= {s['goal']:g} ({'met' if s['train_ok'] else 'MISSED'})"
-        rows.append([s["case"] if s["engine"] == "ours" else f"{s['case']} (alt)", s["threads"], s["train_ours"], s["train_ours_core"], s["train_torch"],
+        label = s["case"] if s["engine"] == "ours" else f"{s['case']} (alt)"
+        rows.append([label, s["threads"], s["train_ours"], s["train_ours_core"], s["train_torch"],
                      s["train_ratio"], s["train_cpu_ratio"], goal, s["infer_ours"], s["infer_torch"],
                      s["infer_ratio"], s["infer_cpu_ratio"],
                      s["mem_ours"], s["mem_torch"], s["mem_ratio"]])
