@@ -41,8 +41,8 @@ import numpy as np
 
 from core.exceptions import CNNError, ConfigError, InputError
 
-from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps, short_hash,
-                      slug, write_csv, write_json, write_npz, write_text)
+from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps, share_mode,
+                      short_hash, slug, write_csv, write_json, write_npz, write_text)
 from .params import AbsPathParameter, OptionalAbsPathParameter
 
 logger = logging.getLogger("luigi-interface")
@@ -383,6 +383,7 @@ class TrainBase(_Outputs, DataParams, TrainParams, luigi.Task):
         fit_seconds = time.perf_counter() - t0
         history = {k: [float(v) for v in vals] for k, vals in clf.history_.items()}
         clf.save(self.path("model.npz"))
+        share_mode(self.path("model.npz"))
         header, rows = history_rows(history)
         write_csv(self.path("history.csv"), header, rows)
         plot_history(history, self.path("learning_curve.png"),
@@ -484,7 +485,9 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
             f"- Data: {data_info['source']} (format: {data_info.get('format')}), {data_info['n_samples']} samples "
             f"of shape {tuple(data_info['sample_shape'])}, {len(classes)} classes",
             f"- Split: {split['method']}; {split['n_train']} train / {split['n_test']} test "
-            f"(test size {split['test_size']}, seed {split['seed']})",
+            f"(test size {split['test_size']}, seed {split['seed']})"
+            + (f"; held-out subjects: {', '.join(split['test_groups'][:20])}"
+               f"{' ...' if len(split['test_groups']) > 20 else ''}" if split.get("test_groups") else ""),
             f"- Model: `{train_info['classifier']}`",
             f"- Training: {train_info['epochs_trained']} epochs in {train_info['fit_seconds']:.1f} s on the "
             f"{train_info['n_train']} training samples ({train_info['n_validation']} of them held out for early "

@@ -109,7 +109,8 @@ class SyntheticScans(luigi.Task):
 
     output_dir = luigi.Parameter(default="outputs")
     n = luigi.IntParameter(default=60, description="Number of scans")
-    shape = SizeParameter(ndim=3, default=(40, 40, 40), description="Approximate grid of the scans")
+    shape = SizeParameter(ndim=3, label="--shape", default=(40, 40, 40),
+                          description="Approximate grid of the scans")
     seed = luigi.IntParameter(default=0)
 
     def output(self):
@@ -128,16 +129,17 @@ class MedicalData(DataParams):
 
     format = luigi.ChoiceParameter(choices=FORMATS, default="auto",
                                    description="auto, manifest (CSV path,label[,subject]) or folder (per class)")
-    shape = SizeParameter(ndim=3, default=(32, 32, 32), description="Grid every scan is brought to (e.g. 32 or "
-                                                                    "32x32x32)")
-    spacing = SpacingParameter(ndim=3, default=None, optional=True,
+    shape = SizeParameter(ndim=3, label="--shape", default=(32, 32, 32),
+                          description="Grid every scan is brought to (e.g. 32 or 32x32x32)")
+    spacing = SpacingParameter(ndim=3, label="--spacing", default=None, optional=True,
                                description="Resample to this voxel size in mm first (e.g. 2 or 1x1x2)")
     normalize = luigi.Parameter(default="zscore",
                                 description="zscore, minmax, percentile, none, or ct:LEVEL:WIDTH")
     shape_mode = luigi.ChoiceParameter(choices=("resample", "crop_or_pad"), default="resample",
                                        description="Reach --shape by resampling or by centre crop/pad")
     synthetic_n = luigi.IntParameter(default=60, description="Scans written for the embedded data")
-    synthetic_shape = SizeParameter(ndim=3, default=(40, 40, 40), description="Grid of the embedded scans")
+    synthetic_shape = SizeParameter(ndim=3, label="--synthetic-shape", default=(40, 40, 40),
+                                    description="Grid of the embedded scans")
 
     def domain_data_key(self):
         key = {"shape": list(self.shape), "spacing": list(self.spacing) if self.spacing else None,

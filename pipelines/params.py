@@ -60,16 +60,17 @@ class _TupleParameter(luigi.Parameter):
     kind = int
     what = "integers"
 
-    def __init__(self, ndim, default=None, optional=False, **kwargs):
+    def __init__(self, ndim, default=None, optional=False, label="value", **kwargs):
         self.ndim = ndim
         self.optional = optional
+        self.label = label
         super().__init__(default=default, **kwargs)
 
     def _convert(self, x):
         if _is_none(x):
             if self.optional:
                 return None
-            raise ConfigError(f"expected {self.ndim} {self.what}, got an empty value")
+            raise ConfigError(f"{self.label}: expected {self.ndim} {self.what}, got an empty value")
         if isinstance(x, str):
             text = x.strip()
             if text.startswith(("[", "(")):
@@ -82,12 +83,12 @@ class _TupleParameter(luigi.Parameter):
         try:
             values = [self.kind(float(p) if self.kind is float else _as_int(p)) for p in parts]
         except (TypeError, ValueError):
-            raise ConfigError(f"expected {self.ndim} {self.what} like "
+            raise ConfigError(f"{self.label}: expected {self.ndim} {self.what} like "
                               f"{'x'.join(['32'] * self.ndim)}, got {x!r}") from None
         if len(values) == 1:
             values = values * self.ndim
         if len(values) != self.ndim or any(v <= 0 for v in values):
-            raise ConfigError(f"expected 1 or {self.ndim} positive {self.what} "
+            raise ConfigError(f"{self.label}: expected 1 or {self.ndim} positive {self.what} "
                               f"(like {'x'.join(['32'] * self.ndim)}), got {x!r}")
         return tuple(values)
 

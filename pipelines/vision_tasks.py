@@ -24,7 +24,8 @@ import numpy as np
 import vision
 from core.exceptions import DataFileNotFoundError, DataFormatError
 
-from .base import DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults
+from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults,
+                   subsample)
 from .params import OptionalAbsPathParameter, SizeParameter
 
 __all__ = ["PrepareVision", "TrainVision", "EvaluateVision", "SweepVision"]
@@ -90,7 +91,7 @@ class VisionData(DataParams):
                                    description="auto, idx (MNIST files) or folder (one sub-folder per class)")
     labels = OptionalAbsPathParameter(default=None,
                                       description="IDX labels file (default: found beside the images file)")
-    image_size = SizeParameter(ndim=2, default=None, optional=True,
+    image_size = SizeParameter(ndim=2, label="--image-size", default=None, optional=True,
                                description="Resize images to HxW (e.g. 28 or 28x28); default: keep their size")
     color = luigi.ChoiceParameter(choices=("grayscale", "rgb"), default="grayscale",
                                   description="Channels read from an image folder")
@@ -149,18 +150,12 @@ class VisionData(DataParams):
             X = X[..., np.newaxis]
         if X.ndim != 4:
             raise DataFormatError(f"{self.source}: expected images (N, H, W[, C]), found an array of shape {X.shape}")
-        keep = _subsample(y, self.max_samples, self.data_seed)
+        keep = subsample(y, self.max_samples, self.data_seed)
         X, y = X[keep], y[keep]
         if self.image_size and tuple(X.shape[1:3]) != tuple(self.image_size):
             info["resized_from"] = list(X.shape[1:3])
             X = vision.resize_images(X.astype(np.float32), tuple(self.image_size))
         return {"X": X, "y": y, "groups": None, "format": fmt, "info": info}
-
-
-def _subsample(y, n, seed):
-    from .base import subsample
-
-    return subsample(y, n, seed)
 
 
 class VisionTrainParams(TrainParams):

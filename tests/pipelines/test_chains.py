@@ -10,6 +10,9 @@ from pipelines.outputs import read_npz
 from .conftest import HAR_SMALL, MEDICAL_SMALL, VISION_SMALL, build, mtimes, ran, read_json
 
 PNG = b"\x89PNG\r\n\x1a\n"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 
 
 def check_run_outputs(task):
@@ -18,6 +21,8 @@ def check_run_outputs(task):
     for name in ("model.npz", "history.csv", "learning_curve.png", "train.json", "metrics.json",
                  "confusion_matrix.csv", "confusion_matrix.png", "report.md"):
         assert os.path.isfile(os.path.join(folder, name)), name
+        # readable by the other users / machines sharing the folder, not private like a temp file
+        assert os.stat(os.path.join(folder, name)).st_mode & 0o777 == _FILE_MODE, name
     for png in ("learning_curve.png", "confusion_matrix.png"):
         with open(os.path.join(folder, png), "rb") as handle:
             assert handle.read(8) == PNG

@@ -1,6 +1,7 @@
 """Parameters: normalization, and which of them key the output folders."""
 import os
 
+import numpy as np
 import pytest
 
 import pipelines
@@ -100,3 +101,18 @@ def test_sweep_grid_defaults_to_the_single_settings():
     assert sweep.grid() == [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
     assert {t.learning_rate for t in sweep.requires()} == {0.001, 0.01}
     assert pipelines.SweepHAR(learning_rates=[0.001]).output_folder() != sweep.output_folder()
+
+
+def test_grouped_split_keeps_subjects_apart_and_medical_uses_it():
+    from pipelines.base import stratified_group_split
+
+    y = np.array(["a", "b"] * 12)
+    groups = np.repeat(np.arange(8), 3)
+    train, test = stratified_group_split(y, groups, 0.25, seed=0)
+    assert len(train) + len(test) == 24 and not set(groups[train]) & set(groups[test])
+    assert set(y[test]) == {"a", "b"}
+    prep = pipelines.PrepareMedical()
+    tr, te, method = prep.split(y, groups)
+    assert not set(groups[tr]) & set(groups[te]) and method.startswith("by subject")
+    tr, te, method = prep.split(y, np.arange(24))  # one scan per subject: plain stratified split
+    assert method.startswith("stratified") and sorted(np.bincount((y[te] == "a").astype(int))) == [3, 3]

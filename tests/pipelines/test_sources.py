@@ -126,7 +126,8 @@ def test_vision_and_medical_formats_are_detected(tmp_path):
     assert medical_tasks.detect_format(str(tmp_path / "m.csv")) == ("manifest", str(tmp_path / "m.csv"))
     (tmp_path / "scans").mkdir()
     (tmp_path / "scans" / "manifest.csv").write_text("path,label\n")
-    assert medical_tasks.detect_format(str(tmp_path / "scans")) == ("manifest", str(tmp_path / "scans" / "manifest.csv"))
+    manifest = str(tmp_path / "scans" / "manifest.csv")
+    assert medical_tasks.detect_format(str(tmp_path / "scans")) == ("manifest", manifest)
     (tmp_path / "one.nii.gz").write_bytes(b"")
     with pytest.raises(DataFormatError, match="single scan"):
         medical_tasks.detect_format(str(tmp_path / "one.nii.gz"))
