@@ -30,7 +30,8 @@ def test_exit_codes_come_from_the_project_config_in_any_directory(tmp_path):
     (tmp_path / "boom_with_pipelines.py").write_text("import pipelines  # noqa: F401\n" + FAILING_MODULE)
     env = {"PYTHONPATH": str(tmp_path)}  # for the two test modules only
     plain = luigi_cli(["--module", "boom_plain", "Boom", "--local-scheduler"], cwd=tmp_path, env_extra=env)
-    assert plain.returncode == 0, plain.stderr[-2000:]  # Luigi's own default: a failure looks like success
+    if not os.path.exists("/etc/luigi/luigi.cfg"):  # a machine-wide config could set its own codes
+        assert plain.returncode == 0, plain.stderr[-2000:]  # Luigi's own default: a failure looks like success
     ours = luigi_cli(["--module", "boom_with_pipelines", "Boom", "--local-scheduler"], cwd=tmp_path, env_extra=env)
     assert ours.returncode == 30, ours.stderr[-2000:]
     (tmp_path / "luigi.cfg").write_text("[retcode]\ntask_failed = 3\n")
@@ -53,8 +54,8 @@ def test_bad_source_gives_non_zero_exit_and_our_message(tmp_path):
 def test_killed_during_training_then_rerun_finishes(tmp_path):
     out = tmp_path / "outputs"
     args = ["--module", "pipelines", "TrainHAR", "--local-scheduler", "--output-dir", str(out),
-            "--synthetic-subjects", "4", "--synthetic-windows", "6", "--window", "64", "--epochs", "12",
-            "--patience", "12"]
+            "--synthetic-subjects", "4", "--synthetic-windows", "4", "--window", "64", "--epochs", "8",
+            "--patience", "8"]
     env = {k: v for k, v in os.environ.items() if k not in ("LUIGI_CONFIG_PATH", "PYTHONPATH")}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(script("luigi") + args + ["--verbose", "2"], cwd=tmp_path, env=env,
@@ -63,7 +64,7 @@ def test_killed_during_training_then_rerun_finishes(tmp_path):
     try:
         for line in proc.stdout:  # one line per epoch with --verbose 2
             seen.append(line)
-            if line.startswith("Epoch 2/12"):
+            if line.startswith("Epoch 2/8"):
                 break
         else:
             pytest.fail("training never reached epoch 2:\n" + "".join(seen[-40:]))
@@ -81,9 +82,9 @@ def test_killed_during_training_then_rerun_finishes(tmp_path):
     assert "1 ran successfully" in rerun.stderr and "1 complete ones were encountered" in rerun.stderr
     (train_json,) = glob.glob(str(out / "har" / "*" / "runs" / "*" / "train.json"))
     info = read_json(train_json)
-    assert info["epochs_trained"] == 12
+    assert info["epochs_trained"] == 8
     with open(os.path.join(os.path.dirname(train_json), "history.csv")) as handle:
-        assert len(handle.read().strip().splitlines()) == 13
+        assert len(handle.read().strip().splitlines()) == 9
 
 
 @pytest.mark.slow
