@@ -1,0 +1,221 @@
+"""``ImageClassifier``: a Conv2D classifier for small images, in scikit-learn's manner."""
+import numbers
+import warnings
+
+import numpy as np
+
+from core.estimator import BaseClassifier
+from core.exceptions import ConfigError, InputError, ShapeError
+
+from . import networks
+
+
+def resize_images(X, size):
+    """Resize a batch of images with Pillow's (antialiased) bilinear filter.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, H, W, C), float
+    size : (int, int)
+        Target (height, width).
+
+    Returns
+    -------
+    ndarray of shape (N, size[0], size[1], C), float32
+    """
+    from PIL import Image
+
+    n, _, _, c = X.shape
+    out = np.empty((n, size[0], size[1], c), dtype=np.float32)
+    for i in range(n):
+        for k in range(c):
+            img = Image.fromarray(np.ascontiguousarray(X[i, :, :, k], dtype=np.float32), mode="F")
+            out[i, :, :, k] = np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    return out
+
+
+class ImageClassifier(BaseClassifier):
+    """Classify images with a small convolutional network.
+
+    Parameters
+    ----------
+    architecture : {"lenet5", "tiny"}
+        "lenet5": LeCun's LeNet-5 layout (two 5x5 conv + pool stages, dense
+        120 and 84) adapted to the image size, see
+        :func:`vision.networks.lenet5`. "tiny": one 3x3 conv with 8 filters,
+        2x2 max pooling, dense softmax.
+    epochs : int
+        Most passes over the training data; early stopping on the
+        validation loss usually ends training sooner.
+    batch_size : int
+    learning_rate : float
+        Adam's learning rate.
+    seed : int
+        Seeds weight initialisation, dropout, shuffling, the validation split
+        and augmentation: same seed, same model.
+    validation_split : float in [0, 1)
+        Stratified fraction of the training data held out for early stopping
+        (0 disables it).
+    patience : int
+        Epochs without improvement of the validation loss before stopping;
+        the best weights are restored.
+    augment : bool
+        Shift each training image by a random whole number of pixels, up to
+        ``shift_range`` of its height / width (at least 1 pixel), edges
+        repeated.
+    shift_range : float
+        Largest shift as a fraction of the image size, used when ``augment``.
+    resize : bool
+        If True, images given to ``predict``/``evaluate`` whose height and
+        width differ from the training images are resized (bilinear) to the
+        training size; if False (default) they raise a ShapeError.
+    verbose : int
+        0 silent, 1 progress bar, 2 one line per epoch.
+
+    Input
+    -----
+    ``X`` of shape (N, H, W) (one channel) or (N, H, W, C), any real dtype
+    (uint8 0..255, floats in any range). The input scaling is learned at fit
+    from the training part: each channel is standardised with the mean and
+    standard deviation of the training pixels (so 0..1, 0..16 and 0..255
+    data all work unchanged); it is saved with the model.
+
+    Attributes (after fit)
+    ----------------------
+    classes_ : ndarray (n_classes,)
+    input_shape_ : (H, W, C)
+    mean_, std_ : ndarray (C,)   per-channel scaling
+    model_ : core.Sequential
+    history_ : dict of per-epoch lists
+
+    Examples
+    --------
+    >>> X, y = vision.load_digits()
+    >>> clf = vision.ImageClassifier(seed=0).fit(X, y)
+    >>> clf.predict(X[:5])
+    """
+
+    def __init__(self, architecture="lenet5", epochs=40, batch_size=32, learning_rate=2e-3, seed=0,
+                 validation_split=0.1, patience=6, augment=False, shift_range=0.1, resize=False, verbose=0):
+        super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                         validation_split=validation_split, patience=patience, verbose=verbose)
+        self.architecture = architecture
+        self.augment = augment
+        self.shift_range = shift_range
+        self.resize = resize
+
+    # -------------------------------------------------------------- input
+    def _check_settings(self):
+        if self.architecture not in networks.ARCHITECTURES:
+            raise ConfigError(f"ImageClassifier: architecture must be one of {list(networks.ARCHITECTURES)}, "
+                              f"found {self.architecture!r}")
+        if (not isinstance(self.shift_range, numbers.Real) or isinstance(self.shift_range, bool)
+                or not 0 <= self.shift_range < 0.5):
+            raise ConfigError(f"ImageClassifier: shift_range must be a number in [0, 0.5), found {self.shift_range!r}")
+        for name in ("augment", "resize"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"ImageClassifier: {name} must be True or False, found {getattr(self, name)!r}")
+
+    def _check_X(self, X, fitting):
+        """Raw images -> float32 (N, H, W, C); checks rank, dtype, NaN, and at
+        predict time the image size and channels against the training data."""
+        if fitting:
+            self._check_settings()
+        try:
+            arr = np.asarray(X)
+        except Exception as exc:  # ragged lists of images
+            raise InputError(f"X could not be converted to an array of images ({exc}); images of different "
+                             f"sizes must be resized first (vision.load_image_folder does it)") from None
+        if arr.dtype == bool:
+            arr = arr.astype(np.uint8)
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+            raise InputError(f"X must hold real numbers (uint8 or float images), found dtype {arr.dtype}")
+        if arr.ndim == 3:
+            arr = arr[..., np.newaxis]
+        if arr.ndim != 4:
+            raise ShapeError(f"X must be images of shape (N, H, W) or (N, H, W, C), found shape {arr.shape}")
+        if arr.shape[0] == 0 or 0 in arr.shape[1:]:
+            raise InputError(f"X is empty (shape {arr.shape}); at least one image of at least 1x1 pixel is needed")
+        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise InputError(f"X contains {bad} NaN or infinite pixel values; clean or impute them first")
+        arr = arr.astype(np.float32, copy=False)
+        if not np.isfinite(arr).all():
+            raise InputError("X holds values too large for float32; rescale the images first")
+        if not fitting:
+            arr = self._match_trained_size(arr)
+        return arr
+
+    def _match_trained_size(self, arr):
+        h, w, c = self.input_shape_
+        if arr.shape[3] != c:
+            raise ShapeError(f"{type(self).__name__}: the model was trained on images with {c} channel(s), "
+                             f"found {arr.shape[3]} (X shape {arr.shape})")
+        if arr.shape[1:3] != (h, w):
+            if not self.resize:
+                raise ShapeError(
+                    f"{type(self).__name__}: the model was trained on {h}x{w} images (height x width), "
+                    f"found {arr.shape[1]}x{arr.shape[2]}; resize them first or set resize=True")
+            arr = resize_images(arr, (h, w))
+        return arr
+
+    # ------------------------------------------------------ preprocessing
+    def _fit_preprocessing(self, X):
+        axes = (0, 1, 2)
+        self.mean_ = X.mean(axis=axes, dtype=np.float64).astype(np.float32)
+        std = X.std(axis=axes, dtype=np.float64)
+        # a constant channel carries no information: leave its scale alone
+        self.std_ = np.where(std > 0, std, 1.0).astype(np.float32)
+        self.data_min_ = X.min(axis=axes).astype(np.float32)
+        self.data_max_ = X.max(axis=axes).astype(np.float32)
+
+    def _transform(self, X):
+        self._warn_if_rescaled(X)
+        return (X - self.mean_) / self.std_
+
+    def _warn_if_rescaled(self, X):
+        """Warn when predict data looks scaled differently from the training
+        data (0..1 floats given to a model trained on 0..255 or the reverse)."""
+        if not hasattr(self, "model_"):
+            return  # fitting
+        lo, hi = float(self.data_min_.min()), float(self.data_max_.max())
+        xlo, xhi = float(X.min()), float(X.max())
+        if hi - lo <= 0:
+            return
+        if xhi > hi + 2 * (hi - lo) or (lo >= 0 and hi > 2 and 0 <= xlo and 0 < xhi <= 1):
+            warnings.warn(f"{type(self).__name__}: the images range over [{xlo:g}, {xhi:g}] but the training "
+                          f"images ranged over [{lo:g}, {hi:g}]; give them in the same scale as for fit "
+                          f"(for example uint8 0..255 both times)", UserWarning, stacklevel=4)
+
+    def _augment_shifts(self, xb, rng):
+        h, w = xb.shape[1:3]
+        sy = max(1, int(round(self.shift_range * h))) if h > 1 else 0
+        sx = max(1, int(round(self.shift_range * w))) if w > 1 else 0
+        padded = np.pad(xb, ((0, 0), (sy, sy), (sx, sx), (0, 0)), mode="edge")
+        dy = rng.integers(0, 2 * sy + 1, size=len(xb))
+        dx = rng.integers(0, 2 * sx + 1, size=len(xb))
+        out = np.empty_like(xb)
+        for i in range(len(xb)):
+            out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
+        return out
+
+    @property
+    def _augment(self):
+        """The base class's augmentation hook: random shifts when ``augment`` is on."""
+        return self._augment_shifts if self.augment and self.shift_range > 0 else None
+
+    # ------------------------------------------------------------ network
+    def build_network(self, input_shape, n_classes):
+        """The network named by ``architecture`` for images (H, W, C)."""
+        return networks.build(self.architecture, input_shape, n_classes, seed=self.seed)
+
+    # -------------------------------------------------------- persistence
+    def _get_state(self):
+        return {"scaling": "standardize per channel"}, {
+            "mean": self.mean_, "std": self.std_, "data_min": self.data_min_, "data_max": self.data_max_}
+
+    def _set_state(self, config, arrays):
+        self.mean_ = arrays["mean"].astype(np.float32)
+        self.std_ = arrays["std"].astype(np.float32)
+        self.data_min_ = arrays["data_min"].astype(np.float32)
+        self.data_max_ = arrays["data_max"].astype(np.float32)
