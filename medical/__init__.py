@@ -8,12 +8,13 @@
 >>> clf.predict(["new_scan.nii.gz"])
 """
 from .cache import ScanCache
+from .classifier import ScanClassifier, conv3d_network
 from .manifest import read_manifest
 from .preprocessing import (ScanQualityWarning, crop_or_pad, normalize_intensity, reorient_to_ras,
                             resample_to_spacing, resize_volume, voxel_spacing)
 from .scans import load_scan, load_scans, scan_info
 from .synthetic import CLASSES, make_synthetic
 
-__all__ = ["load_scan", "load_scans", "scan_info", "read_manifest", "make_synthetic", "ScanCache",
+__all__ = ["ScanClassifier", "conv3d_network", "load_scan", "load_scans", "scan_info", "read_manifest", "make_synthetic", "ScanCache",
            "ScanQualityWarning", "CLASSES", "crop_or_pad", "normalize_intensity", "reorient_to_ras",
            "resample_to_spacing", "resize_volume", "voxel_spacing"]

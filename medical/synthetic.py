@@ -22,8 +22,10 @@ and ventricle sizes varying between subjects. The classes:
 ``"healthy"``
     no lesion;
 ``"lesion"``
-    one round hyperintense white-matter lesion (5-8 mm radius, 1.35-1.7x
-    the white-matter signal) at a random place in the white matter.
+    one round hyperintense mass (9-14 mm radius, 1.5-1.9x the white-matter
+    signal) centred at a random place in the white matter, away from the
+    ventricles and deep grey nuclei; the largest reach into the cortex. At
+    the default 32^3 of the classifier (6-7 mm voxels) it spans 3-4 voxels.
 """
 import gzip
 import os
@@ -128,12 +130,12 @@ def _draw_anatomy(rng, lesion):
     if lesion:
         while found is None:
             u = rng.normal(size=3)
-            u *= rng.uniform(0.2, 0.52) / np.linalg.norm(u)
+            u *= rng.uniform(0.15, 0.45) / np.linalg.norm(u)
             centre = u * head
-            radius = rng.uniform(5.0, 8.0)
+            radius = rng.uniform(9.0, 14.0)
             clear = all(np.sqrt((((centre - c) / (ax + radius)) ** 2).sum()) > 1.1 for c, ax in ventricles + deep_gm)
             if clear:
-                found = (centre, radius, rng.uniform(1.35, 1.7))
+                found = (centre, radius, rng.uniform(1.5, 1.9))
     return {"head_axes": head, "tissue": tissue, "ventricles": ventricles, "deep_gm": deep_gm, "lesion": found,
             "fold_freq": rng.uniform(0.25, 0.4, size=3), "fold_phase": rng.uniform(0, 2 * np.pi, size=3)}
 
