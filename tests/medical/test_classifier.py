@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import medical
-from core.exceptions import ConfigError, DataFileNotFoundError, InputError, NotFittedError, ShapeError
+from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError, InputError, NotFittedError, ShapeError
 from tests.medical.conftest import head_like, write_nifti
 
 FAST = dict(shape=(12, 12, 12), filters=(4, 8), epochs=2, batch_size=8, validation_split=0.0, seed=0)
@@ -115,7 +115,7 @@ def test_bad_inputs(small_set, tmp_path):
     # a file that is not NIfTI, named in the error
     bogus = tmp_path / "bogus.nii"
     bogus.write_text("not a scan")
-    with pytest.raises(medical.scans.DataFormatError, match="bogus.nii"):
+    with pytest.raises(DataFormatError, match="bogus.nii"):
         clf.fit(paths[:3] + [str(bogus)], labels[:4])
 
 
