@@ -153,6 +153,9 @@ def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=Fals
             if w.proc.poll() is None:
                 w.close()
 
+    counts = {eng: info["params"] for eng, info in infos.items() if "params" in info}
+    if len(set(counts.values())) > 1:
+        log(f"  WARNING: the engines' networks differ in size: {counts} parameters")
     case = CASES[case_name]
     fwd = forward_flops(case)
     rows = {}

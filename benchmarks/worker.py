@@ -242,7 +242,7 @@ def main(argv=None):
                                      args.warmup + (2 if first else 0))
                 times[label], iters[label] = _median(ts), len(ts)
                 times[label + "_cpu"] = cpu
-                if label.startswith("train") and rss_after_train is None and label == "train":
+                if label == "train" and rss_after_train is None:  # peak of training alone
                     rss_after_train = _maxrss_kb()
             first = False
             _emit({"event": "run", "times": times, "iters": iters, "rss_after_train_kb": rss_after_train})
