@@ -59,7 +59,8 @@ class Case:
         return self.spec[-1][1]
 
 
-# vision.networks.lenet5 on 28x28x1 (convolutions 'same', ReLU, max pooling, dropout 0.25 before the hidden dense layers)
+# vision.networks.lenet5 on 28x28x1: convolutions 'same', ReLU, max pooling,
+# dropout 0.25 before the hidden dense layers
 LENET5 = (("conv", 6, 5, "same", "relu"), ("maxpool", 2, "same"),
           ("conv", 16, 5, "same", "relu"), ("maxpool", 2, "same"),
           ("flatten",),

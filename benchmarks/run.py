@@ -18,8 +18,10 @@ warms up, then times single calls for at least ``--min-time`` seconds and
 reports the median per call; the table shows the best (lowest) median over
 the runs. The CPU time of the child per call (mean over the timed calls,
 best run) is reported too (``*_cpu_ms``): at 1 thread it is less disturbed
-than the wall-clock time by other processes sharing the cores. Peak memory is the child's ``ru_maxrss``, also shown as the growth
-over the RSS the child had right after its imports.
+than the wall-clock time by other processes sharing the cores. Peak memory
+is the child's ``ru_maxrss``, also shown as the growth over the RSS the child
+had after its imports and one step of a tiny network of the same rank (which
+loads the library code), both at the end and right after the training runs.
 
 This machine's environment sets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE``
 (a workaround for old OpenBLAS builds) which make a current NumPy pick a

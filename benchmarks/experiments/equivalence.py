@@ -20,7 +20,8 @@ def _layer_configs():
     for rank, shape in ((1, (3, 17, 5)), (2, (2, 9, 8, 3)), (3, (2, 7, 6, 5, 2))):
         for kw in (dict(kernel_size=3), dict(kernel_size=3, padding="same"), dict(kernel_size=2, strides=2),
                    dict(kernel_size=3, strides=2, padding="same"), dict(kernel_size=3, dilation_rate=2),
-                   dict(kernel_size=1), dict(kernel_size=3, groups=shape[-1] if shape[-1] > 1 else 1, filters=4 * shape[-1])):
+                   dict(kernel_size=1),
+                   dict(kernel_size=3, groups=shape[-1] if shape[-1] > 1 else 1, filters=4 * shape[-1])):
             cfgs.append(("conv", rank, shape, kw))
         for kw in (dict(pool_size=2), dict(pool_size=3, strides=1), dict(pool_size=3, strides=2, padding="same"),
                    dict(pool_size=2, padding="same")):
@@ -46,7 +47,8 @@ def dump(out, core_dir=None):
     for name in DEFAULT_CASES:
         case = CASES[name]
         model = build_ours(case, seed=0)
-        model.compile(optimizer=optimizers.SGD(learning_rate=1e-2, momentum=0.9), loss="sparse_categorical_crossentropy")
+        model.compile(optimizer=optimizers.SGD(learning_rate=1e-2, momentum=0.9),
+                      loss="sparse_categorical_crossentropy")
         rng = np.random.default_rng(0)
         x = rng.standard_normal((case.batch,) + tuple(case.input_shape), dtype=np.float32)
         y = rng.integers(0, case.n_classes, case.batch)

@@ -97,7 +97,8 @@ def main():
         assert np.allclose(col_cur(), col_new(), atol=1e-4)
         t += [best_of(col_cur), best_of(col_new)]
         label = f"{name} {shp_in}->{f}x{k}{padding[0]}"
-        print(f"{label:40s} {m:8d} {K * c:5d}  " + "  ".join(f"{a * 1e3:6.2f}/{b * 1e3:<6.2f}" for a, b in zip(t[::2], t[1::2])))
+        pairs = "  ".join(f"{a * 1e3:6.2f}/{b * 1e3:<6.2f}" for a, b in zip(t[::2], t[1::2]))
+        print(f"{label:40s} {m:8d} {K * c:5d}  {pairs}")
 
 
 if __name__ == "__main__":
