@@ -58,13 +58,13 @@ class Loss:
         return {"from_logits": self.from_logits}
 
 
-def _log_softmax(z):
-    return z - special.logsumexp(z, axis=-1, keepdims=True).astype(z.dtype)
-
-
-def _softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _log_softmax_and_softmax(z):
+    """``log(softmax(z))`` and ``softmax(z)`` over the last axis, sharing one ``exp``
+    (plain NumPy: scipy's logsumexp costs ~0.1 ms a call in array-API dispatch)."""
+    shifted = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    total = e.sum(axis=-1, keepdims=True)
+    return shifted - np.log(total), e / total
 
 
 class CategoricalCrossentropy(Loss):
@@ -79,8 +79,9 @@ class CategoricalCrossentropy(Loss):
 
     def value_and_grad_logits(self, y_true, z, sample_weight=None):
         y = self._onehot(y_true, z.shape, z.dtype)
-        per = -(y * _log_softmax(z)).sum(axis=-1)
-        grad = _softmax(z) * y.sum(axis=-1, keepdims=True) - y
+        log_p, p = _log_softmax_and_softmax(z)
+        per = -(y * log_p).sum(axis=-1)
+        grad = p * y.sum(axis=-1, keepdims=True) - y
         per = per.reshape(per.shape[0], -1)
         positions = per.shape[1]  # > 1 only for outputs with extra axes, averaged like Keras
         return _reduce(per.mean(axis=1), grad / grad.dtype.type(positions), sample_weight)

@@ -133,7 +133,14 @@ class ActivationMixin:
     def _init_activation(self, activation):
         self.activation = activations.get(activation)
 
-    def _activate(self, z):
+    def _activate(self, z, owned=False):
+        """``owned``: ``z`` is a new array of this layer's own, which ReLU then
+        overwrites with its output (ReLU's derivative needs only the output, and
+        the pre-activation is read only by a fused softmax/sigmoid loss)."""
+        if owned and type(self.activation) is activations.ReLU:
+            self._z = None
+            self._a = np.maximum(z, 0, out=z)
+            return self._a
         self._z = z
         a = self.activation.forward(z)
         self._a = a

@@ -34,7 +34,7 @@ class Dense(ActivationMixin, KernelMixin, Layer):
             z += self.params["bias"]
         if training:
             self._x = x
-        return self._activate(z)
+        return self._activate(z, owned=True)
 
     def backward(self, grad, need_input_grad=True, pre_activation=False):
         dz = self._activation_backward(grad, pre_activation)

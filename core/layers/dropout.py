@@ -21,16 +21,20 @@ class Dropout(Layer):
             return x
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
-        keep = self._rng.random(shape, dtype=np.float32) >= self.rate
-        mask = keep.astype(x.dtype)
-        mask *= x.dtype.type(1.0 / (1.0 - self.rate))
-        self._mask = mask
-        return x * mask
+        self._mask = self._rng.random(shape, dtype=np.float32) >= self.rate  # True: kept
+        self._scale = x.dtype.type(1.0 / (1.0 - self.rate))
+        out = x * self._mask
+        out *= self._scale
+        return out
 
     def backward(self, grad, need_input_grad=True):
         if not need_input_grad:
             return None
-        return grad if self._mask is None else grad * self._mask
+        if self._mask is None:
+            return grad
+        g = grad * self._mask
+        g *= self._scale
+        return g
 
     def get_config(self):
         cfg = super().get_config()

@@ -4,9 +4,11 @@ Shapes: input ``(N, *spatial, C)``, output ``(N, *out, C)``; global pooling
 gives ``(N, C)`` (or ``(N, 1.., C)`` with ``keepdims=True``).
 
 Windows are read with one strided slice per window offset and combined with
-``np.maximum`` / ``+`` (much faster than reshaping into windows). Max pooling
-records which offset won in each window, so its gradient goes to exactly one
-input per window, the first maximum when several are equal, like Keras.
+``np.maximum`` / ``+`` (much faster than reshaping into windows). In training,
+max pooling then records, per offset, the windows whose maximum sits at that
+offset (a boolean mask per offset, from ``==`` against the maximum), so its
+gradient goes to exactly one input per window, the first maximum when
+several are equal, like Keras.
 """
 import itertools
 import math
@@ -51,6 +53,9 @@ class Pooling(Layer):
         self._slices = [(slice(None),) + window_slices(o, self.strides, (1,) * self.rank, self._out)
                         for o in itertools.product(*[range(k) for k in self.pool_size])]
         self._overlap = any(s < k for s, k in zip(self.strides, self.pool_size))
+        # windows side by side covering the whole (padded) input: backward writes every element once
+        self._tiles = (self.strides == self.pool_size
+                       and all(o * s == n for o, s, n in zip(self._out, self.strides, self._padded)))
         if self.mode == "average":
             if self._needs_pad:  # divide by the number of real (unpadded) elements in each window
                 ones = np.zeros((1,) + self._padded + (1,), self.dtype)
@@ -85,30 +90,29 @@ class MaxPooling(Pooling):
     def forward(self, x, training=False):
         xp = self._pad(x, -np.inf)
         out = xp[self._slices[0]].copy()
-        arg = np.zeros(out.shape, np.uint8 if len(self._slices) < 256 else np.int32) if training else None
-        for k, sl in enumerate(self._slices[1:], start=1):
-            v = xp[sl]
-            if training:
-                better = v > out  # strict: the first maximum keeps the gradient
-                np.copyto(out, v, where=better)
-                np.copyto(arg, k, where=better)
-            else:
-                np.maximum(out, v, out=out)
+        for sl in self._slices[1:]:
+            np.maximum(out, xp[sl], out=out)
         if training:
-            self._arg = arg
+            # won[k]: the windows whose gradient goes to offset k, the first offset equal to the maximum
+            won = np.empty((len(self._slices),) + out.shape, bool)
+            free = np.ones(out.shape, bool)
+            for k, sl in enumerate(self._slices):
+                np.equal(xp[sl], out, out=won[k])
+                won[k] &= free
+                free ^= won[k]  # won[k] lies inside free: this removes it
+            self._won = won
             self._xshape = xp.shape
         return out
 
     def backward(self, grad, need_input_grad=True):
         if not need_input_grad:
             return None
-        dxp = np.zeros(self._xshape, grad.dtype)
-        for k, sl in enumerate(self._slices):
-            hit = self._arg == k
+        dxp = (np.empty if self._tiles else np.zeros)(self._xshape, grad.dtype)
+        for won, sl in zip(self._won, self._slices):
             if self._overlap:
-                np.add(dxp[sl], grad, out=dxp[sl], where=hit)
+                dxp[sl] += grad * won
             else:
-                np.copyto(dxp[sl], grad, where=hit)
+                np.multiply(grad, won, out=dxp[sl])
         return self._unpad(dxp)
 
 
