@@ -40,10 +40,10 @@ class ImageClassifier(BaseClassifier):
     Parameters
     ----------
     architecture : {"lenet5", "tiny"}
-        "lenet5": LeCun's LeNet-5 layout (two 5x5 conv + pool stages, dense
-        120 and 84) adapted to the image size, see
-        :func:`vision.networks.lenet5`. "tiny": one 3x3 conv with 8 filters,
-        2x2 max pooling, dense softmax.
+        "lenet5": LeNet-5's layout (two conv + pool stages, 32 and 64
+        filters of 3x3, a hidden dense layer of 128, softmax) adapted to the
+        image size, see :func:`vision.networks.lenet5`. "tiny": one 3x3 conv
+        with 8 filters, 2x2 max pooling, dense softmax.
     epochs : int
         Most passes over the training data; early stopping on the
         validation loss usually ends training sooner.

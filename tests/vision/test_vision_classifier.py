@@ -145,7 +145,15 @@ def test_lenet5_adapts_to_input_size(shape):
     assert max(h, w) < 14            # large images get extra pooling
     assert min(h, w) >= 1
     kinds = [type(layer).__name__ for layer in model.layers]
-    assert kinds.count("Conv2D") == 2 and kinds.count("Dense") == 3
+    assert kinds.count("Conv2D") == 2 and kinds.count("Dense") == 2
+
+
+def test_lenet5_original_sizes():
+    model = networks.lenet5((28, 28, 1), 10, filters=(6, 16), kernel_size=5, dense=(120, 84), dropout=0)
+    convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+    assert [c.filters for c in convs] == [6, 16]
+    assert [layer.units for layer in model.layers if type(layer).__name__ == "Dense"] == [120, 84, 10]
+    assert "Dropout" not in [type(layer).__name__ for layer in model.layers]
 
 
 def test_tiny_is_the_tutorial_net():
@@ -198,3 +206,27 @@ def test_bad_arrays_and_settings(digits):
         vision.ImageClassifier(augment=True, shift_range=2).fit(Xtr[:10], ytr[:10])
     with pytest.raises(NotFittedError):
         vision.ImageClassifier().predict(Xtr[:2])
+
+
+def test_image_folder_to_classifier(tmp_path):
+    """PNG folder -> load_image_folder -> fit -> save/load -> predict, with string classes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        for name, axis in (("horizontal", 0), ("vertical", 1)):
+            img = rng.integers(0, 40, size=(14, 14)).astype(np.uint8)
+            k = rng.integers(2, 12)
+            if axis == 0:
+                img[k:k + 2, :] = 250
+            else:
+                img[:, k:k + 2] = 250
+            (tmp_path / name).mkdir(exist_ok=True)
+            Image.fromarray(img).save(tmp_path / name / f"{i:02d}.png")
+    X, y = vision.load_image_folder(tmp_path, size=(12, 12))
+    clf = vision.ImageClassifier(epochs=10, validation_split=0, seed=0).fit(X[::2], y[::2])
+    assert clf.score(X[1::2], y[1::2]) > 0.9
+    clf.save(tmp_path / "bars.npz")
+    pred = vision.ImageClassifier.load(tmp_path / "bars.npz").predict(X[1::2])
+    assert set(pred) <= {"horizontal", "vertical"}
+    np.testing.assert_array_equal(pred, clf.predict(X[1::2]))
