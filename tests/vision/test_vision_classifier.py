@@ -230,3 +230,19 @@ def test_image_folder_to_classifier(tmp_path):
     pred = vision.ImageClassifier.load(tmp_path / "bars.npz").predict(X[1::2])
     assert set(pred) <= {"horizontal", "vertical"}
     np.testing.assert_array_equal(pred, clf.predict(X[1::2]))
+
+
+def test_rgb_images_scaled_per_channel():
+    rng = np.random.default_rng(1)
+    X = rng.integers(0, 256, size=(40, 6, 6, 3)).astype(np.uint8)
+    X[..., 2] //= 8                         # channels with different ranges
+    y = np.repeat([0, 1], 20)
+    X[y == 1, :3] = 255                     # class 1: bright top half
+    clf = vision.ImageClassifier(architecture="tiny", epochs=3, validation_split=0, seed=0).fit(X, y)
+    assert clf.mean_.shape == (3,) and clf.input_shape_ == (6, 6, 3)
+    # validation_split=0: the scaling is learned from all of X, channel by channel
+    np.testing.assert_allclose(clf.mean_, X.astype(np.float64).mean(axis=(0, 1, 2)), rtol=1e-5)
+    np.testing.assert_allclose(clf.std_, X.astype(np.float64).std(axis=(0, 1, 2)), rtol=1e-5)
+    assert clf.predict_proba(X).shape == (40, 2)
+    with pytest.raises(ShapeError, match="3 channel"):
+        clf.predict(X[..., 0])
