@@ -208,7 +208,10 @@ class BaseClassifier:
     def predict_proba(self, X):
         """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
         self._require_fitted("predict_proba")
-        Xt = self._transform(self._check_X(X, fitting=False))
+        X = self._check_X(X, fitting=False)
+        if not np.isfinite(X).all():
+            raise InputError("X contains NaN or infinite values; clean or impute them first")
+        Xt = self._transform(X)
         expected = self.model_.input_shape[1:]
         if tuple(Xt.shape[1:]) != tuple(expected):
             raise ShapeError(f"{type(self).__name__}: the model was trained on inputs of shape {self.input_shape_} "

@@ -71,6 +71,9 @@ class ImageClassifier(BaseClassifier):
         training size; if False (default) they raise a ShapeError.
     verbose : int
         0 silent, 1 progress bar, 2 one line per epoch.
+    engine : {"numpy", "keras"}
+        Train the same network with this engine ("keras" needs the test extra;
+        see ``cnn_keras.py``).
 
     Input
     -----
@@ -96,9 +99,10 @@ class ImageClassifier(BaseClassifier):
     """
 
     def __init__(self, architecture="lenet5", epochs=40, batch_size=32, learning_rate=2e-3, seed=0,
-                 validation_split=0.1, patience=6, augment=False, shift_range=0.1, resize=False, verbose=0):
+                 validation_split=0.1, patience=6, augment=False, shift_range=0.1, resize=False, verbose=0,
+                 engine="numpy"):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                         validation_split=validation_split, patience=patience, verbose=verbose)
+                         validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
         self.architecture = architecture
         self.augment = augment
         self.shift_range = shift_range
