@@ -35,3 +35,23 @@ def atomic_write(path, mode="wb"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def check_path(path, what="file", kind="file"):
+    """``path`` as a ``str`` after checking it names an existing file (``kind="file"``)
+    or folder (``kind="dir"``); ``what`` names it in the messages ("scan file",
+    "manifest"...). Raises ``InputError`` for a non-path or the wrong kind and
+    ``DataFileNotFoundError`` for a missing path."""
+    from .exceptions import DataFileNotFoundError, InputError
+
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise InputError(f"{what}: expected a path (str or os.PathLike), got {type(path).__name__}") from None
+    if not os.path.exists(path):
+        raise DataFileNotFoundError(f"{what} not found: {path!r}")
+    if kind == "file" and os.path.isdir(path):
+        raise InputError(f"{what}: expected a file, got the folder {path!r}")
+    if kind == "dir" and not os.path.isdir(path):
+        raise InputError(f"{what}: expected a folder, got the file {path!r}")
+    return path

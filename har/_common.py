@@ -1,11 +1,11 @@
 """Small helpers shared by the har modules (not public)."""
 import gzip
-import os
 import warnings
 
 import numpy as np
 
-from core.exceptions import DataFileNotFoundError, InputError
+from core.exceptions import InputError
+from core.io import check_path
 
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -29,15 +29,7 @@ def warn_quality(message):
 
 def check_file(path, what="file"):
     """Return ``path`` as a string, raising DataFileNotFoundError if it is not a file."""
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise InputError(f"{what}: expected a path (str or os.PathLike), got {type(path).__name__}") from None
-    if not os.path.exists(path):
-        raise DataFileNotFoundError(f"{what} not found: {path!r}")
-    if os.path.isdir(path):
-        raise InputError(f"{what}: expected a file, got the folder {path!r}")
-    return path
+    return check_path(path, what, kind="file")
 
 
 def read_text(path):

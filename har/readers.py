@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.exceptions import DataFileNotFoundError, DataFormatError, InputError
+from core.io import check_path
 
 from ._common import TIME_UNITS as _TIME_UNITS, check_file, read_text, warn_quality
 
@@ -442,12 +443,7 @@ def load_uci_har(root, split="train", *, signals=UCI_HAR_SIGNALS, dtype=np.float
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise InputError(f"dtype must be a floating dtype, got {dtype}")
-    try:
-        root = os.fspath(root)
-    except TypeError:
-        raise InputError(f"root must be a path, got {type(root).__name__}") from None
-    if not os.path.isdir(root):
-        raise DataFileNotFoundError(f"UCI HAR folder not found: {root!r}")
+    root = check_path(root, "UCI HAR folder", kind="dir")
     if (not os.path.exists(os.path.join(root, "activity_labels.txt"))
             and os.path.isdir(os.path.join(root, "UCI HAR Dataset"))):
         root = os.path.join(root, "UCI HAR Dataset")

@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 
 from core.exceptions import DataFileNotFoundError, DataFormatError, InputError
+from core.io import check_path
 
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("subject",)
@@ -56,12 +57,7 @@ def read_manifest(csv_path, return_subjects=False, min_per_class=2, check_files=
         cells (line numbers given), no rows, a label seen fewer than
         ``min_per_class`` times.
     """
-    try:
-        csv_path = os.fspath(csv_path)
-    except TypeError:
-        raise InputError(f"csv_path must be a path, got {type(csv_path).__name__}") from None
-    if not os.path.isfile(csv_path):
-        raise DataFileNotFoundError(f"manifest not found: {csv_path!r}")
+    csv_path = check_path(csv_path, "manifest", kind="file")
     if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 1:
         raise InputError(f"min_per_class must be an int >= 1, got {min_per_class!r}")
     with open(csv_path, "rb") as handle:

@@ -8,7 +8,8 @@ import zlib
 import nibabel as nib
 import numpy as np
 
-from core.exceptions import DataFileNotFoundError, DataFormatError, InputError
+from core.exceptions import DataFormatError, InputError
+from core.io import check_path
 
 from . import preprocessing as pp
 from .preprocessing import ScanQualityWarning
@@ -24,15 +25,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def _as_path(path):
-    try:
-        path = os.fspath(path)
-    except TypeError:
-        raise InputError(f"expected a path to a NIfTI file (str or os.PathLike), got {type(path).__name__}") from None
-    if not os.path.exists(path):
-        raise DataFileNotFoundError(f"scan file not found: {path!r}")
-    if os.path.isdir(path):
-        raise InputError(f"expected a NIfTI file, got the folder {path!r}")
-    return path
+    return check_path(path, "scan file", kind="file")
 
 
 def _sniff(path):

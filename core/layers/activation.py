@@ -1,5 +1,4 @@
 """``Activation``: applies an activation function as a layer of its own."""
-from .. import activations
 from .base import ActivationMixin, Layer
 
 
