@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 from sklearn import metrics as skm
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
 from . import callbacks, config, optimizers
@@ -58,11 +59,15 @@ def encode_labels(y, name="y"):
     return classes, idx.reshape(-1)
 
 
+def _article(word):
+    return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def _native(v):
     return v.item() if isinstance(v, np.generic) else v
 
 
-class BaseClassifier:
+class BaseClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, epochs=30, batch_size=32, learning_rate=1e-3, seed=0, validation_split=0.15,
                  patience=5, verbose=0, engine="numpy"):
         self.engine = engine
@@ -96,6 +101,27 @@ class BaseClassifier:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
+
+    def _check_settings(self):
+        """Validate the shared settings before any work (subclasses check their own in ``_check_X``)."""
+        name = type(self).__name__
+
+        def positive_int(key, minimum=1):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+                raise InputError(f"{name}: {key} must be an int >= {minimum}, got {v!r}")
+        positive_int("epochs")
+        positive_int("batch_size")
+        positive_int("patience", 0)
+        positive_int("seed", 0)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < float("inf"):
+            raise InputError(f"{name}: learning_rate must be a positive number, got {lr!r}")
+        vs = self.validation_split
+        if isinstance(vs, bool) or not isinstance(vs, (int, float, np.floating)) or not 0 <= vs < 1:
+            raise InputError(f"{name}: validation_split must be a number in [0, 1), got {vs!r}")
+        if getattr(self, "engine", "numpy") not in ("numpy", "keras"):
+            raise InputError(f"{name}: engine must be 'numpy' or 'keras', got {self.engine!r}")
 
     # ------------------------------------------------------------- hooks
     def _check_X(self, X, fitting):
@@ -162,6 +188,8 @@ class BaseClassifier:
         ``groups`` (optional, ``(N,)``), e.g. subject ids, keeps every group
         on one side of the validation split. Returns ``self``.
         """
+        self._check_settings()
+        self.keras_model_ = None  # a refit replaces whatever an earlier fit left
         X = self._check_X(X, fitting=True)
         classes, y_idx = encode_labels(y)
         if len(y_idx) != len(X):
@@ -179,8 +207,6 @@ class BaseClassifier:
         if engine == "keras":  # the same network, initial weights, data and settings, trained by Keras
             from .keras_compat import KerasTwin
             model = KerasTwin(model)
-        elif engine != "numpy":
-            raise InputError(f"engine must be 'numpy' or 'keras', got {engine!r}")
         self._compile(model)
         cbs = []
         fit_kwargs = {}
@@ -283,7 +309,7 @@ class BaseClassifier:
         if not info:
             raise ModelFileError(f"{path!r} holds a bare network, not a {cls.__name__} (use core.load_model)")
         if info.get("class") != cls.__name__:
-            raise ModelFileError(f"{path!r} holds a {info.get('class')}, not a {cls.__name__}")
+            raise ModelFileError(f"{path!r} holds {_article(info.get('class'))}, not {_article(cls.__name__)}")
         valid = set(cls._param_names())
         est = cls(**{k: v for k, v in info.get("params", {}).items() if k in valid})
         est.model_ = model

@@ -217,11 +217,21 @@ class Sequential:
                 for i, layer in enumerate(self.layers) for name in layer.trainable_names()]
 
     def _train_step(self, x, y, sample_weight, where):
-        out = self._forward(x, training=True)
-        value = self._loss_and_backward(y, out, sample_weight)
+        # state that the forward pass replaces (batch-norm statistics), restored if the step fails
+        state = [(layer, name, layer.params[name]) for layer in self.layers for name in layer.non_trainable]
+        for layer in self.layers:
+            layer._step = self.optimizer.iterations  # random layers draw per optimizer step (resumable)
+        try:
+            out = self._forward(x, training=True)
+            value = self._loss_and_backward(y, out, sample_weight)
+        finally:
+            for layer in self.layers:
+                layer._step = None
         if not math.isfinite(value):
-            raise TrainingError(f"the loss became {value} {where}; the weights were left as they were before "
-                                f"this batch. Lower the learning rate, scale the inputs, or use clipnorm")
+            for layer, name, value_before in state:
+                layer.params[name] = value_before
+            raise TrainingError(f"the loss became {value} {where}; the weights and batch-norm statistics were left "
+                                f"as they were before this batch. Lower the learning rate, scale the inputs, or use clipnorm")
         self.optimizer.apply(self._trainable_triples())
         return value, out
 
@@ -248,10 +258,15 @@ class Sequential:
         batch_size = self._check_batch_size(batch_size)
         if not isinstance(epochs, (int, np.integer)) or epochs < 0:
             raise InputError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+        if verbose not in ("auto", 0, 1, 2):
+            raise InputError(f"fit: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
         verbose = 1 if verbose == "auto" else int(verbose)
-        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if sw is not None and len(sw) != len(x):
-            raise ShapeError(f"fit: sample_weight has {len(sw)} entries for {len(x)} samples")
+        if not isinstance(initial_epoch, (int, np.integer)) or not 0 <= initial_epoch:
+            raise InputError(f"fit: initial_epoch must be a non-negative int, got {initial_epoch!r}")
+        if callbacks is not None and (not isinstance(callbacks, (list, tuple))
+                                      or not all(isinstance(cb, callbacks_module.Callback) for cb in callbacks)):
+            raise InputError(f"fit: callbacks must be a list of core.callbacks.Callback objects, got {callbacks!r}")
+        sw = self._check_sample_weight(sample_weight, len(x), "fit")
         if class_weight:
             sw = (sw if sw is not None else np.ones(len(x))) * self._class_weights(y, class_weight)
         if validation_data is None and validation_split:
@@ -269,7 +284,8 @@ class Sequential:
                 raise InputError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
             xv = self._check_x(validation_data[0], "fit (validation_data)")
             yv = self._check_y(validation_data[1], len(xv), "fit (validation_data)")
-            swv = validation_data[2] if len(validation_data) == 3 else None
+            swv = self._check_sample_weight(validation_data[2] if len(validation_data) == 3 else None, len(xv),
+                                            "fit (validation_data)")
 
         history = callbacks_module.History()
         cbs = [history] + list(callbacks or [])
@@ -327,10 +343,30 @@ class Sequential:
         self.history = history
         return history
 
+    def _check_sample_weight(self, sample_weight, n, what):
+        if sample_weight is None:
+            return None
+        try:
+            sw = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InputError(f"{what}: sample_weight must be numbers, got {sample_weight!r:.80}") from None
+        if len(sw) != n:
+            raise ShapeError(f"{what}: sample_weight has {len(sw)} entries for {n} samples")
+        if not np.isfinite(sw).all() or (sw < 0).any():
+            raise InputError(f"{what}: sample_weight must be finite and non-negative")
+        return sw
+
     def _class_weights(self, y, class_weight):
+        n_classes = self.layers[-1].output_shape[-1]
+        if not isinstance(class_weight, dict):
+            raise InputError(f"class_weight must be a dict {{class index: weight}}, got {type(class_weight).__name__}")
         labels = y if y.ndim == 1 else y.argmax(axis=-1)
         w = np.ones(len(labels))
         for cls, weight in class_weight.items():
+            if not isinstance(cls, (int, np.integer)) or not 0 <= cls < max(n_classes, 2):
+                raise InputError(f"class_weight keys must be class indices in [0, {max(n_classes, 2)}), got {cls!r}")
+            if not isinstance(weight, (int, float, np.number)) or not np.isfinite(weight) or weight < 0:
+                raise InputError(f"class_weight[{cls!r}] must be a finite non-negative number, got {weight!r}")
             w[labels == int(cls)] = float(weight)
         return w
 
@@ -340,7 +376,7 @@ class Sequential:
         self._require_compiled("train_on_batch")
         x = self._check_x(x, "train_on_batch")
         y = self._check_y(y, len(x), "train_on_batch")
-        sw = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        sw = self._check_sample_weight(sample_weight, len(x), "train_on_batch")
         if class_weight:
             sw = (sw if sw is not None else np.ones(len(x))) * self._class_weights(y, class_weight)
         value, out = self._train_step(x, y, sw, f"in train_on_batch (optimizer step {self.optimizer.iterations + 1})")
@@ -365,7 +401,7 @@ class Sequential:
             x = self._check_x(x, "evaluate")
             y = self._check_y(y, len(x), "evaluate")
         batch_size = self._check_batch_size(batch_size)
-        sw = None if sample_weight is None else np.asarray(sample_weight, np.float64).reshape(-1)
+        sw = sample_weight if _checked else self._check_sample_weight(sample_weight, len(x), "evaluate")
         reg = sum(layer.regularization_loss() for layer in self.layers)
         totals = {}
         last = self.layers[-1]

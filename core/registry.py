@@ -35,7 +35,8 @@ def resolve(identifier, registry, kind, aliases=None):
         lookup.update(aliases)
         cls = lookup.get(identifier) or lookup.get(identifier.lower())
         if cls is None:
-            names = sorted(set(snake_case(k) for k in registry) | set(aliases))
+            aliased = set(aliases.values())  # e.g. "adamw" stands for AdamW instead of "adam_w"
+            names = sorted({snake_case(k) for k, v in registry.items() if v not in aliased} | set(aliases))
             raise ConfigError(f"unknown {kind} {identifier!r}; valid names: {names}")
         return cls()
     if inspect.isclass(identifier):

@@ -51,6 +51,11 @@ def read_archive(filepath):
     path = os.fspath(filepath)
     if not os.path.exists(path):
         raise DataFileNotFoundError(f"model file {path!r} does not exist")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head != b"PK\x03\x04":
+        raise ModelFileError(f"{path!r} is not a model file: a model is a .npz (zip) archive written by "
+                             f"Sequential.save, but this file starts with {head!r}")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}

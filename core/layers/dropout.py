@@ -21,11 +21,22 @@ class Dropout(Layer):
             return x
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
-        self._mask = self._rng.random(shape, dtype=np.float32) >= self.rate  # True: kept
+        self._mask = self._generator().random(shape, dtype=np.float32) >= self.rate  # True: kept
         self._scale = x.dtype.type(1.0 / (1.0 - self.rate))
         out = x * self._mask
         out *= self._scale
         return out
+
+    def _generator(self):
+        """Inside ``Sequential.fit`` the mask depends only on the layer's seed and the
+        optimizer step, so a model saved and reloaded draws the masks an
+        uninterrupted run would; called on its own the layer uses its own stream."""
+        step = getattr(self, "_step", None)
+        if step is None:
+            return self._rng
+        if not hasattr(self, "_base_seed"):
+            self._base_seed = int(self._rng.integers(2**31 - 1))
+        return np.random.default_rng([self._base_seed, step])
 
     def backward(self, grad, need_input_grad=True):
         if not need_input_grad:

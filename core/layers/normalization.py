@@ -50,7 +50,7 @@ class BatchNormalization(Layer):
     def forward(self, x, training=False):
         gamma, beta = self._affine()
         axes = tuple(range(x.ndim - 1))
-        if training:
+        if training and self.trainable:  # a frozen layer normalizes with its moving statistics, as in Keras
             mean = x.mean(axis=axes, dtype=x.dtype)
             centered = x - mean
             var = np.mean(np.square(centered), axis=axes, dtype=x.dtype)

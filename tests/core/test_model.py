@@ -64,7 +64,7 @@ def test_same_seed_same_model(bars):
 def test_save_load_identical_predictions_and_resume(tmp_path, bars):
     x, y = bars
     def fresh():
-        m = small_cnn(seed=1)
+        m = small_cnn(seed=1, dropout=0.3)  # dropout masks too must continue as if uninterrupted
         m.compile(optimizer=optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
         return m
@@ -296,3 +296,55 @@ def test_use_before_compile_or_build():
         m.fit(np.zeros((2, 3)), np.zeros(2))
     with pytest.raises(NotFittedError, match="not built"):
         m.get_weights()
+
+
+def test_failed_step_leaves_batch_norm_statistics_untouched():
+    m = Sequential([Input((4,)), layers.BatchNormalization(), layers.Dense(2)], seed=0)
+    m.compile(optimizer="sgd", loss="mse")
+    m.fit(np.random.default_rng(0).normal(size=(16, 4)), np.zeros((16, 2)), verbose=0)
+    before = [w.copy() for w in m.get_weights()]
+    huge = np.full((4, 4), 3e38, np.float32)
+    with pytest.raises(TrainingError, match="batch-norm statistics were left"), np.errstate(all="ignore"):
+        m.train_on_batch(huge, np.zeros((4, 2)))
+    for a, b in zip(m.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_frozen_batch_norm_uses_its_moving_statistics():
+    bn = layers.BatchNormalization(trainable=False)
+    x = np.random.default_rng(0).normal(5.0, 2.0, size=(32, 3)).astype(np.float32)
+    np.testing.assert_allclose(bn(x, training=True), bn(x, training=False))
+    assert np.all(bn.params["moving_mean"] == 0)
+
+
+def test_fit_arguments_are_validated(compiled):
+    x = np.zeros((4, 10, 10, 1), np.float32)
+    y = np.array([0, 1, 2, 0])
+    with pytest.raises(InputError, match="class_weight keys must be class indices"):
+        compiled.fit(x, y, class_weight={"a": 1.0}, verbose=0)
+    with pytest.raises(InputError, match=r"class_weight keys.*\[0, 3\).*7"):
+        compiled.fit(x, y, class_weight={7: 2.0}, verbose=0)
+    with pytest.raises(InputError, match="class_weight must be a dict"):
+        compiled.fit(x, y, class_weight=[1, 2, 3], verbose=0)
+    with pytest.raises(InputError, match="sample_weight must be numbers"):
+        compiled.fit(x, y, sample_weight=["a"] * 4, verbose=0)
+    with pytest.raises(InputError, match="finite and non-negative"):
+        compiled.fit(x, y, sample_weight=[1, -1, 1, 1], verbose=0)
+    with pytest.raises(InputError, match="initial_epoch"):
+        compiled.fit(x, y, initial_epoch=-1, verbose=0)
+    with pytest.raises(InputError, match="verbose"):
+        compiled.fit(x, y, verbose="yes")
+    with pytest.raises(InputError, match="callbacks must be a list"):
+        compiled.fit(x, y, callbacks=print, verbose=0)
+    with pytest.raises(ShapeError, match="evaluate: sample_weight has 200 entries for 4 samples"):
+        compiled.evaluate(x, y, sample_weight=np.ones(200))
+    with pytest.raises(ShapeError, match=r"fit \(validation_data\): sample_weight has 3 entries for 4"):
+        compiled.fit(x, y, validation_data=(x, y, np.ones(3)), verbose=0)
+
+
+def test_text_file_is_not_a_model_and_no_pickle_is_suggested(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_text("weights: none")
+    with pytest.raises(ModelFileError, match="starts with b'weig'") as info:
+        load_model(path)
+    assert "pickle" not in str(info.value)
