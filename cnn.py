@@ -114,7 +114,7 @@ def main(argv=None, engine="numpy", prog="cnn.py"):
     args = parse_args(argv, prog)
     rows = []
     with tempfile.TemporaryDirectory(prefix="cnn-demo-") as workdir:
-        for name in args.only or TASKS:
+        for name in dict.fromkeys(args.only or TASKS):  # each task once, in the order given
             rows.append(run_task(name, args, engine, workdir))
     print()
     print(format_table(rows))
