@@ -83,3 +83,18 @@ def check_array(x, name, ndim=None, allow_nan=False):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise InputError(f"{name} contains {bad} NaN or infinite values; clean or impute them first")
     return arr
+
+
+def row_blocks(n, rows, block):
+    """``(sample, row0, row1)`` for every sample and every block of ``block`` output
+    rows (first spatial axis): the unit in which large layers work so that their
+    temporary arrays stay in the CPU cache."""
+    for i in range(n):
+        for r0 in range(0, rows, block):
+            yield i, r0, min(r0 + block, rows)
+
+
+def block_slice(r0, r1, offset, stride, dilation=1):
+    """The first-axis slice that window offset ``offset`` reads for output rows ``r0:r1``."""
+    start = r0 * stride + offset * dilation
+    return slice(start, start + (r1 - r0 - 1) * stride + 1, stride)

@@ -16,13 +16,16 @@ import math
 import numpy as np
 
 from ..exceptions import ConfigError, InputError, ShapeError
-from ..utils import as_tuple, axis_geometry, check_padding, window_slices
+from ..utils import as_tuple, axis_geometry, block_slice, check_padding, row_blocks, window_slices
 from .base import Layer
 
 
 class Pooling(Layer):
     rank = None
     mode = None  # "max" or "average"
+    #: inputs larger than this are pooled in blocks of about ``block_bytes`` (max pooling)
+    block_threshold = 8 << 20
+    block_bytes = 2 << 20
 
     def __init__(self, pool_size=2, strides=None, padding="valid", data_format=None, **kwargs):
         super().__init__(**kwargs)
@@ -53,6 +56,12 @@ class Pooling(Layer):
         self._slices = [(slice(None),) + window_slices(o, self.strides, (1,) * self.rank, self._out)
                         for o in itertools.product(*[range(k) for k in self.pool_size])]
         self._overlap = any(s < k for s, k in zip(self.strides, self.pool_size))
+        # large inputs are pooled one sample and a few output rows at a time (cache-sized blocks)
+        offsets = list(itertools.product(*[range(k) for k in self.pool_size]))
+        self._block_slices = [(o[0], window_slices(o[1:], self.strides[1:], (1,) * (self.rank - 1), self._out[1:]))
+                              for o in offsets]
+        row_bytes = self.strides[0] * math.prod(self._padded[1:]) * input_shape[-1] * np.dtype(self.dtype).itemsize
+        self._block_rows = max(1, self.block_bytes // max(row_bytes, 1))
         # windows side by side covering the whole (padded) input: backward writes every element once
         self._tiles = (self.strides == self.pool_size
                        and all(o * s == n for o, s, n in zip(self._out, self.strides, self._padded)))
@@ -89,20 +98,34 @@ class MaxPooling(Pooling):
 
     def forward(self, x, training=False):
         xp = self._pad(x, -np.inf)
-        out = xp[self._slices[0]].copy()
-        for sl in self._slices[1:]:
-            np.maximum(out, xp[sl], out=out)
+        out = np.empty((x.shape[0],) + self._out + (x.shape[-1],), x.dtype)
+        won = np.empty((len(self._slices),) + out.shape, bool) if training else None
+        if x.nbytes > self.block_threshold:
+            s0 = self.strides[0]
+            for i, r0, r1 in row_blocks(x.shape[0], self._out[0], self._block_rows):
+                slices = [(i, block_slice(r0, r1, o0, s0)) + rest for o0, rest in self._block_slices]
+                self._pool_block(xp, slices, out[i, r0:r1], None if won is None else won[:, i, r0:r1])
+        else:
+            self._pool_block(xp, self._slices, out, won)
         if training:
-            # won[k]: the windows whose gradient goes to offset k, the first offset equal to the maximum
-            won = np.empty((len(self._slices),) + out.shape, bool)
-            free = np.ones(out.shape, bool)
-            for k, sl in enumerate(self._slices):
-                np.equal(xp[sl], out, out=won[k])
-                won[k] &= free
-                free ^= won[k]  # won[k] lies inside free: this removes it
             self._won = won
             self._xshape = xp.shape
         return out
+
+    @staticmethod
+    def _pool_block(xp, slices, out, won):
+        """Max over the window offsets ``slices`` of ``xp`` into ``out``; with ``won``,
+        also ``won[k]``: the windows whose gradient goes to offset k, the first offset
+        equal to the maximum."""
+        np.copyto(out, xp[slices[0]])
+        for sl in slices[1:]:
+            np.maximum(out, xp[sl], out=out)
+        if won is not None:
+            free = np.ones(out.shape, bool)
+            for k, sl in enumerate(slices):
+                np.equal(xp[sl], out, out=won[k])
+                won[k] &= free
+                free ^= won[k]  # won[k] lies inside free: this removes it
 
     def backward(self, grad, need_input_grad=True):
         if not need_input_grad:

@@ -116,3 +116,52 @@ def test_overlapping_max_pool_accumulates():
     y = pool(x, training=True)
     dx = pool.backward(np.ones_like(y))
     assert dx[0, 2, 0] == 3.0 and dx.sum() == 3.0
+
+
+@pytest.mark.parametrize("rank,stride,padding,dilation", [(2, 1, "same", 1), (2, 2, "valid", 1), (3, 1, "same", 2),
+                                                         (3, (2, 1, 2), "same", 1), (3, 1, "valid", 1)])
+def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank, stride, padding, dilation):
+    """Large layers build their column matrix in chunks of output rows; force tiny chunks
+    (one row) and compare with the whole-matrix path and with finite differences."""
+    rng = np.random.default_rng(rank * 10 + dilation)
+    x = rng.normal(size=(2,) + SPATIAL[rank] + (2,))
+
+    def make(chunks):
+        layer = CONV[rank](filters=3, kernel_size=3 if rank < 3 else 2, strides=stride, padding=padding,
+                           dilation_rate=dilation, activation="relu")
+        if chunks:
+            layer.chunk_threshold, layer.chunk_bytes = 0, 1
+        layer.build(x.shape[1:], rng=np.random.default_rng(0))
+        return layer
+    whole, chunked = make(False), make(True)
+    assert chunked._use_chunks(x) and not whole._use_chunks(x) and chunked._chunk_rows == 1
+    y1, y2 = whole.forward(x, training=True), chunked.forward(x, training=True)
+    np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
+    g = rng.normal(size=y1.shape)
+    np.testing.assert_allclose(chunked.backward(g.copy()), whole.backward(g.copy()), rtol=1e-12, atol=1e-12)
+    for name in whole.grads:
+        np.testing.assert_allclose(chunked.grads[name], whole.grads[name], rtol=1e-10, atol=1e-12)
+    check_layer(make(True), x, rng)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("pool,stride,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid")])
+def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding):
+    """Large inputs are max-pooled one sample and a few rows at a time; force one-row
+    blocks and compare outputs, tie-breaking and gradients with the whole-array path."""
+    rng = np.random.default_rng(rank + pool)
+    x = np.maximum(rng.normal(size=(3,) + SPATIAL[rank] + (2,)), 0).astype(np.float32)  # many tied zeros
+
+    def make(blocks):
+        layer = POOLS[rank][0](pool_size=pool, strides=stride, padding=padding)
+        if blocks:
+            layer.block_threshold, layer.block_bytes = 0, 1
+        layer.build(x.shape[1:])
+        return layer
+    whole, blocked = make(False), make(True)
+    assert blocked._block_rows == 1
+    np.testing.assert_array_equal(blocked.forward(x, training=True), whole.forward(x, training=True))
+    np.testing.assert_array_equal(blocked._won, whole._won)
+    g = rng.normal(size=blocked.forward(x, training=True).shape).astype(np.float32)
+    np.testing.assert_array_equal(blocked.backward(g), whole.backward(g))
+    np.testing.assert_array_equal(blocked.forward(x), whole.forward(x))
