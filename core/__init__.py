@@ -4,6 +4,7 @@
 >>> model = Sequential([Input(shape=(28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
 ...                     layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")])
 """
+from . import allocator  # noqa: F401  (keeps freed memory for reuse: see core/allocator.py)
 from . import activations, callbacks, config, initializers, layers, losses, metrics, optimizers, regularizers
 from .config import set_random_seed
 from .exceptions import (CNNError, ConfigError, DataFileNotFoundError, DataFormatError, InputError,
