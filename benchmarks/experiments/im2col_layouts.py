@@ -10,21 +10,13 @@ Usage: ``python -m benchmarks.experiments.im2col_layouts``
 """
 import itertools
 import math
-import time
 
 import numpy as np
 
 from ..cases import CASES, DEFAULT_CASES, walk
 
 
-def best_of(fn, reps=7):
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts)
+from .layer_times import best as best_of  # one timing helper for the experiments
 
 
 def conv_layers():
