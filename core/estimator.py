@@ -34,7 +34,7 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 from . import callbacks, config, optimizers
 from .exceptions import InputError, ModelFileError, NotFittedError, ShapeError
 from .serialization import load_model_with_extras, save_model
-from .utils import check_array
+from .utils import check_array, check_int
 
 
 def encode_labels(y, name="y"):
@@ -106,14 +106,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         """Validate the shared settings before any work (subclasses check their own in ``_check_X``)."""
         name = type(self).__name__
 
-        def positive_int(key, minimum=1):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-                raise InputError(f"{name}: {key} must be an int >= {minimum}, got {v!r}")
-        positive_int("epochs")
-        positive_int("batch_size")
-        positive_int("patience", 0)
-        positive_int("seed", 0)
+        for key, minimum in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0)):
+            check_int(getattr(self, key), f"{name}: {key}", minimum)
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < float("inf"):
             raise InputError(f"{name}: learning_rate must be a positive number, got {lr!r}")

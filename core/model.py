@@ -17,7 +17,7 @@ from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, Tra
 from .layers import LAYER_CLASSES
 from .layers.base import ActivationMixin, Layer
 from .registry import serialize, snake_case
-from .utils import check_array
+from .utils import check_array, check_int
 
 
 class Input:
@@ -182,9 +182,7 @@ class Sequential:
     def _check_batch_size(self, batch_size, default=32):
         if batch_size is None:
             return default
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int, got {batch_size!r}")
-        return int(batch_size)
+        return check_int(batch_size, "batch_size")
 
     # ------------------------------------------------------------- computing
     def _forward(self, x, training):
@@ -256,13 +254,11 @@ class Sequential:
         x = self._check_x(x, "fit")
         y = self._check_y(y, len(x), "fit")
         batch_size = self._check_batch_size(batch_size)
-        if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-            raise InputError(f"fit: epochs must be a non-negative int, got {epochs!r}")
+        check_int(epochs, "fit: epochs", minimum=0)
         if verbose not in ("auto", 0, 1, 2):
             raise InputError(f"fit: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
         verbose = 1 if verbose == "auto" else int(verbose)
-        if not isinstance(initial_epoch, (int, np.integer)) or not 0 <= initial_epoch:
-            raise InputError(f"fit: initial_epoch must be a non-negative int, got {initial_epoch!r}")
+        check_int(initial_epoch, "fit: initial_epoch", minimum=0)
         if callbacks is not None and (not isinstance(callbacks, (list, tuple))
                                       or not all(isinstance(cb, callbacks_module.Callback) for cb in callbacks)):
             raise InputError(f"fit: callbacks must be a list of core.callbacks.Callback objects, got {callbacks!r}")

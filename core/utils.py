@@ -67,6 +67,14 @@ def window_slices(offsets, strides, dilations, out_shape):
     )
 
 
+def check_int(value, name, minimum=1):
+    """``value`` as an int after checking it is an integer (not a bool) of at least ``minimum``;
+    otherwise ``InputError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InputError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_array(x, name, ndim=None, allow_nan=False):
     """Convert ``x`` to a float ndarray and check its rank and values."""
     try:

@@ -6,6 +6,7 @@ import numpy as np
 
 from core.exceptions import InputError
 from core.io import check_path
+from core.utils import check_int
 
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
@@ -49,11 +50,7 @@ def read_text(path):
 
 def check_positive_int(value, name):
     """Return ``value`` as int if it is an integer >= 1, else raise InputError."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InputError(f"{name} must be a positive integer, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value}")
-    return int(value)
+    return check_int(value, name, minimum=1)
 
 
 def check_rate(value, name):

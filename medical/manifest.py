@@ -8,8 +8,9 @@ from collections import Counter
 
 import numpy as np
 
-from core.exceptions import DataFileNotFoundError, DataFormatError, InputError
+from core.exceptions import DataFileNotFoundError, DataFormatError
 from core.io import check_path
+from core.utils import check_int
 
 REQUIRED_COLUMNS = ("path", "label")
 OPTIONAL_COLUMNS = ("subject",)
@@ -58,8 +59,7 @@ def read_manifest(csv_path, return_subjects=False, min_per_class=2, check_files=
         ``min_per_class`` times.
     """
     csv_path = check_path(csv_path, "manifest", kind="file")
-    if isinstance(min_per_class, bool) or not isinstance(min_per_class, (int, np.integer)) or min_per_class < 1:
-        raise InputError(f"min_per_class must be an int >= 1, got {min_per_class!r}")
+    min_per_class = check_int(min_per_class, "min_per_class", minimum=1)
     with open(csv_path, "rb") as handle:
         raw = handle.read()
     try:

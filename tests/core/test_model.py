@@ -258,6 +258,8 @@ def test_length_mismatch_labels_out_of_range_empty_and_nan(compiled):
         compiled.fit(bad, np.zeros(4))
     with pytest.raises(InputError, match="batch_size"):
         compiled.fit(x, np.zeros(4), batch_size=0)
+    with pytest.raises(InputError, match="batch_size must be an int >= 1, got True"):
+        compiled.predict(x, batch_size=True)
 
 
 def test_set_weights_wrong_count_or_shape_names_the_layer(compiled):
