@@ -117,6 +117,13 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if getattr(self, "engine", "numpy") not in ("numpy", "keras"):
             raise InputError(f"{name}: engine must be 'numpy' or 'keras', got {self.engine!r}")
 
+    def _checked_X(self, X, fitting):
+        """The domain's ``_check_X``, then one check every domain needs: finite values."""
+        X = self._check_X(X, fitting)
+        if not np.isfinite(X).all():
+            raise InputError("X contains NaN or infinite values; clean or impute them first")
+        return X
+
     # ------------------------------------------------------------- hooks
     def _check_X(self, X, fitting):
         return check_array(X, "X").astype(np.float32, copy=False)
@@ -184,14 +191,12 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         """
         self._check_settings()
         self.keras_model_ = None  # a refit replaces whatever an earlier fit left
-        X = self._check_X(X, fitting=True)
+        X = self._checked_X(X, fitting=True)
         classes, y_idx = encode_labels(y)
         if len(y_idx) != len(X):
             raise ShapeError(f"X has {len(X)} samples but y has {len(y_idx)} labels")
         if len(classes) < 2:
             raise InputError(f"y holds a single class ({_native(classes[0])!r}); a classifier needs at least two")
-        if not np.isfinite(X).all():
-            raise InputError("X contains NaN or infinite values; clean or impute them first")
         train, val = self._validation_indices(y_idx, groups)
         config.set_random_seed(self.seed)
         self._fit_preprocessing(X[train])
@@ -228,9 +233,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
         self._require_fitted("predict_proba")
-        X = self._check_X(X, fitting=False)
-        if not np.isfinite(X).all():
-            raise InputError("X contains NaN or infinite values; clean or impute them first")
+        X = self._checked_X(X, fitting=False)
         Xt = self._transform(X)
         expected = self.model_.input_shape[1:]
         if tuple(Xt.shape[1:]) != tuple(expected):
