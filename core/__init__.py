@@ -4,8 +4,7 @@
 >>> model = Sequential([Input(shape=(28, 28, 1)), layers.Conv2D(8, 3, activation="relu"),
 ...                     layers.MaxPooling2D(2), layers.Flatten(), layers.Dense(10, activation="softmax")])
 """
-from . import allocator  # noqa: F401  (keeps freed memory for reuse: see core/allocator.py)
-from . import activations, callbacks, config, initializers, layers, losses, metrics, optimizers, regularizers
+from . import activations, callbacks, config, initializers, keras_compat, layers, losses, metrics, optimizers, regularizers
 from .config import set_random_seed
 from .exceptions import (CNNError, ConfigError, DataFileNotFoundError, DataFormatError, InputError,
                          ModelFileError, NotFittedError, ShapeError, TrainingError)
@@ -15,6 +14,6 @@ from .serialization import load_model
 __version__ = "0.1.0"
 
 __all__ = ["Sequential", "Input", "layers", "optimizers", "losses", "callbacks", "load_model", "activations",
-           "initializers", "regularizers", "metrics", "config", "set_random_seed", "CNNError", "ConfigError",
+           "initializers", "regularizers", "metrics", "config", "keras_compat", "set_random_seed", "CNNError", "ConfigError",
            "DataFileNotFoundError", "DataFormatError", "InputError", "ModelFileError", "NotFittedError",
            "ShapeError", "TrainingError"]

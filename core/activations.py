@@ -1,9 +1,11 @@
 """Element-wise activations and softmax, each with its exact derivative.
 
-An activation is an object with ``forward(z) -> a`` and
+An activation is an object with ``forward(z, out=None) -> a`` and
 ``backward(z, a, grad_a) -> grad_z``; ``a`` is what ``forward`` returned, so
-functions whose derivative is cheapest from the output (sigmoid, tanh,
-softmax) reuse it.
+functions whose derivative is cheapest from the output (relu, sigmoid, tanh,
+softmax) reuse it. Those declare ``output_only = True``: their ``backward``
+never reads ``z``, so a layer may compute them in place (``out=z``) and keep
+only the output. ``identity`` marks the linear activation.
 """
 import math
 
@@ -15,8 +17,19 @@ from .exceptions import ConfigError
 
 class Activation:
     name = "base"
+    #: ``backward`` needs only the output ``a`` (``z`` may be overwritten by ``forward(z, out=z)``)
+    output_only = False
+    #: the activation is the identity
+    identity = False
 
-    def forward(self, z):
+    def forward(self, z, out=None):
+        a = self._forward(z)
+        if out is None:
+            return a
+        np.copyto(out, a)
+        return out
+
+    def _forward(self, z):
         raise NotImplementedError
 
     def backward(self, z, a, grad):
@@ -32,8 +45,9 @@ class Activation:
 
 class Linear(Activation):
     name = "linear"
+    output_only = identity = True
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         return z
 
     def backward(self, z, a, grad):
@@ -42,9 +56,10 @@ class Linear(Activation):
 
 class ReLU(Activation):
     name = "relu"
+    output_only = True
 
-    def forward(self, z):
-        return np.maximum(z, 0, dtype=z.dtype)
+    def forward(self, z, out=None):
+        return np.maximum(z, 0, out=out, dtype=z.dtype)
 
     def backward(self, z, a, grad):
         return grad * (a > 0)
@@ -57,7 +72,7 @@ class LeakyReLU(Activation):
     def __init__(self, negative_slope=0.2):
         self.negative_slope = float(negative_slope)
 
-    def forward(self, z):
+    def _forward(self, z):
         return np.where(z >= 0, z, z * z.dtype.type(self.negative_slope))
 
     def backward(self, z, a, grad):
@@ -73,7 +88,7 @@ class ELU(Activation):
     def __init__(self, alpha=1.0):
         self.alpha = float(alpha)
 
-    def forward(self, z):
+    def _forward(self, z):
         return np.where(z > 0, z, z.dtype.type(self.alpha) * np.expm1(np.minimum(z, 0)))
 
     def backward(self, z, a, grad):
@@ -85,9 +100,10 @@ class ELU(Activation):
 
 class Sigmoid(Activation):
     name = "sigmoid"
+    output_only = True
 
-    def forward(self, z):
-        return special.expit(z)
+    def forward(self, z, out=None):
+        return special.expit(z, out=out)
 
     def backward(self, z, a, grad):
         return grad * a * (1 - a)
@@ -95,9 +111,10 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     name = "tanh"
+    output_only = True
 
-    def forward(self, z):
-        return np.tanh(z)
+    def forward(self, z, out=None):
+        return np.tanh(z, out=out)
 
     def backward(self, z, a, grad):
         return grad * (1 - a * a)
@@ -106,10 +123,11 @@ class Tanh(Activation):
 class Softmax(Activation):
     """Softmax over the last axis, shifted by the maximum for stability."""
     name = "softmax"
+    output_only = True
 
-    def forward(self, z):
+    def forward(self, z, out=None):
         e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return e / e.sum(axis=-1, keepdims=True)
+        return np.divide(e, e.sum(axis=-1, keepdims=True), out=out)
 
     def backward(self, z, a, grad):
         return a * (grad - (grad * a).sum(axis=-1, keepdims=True))
@@ -125,7 +143,7 @@ class GELU(Activation):
 
     _C = math.sqrt(2.0 / math.pi)
 
-    def forward(self, z):
+    def _forward(self, z):
         if self.approximate:
             return 0.5 * z * (1 + np.tanh(self._C * (z + 0.044715 * z ** 3)))
         return 0.5 * z * (1 + special.erf(z / math.sqrt(2.0)))
@@ -146,7 +164,7 @@ class GELU(Activation):
 class Swish(Activation):
     name = "silu"
 
-    def forward(self, z):
+    def _forward(self, z):
         return z * special.expit(z)
 
     def backward(self, z, a, grad):
@@ -157,7 +175,7 @@ class Swish(Activation):
 class Softplus(Activation):
     name = "softplus"
 
-    def forward(self, z):
+    def _forward(self, z):
         return np.logaddexp(0, z).astype(z.dtype, copy=False)
 
     def backward(self, z, a, grad):

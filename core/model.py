@@ -4,6 +4,15 @@ predict / save API.
 Shapes: ``x`` is ``(N, *input_shape)`` channels last; for classification
 ``y`` holds integer labels ``(N,)`` (sparse cross-entropy) or one-hot rows
 ``(N, K)``; ``predict`` returns ``(N, *output_shape)``.
+
+The model drives its layers through the layer contract
+(``core/layers/base.py``): it keeps the context each forward pass returns,
+hands it back to that layer's backward pass, collects the parameter
+gradients backward returns, and owns the workspace of reusable buffers the
+layers borrow from. It passes a generator to the layers that draw random
+numbers (dropout), derived from the model seed, the layer and the optimizer
+step, so a run resumed from a saved model draws what an uninterrupted run
+would.
 """
 import math
 import sys
@@ -13,15 +22,21 @@ from tqdm.auto import tqdm
 
 from . import callbacks as callbacks_module
 from . import config, losses, metrics as metrics_module, optimizers
+from .data import ArrayBatches, SourceBatches, is_source, unpack_batch
 from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, TrainingError
 from .layers import LAYER_CLASSES
 from .layers.base import ActivationMixin, Layer
 from .registry import serialize, snake_case
 from .utils import check_array, check_int
+from .workspace import Workspace
 
 
 class Input:
-    """Declares the input shape (without the batch axis) as the first entry of a ``Sequential``."""
+    """Declares the input shape (without the batch axis) as the first entry of a ``Sequential``.
+
+    ``dtype`` ('float32' or 'float64') sets the float type of the model's
+    layers; ``name`` names the input in ``summary``. Models accept any batch
+    size, so a fixed ``batch_size`` is refused."""
 
     def __init__(self, shape, batch_size=None, dtype=None, name=None):
         try:
@@ -30,6 +45,18 @@ class Input:
             raise ConfigError(f"Input: shape must be a tuple of ints (without the batch axis), got {shape!r}") from None
         if not self.shape or any(d < 1 for d in self.shape):
             raise ConfigError(f"Input: shape must be positive sizes without the batch axis, got {shape!r}")
+        if batch_size is not None:
+            raise ConfigError(f"Input: batch_size={batch_size!r} is not supported: models here take any batch "
+                              f"size; pass batch_size to fit, evaluate or predict instead")
+        if dtype is not None:
+            try:
+                dtype = np.dtype(dtype).name
+            except TypeError:
+                dtype = repr(dtype)
+            if dtype not in ("float32", "float64"):
+                raise ConfigError(f"Input: dtype must be 'float32' or 'float64', got {dtype}")
+        if name is not None and not isinstance(name, str):
+            raise ConfigError(f"Input: name must be a string, got {name!r}")
         self.dtype, self.name = dtype, name
 
 
@@ -49,11 +76,15 @@ class Sequential:
         self.layers = []
         self._input_shape = None
         self._input_dtype = None
+        self._input_name = None
         self.built = False
         self.optimizer = self.loss = None
         self.compiled = False
         self.stop_training = False
         self.history = None
+        self.workspace = Workspace()
+        self._noise_seeds = {}
+        self._free_calls = 0
         for layer in layers or []:
             self.add(layer, _build=False)
         if self._input_shape is not None and self.layers:
@@ -67,9 +98,12 @@ class Sequential:
                 raise ConfigError("Input must be the first entry of a Sequential model")
             self._input_shape = layer.shape
             self._input_dtype = layer.dtype
+            self._input_name = layer.name
             return
         if not isinstance(layer, Layer):
             raise ConfigError(f"Sequential accepts layers from core.layers, got {type(layer).__name__}")
+        if any(layer is lay for lay in self.layers):
+            raise ConfigError(f"layer {layer.name!r} is already in this model; a layer instance can appear once")
         if layer.name is None:
             base = snake_case(type(layer).__name__)
             taken = {lay.name for lay in self.layers}
@@ -117,6 +151,7 @@ class Sequential:
         self.built = True
         # only layers after the first trainable one need the gradient of their input
         self._first_trainable = next((i for i, lay in enumerate(self.layers) if lay.params), len(self.layers))
+        self.workspace.clear()
 
     @property
     def input_shape(self):
@@ -132,25 +167,26 @@ class Sequential:
 
     # ---------------------------------------------------------------- compile
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None):
-        """Choose the optimizer, the loss and the metrics reported during training."""
+        """Choose the optimizer, the loss and the metrics reported during training.
+        ``loss_weights`` (one number, or a list or dict of one for the single
+        output) scales the loss and so its gradients."""
         if loss is None:
             raise ConfigError("compile: a loss is required, e.g. loss='sparse_categorical_crossentropy'")
         self.optimizer = optimizers.get(optimizer)
         self.loss = losses.get(loss)
+        self._loss_weight = _single_loss_weight(loss_weights)
         loss_name = snake_case(type(self.loss).__name__)
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise ConfigError(f"compile: metrics must be a list, got {type(metrics).__name__}")
         self._metrics = [metrics_module.get(m, loss_name) for m in (metrics or [])]
         self.compiled = True
-        self._fused = None
 
     def _fused_output(self):
         """Whether the loss is computed from the last layer's pre-activation
         (softmax + cross-entropy or sigmoid + binary cross-entropy)."""
-        if self._fused is None:
-            last = self.layers[-1]
-            self._fused = (isinstance(last, ActivationMixin) and not self.loss.from_logits
-                           and self.loss.fuses_with is not None
-                           and last.activation.name == self.loss.fuses_with)
-        return self._fused
+        last = self.layers[-1]
+        return (isinstance(last, ActivationMixin) and not self.loss.from_logits
+                and self.loss.fuses_with is not None and last.activation.name == self.loss.fuses_with)
 
     def _require_compiled(self, what):
         if not self.compiled:
@@ -175,6 +211,10 @@ class Sequential:
         y = np.asarray(y)
         if y.ndim == 0 or y.shape[0] != n:
             raise ShapeError(f"{what}: x has {n} samples but y has {y.shape[0] if y.ndim else 'no'} entries")
+        if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
+            raise InputError(f"{what}: y must hold numbers, found dtype {y.dtype}")
+        if np.issubdtype(y.dtype, np.complexfloating):
+            raise InputError(f"{what}: y must be real numbers, found complex dtype {y.dtype}")
         if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
             raise InputError(f"{what}: y contains NaN or infinite values")
         return self.loss.check_targets(y, self.layers[-1].output_shape[-1])
@@ -185,52 +225,90 @@ class Sequential:
         return check_int(batch_size, "batch_size")
 
     # ------------------------------------------------------------- computing
-    def _forward(self, x, training):
-        for layer in self.layers:
-            x = layer.forward(x, training=training)
-        return x
+    def _noise_rng(self, index, step):
+        """The generator layer ``index`` draws from at optimizer step ``step``: it depends
+        only on the model seed (or the layer's own seed), the layer and the step."""
+        base = self._noise_seeds.get(index)
+        if base is None:
+            layer = self.layers[index]
+            origin = layer.seed if layer.seed is not None else [self._seed, index]
+            base = self._noise_seeds[index] = int(np.random.default_rng(origin).integers(2**31 - 1))
+        return np.random.default_rng([base, step])
 
-    def _loss_and_backward(self, y, out, sample_weight):
-        last = self.layers[-1]
-        if self._fused_output():
-            value, grad = self.loss.value_and_grad_logits(y, last._z, sample_weight)
+    def run_forward(self, x, training=False, *, context=True, logits=False, step=None, workspace=None):
+        """Run every layer on the checked batch ``x``: ``(outputs, contexts)``, one
+        entry per layer. ``logits`` makes the last layer return its pre-activation.
+        ``step`` picks the random draws of stochastic layers in training (by
+        default a fresh one per call). ``workspace`` (default: the model's) lends
+        the buffers; outputs and contexts live until it is reclaimed."""
+        ws = self.workspace if workspace is None else workspace
+        if training and step is None:
+            step = 2**40 + self._free_calls  # outside fit: a new draw per call, never an optimizer step's
+            self._free_calls += 1
+        outputs, contexts = [], []
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            rng = self._noise_rng(i, step) if training and layer.stochastic else None
+            if logits and i == last:
+                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws, activation=False)
+            else:
+                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws)
+            outputs.append(x)
+            contexts.append(ctx)
+        return outputs, contexts
+
+    def run_backward(self, contexts, grad, *, down_to=0, need_input_grad=True, workspace=None):
+        """Backpropagate ``grad`` (the gradient of the last layer's output, or of its
+        pre-activation when the forward ran with ``logits``) from the last layer
+        down to layer ``down_to``: ``(input gradient of layer down_to, grads)``
+        where ``grads[i]`` is layer i's dict of parameter gradients."""
+        ws = self.workspace if workspace is None else workspace
+        grads = [{} for _ in self.layers]
+        for i in range(len(self.layers) - 1, down_to - 1, -1):
+            need = i > down_to or need_input_grad
+            grad, grads[i] = self.layers[i].backward(contexts[i], grad, need_input_grad=need, workspace=ws)
+        return grad, grads
+
+    def _outputs_and_loss(self, x, y, sample_weight, training, step=None):
+        """Forward pass and loss of one batch: ``(probabilities, loss, d loss / d last output, contexts)``."""
+        fused = self._fused_output()
+        outputs, contexts = self.run_forward(x, training, context=training, logits=fused, step=step)
+        out = outputs[-1]
+        if fused:
+            value, grad = self.loss.value_and_grad_logits(y, out, sample_weight)
+            out = self.layers[-1].activation.forward(out)
         else:
             value, grad = self.loss.value_and_grad(y, out, sample_weight)
-        value += sum(layer.regularization_loss() for layer in self.layers)
-        for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            need = i > self._first_trainable
-            if i == len(self.layers) - 1 and isinstance(layer, ActivationMixin):
-                grad = layer.backward(grad, need_input_grad=need, pre_activation=self._fused_output())
-            else:
-                grad = layer.backward(grad, need_input_grad=need)
-            if not need:
-                break
-        for layer in self.layers:
-            layer.add_regularization_grads()
-        return value
+        if self._loss_weight != 1.0:
+            value, grad = value * self._loss_weight, grad * grad.dtype.type(self._loss_weight)
+        return out, value, grad, contexts
 
-    def _trainable_triples(self):
-        return [(f"{i}/{name}", layer.params[name], layer.grads[name])
-                for i, layer in enumerate(self.layers) for name in layer.trainable_names()]
+    def _regularization_loss(self):
+        return sum(layer.regularization_loss() for layer in self.layers)
 
     def _train_step(self, x, y, sample_weight, where):
         # state that the forward pass replaces (batch-norm statistics), restored if the step fails
         state = [(layer, name, layer.params[name]) for layer in self.layers for name in layer.non_trainable]
-        for layer in self.layers:
-            layer._step = self.optimizer.iterations  # random layers draw per optimizer step (resumable)
-        try:
-            out = self._forward(x, training=True)
-            value = self._loss_and_backward(y, out, sample_weight)
-        finally:
-            for layer in self.layers:
-                layer._step = None
+        self.workspace.reclaim()
+        out, value, grad, contexts = self._outputs_and_loss(x, y, sample_weight, True, step=self.optimizer.iterations)
+        value += self._regularization_loss()
         if not math.isfinite(value):
             for layer, name, value_before in state:
                 layer.params[name] = value_before
             raise TrainingError(f"the loss became {value} {where}; the weights and batch-norm statistics were left "
                                 f"as they were before this batch. Lower the learning rate, scale the inputs, or use clipnorm")
-        self.optimizer.apply(self._trainable_triples())
+        down_to = min(self._first_trainable, len(self.layers) - 1)
+        _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False)
+        triples = []
+        for i, layer in enumerate(self.layers):
+            penalties = layer.regularization_grads()
+            for name in layer.trainable_names():
+                g = grads[i][name]
+                if name in penalties:
+                    g = g + penalties[name].astype(g.dtype, copy=False)
+                triples.append((f"{i}/{name}", layer.params[name], g))
+        self.last_gradients = {key: g for key, _, g in triples}
+        self.optimizer.apply(triples)
         return value, out
 
     def _metric_values(self, y, out):
@@ -239,105 +317,146 @@ class Sequential:
     # ------------------------------------------------------------------- fit
     def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
             validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
-            batch_transform=None):
-        """Train for ``epochs`` passes over ``(x, y)``; returns a ``History``.
+            steps_per_epoch=None, batch_transform=None):
+        """Train for ``epochs`` passes over the data; returns a ``History``.
 
-        As in Keras: ``validation_split`` holds out the *last* fraction of the
-        samples (before shuffling); ``validation_data=(x_val, y_val)``
-        overrides it; ``class_weight`` maps a class index to a loss weight;
-        ``initial_epoch`` resumes counting epochs (training resumed from a
-        saved model). ``verbose=1`` (or "auto") shows a tqdm progress bar per
-        epoch, 2 one line per epoch, 0 nothing. ``batch_transform(x_batch, rng)``,
-        if given, transforms each training batch (data augmentation).
+        ``x`` is an array (with targets ``y``) or a data source with Keras'
+        ``PyDataset`` habits (``len``, ``source[i] -> (x, y)`` or ``(x, y,
+        sample_weight)``, optional ``on_epoch_end``; see ``core.data``), read
+        batch by batch with background prefetching; ``steps_per_epoch`` then
+        sets how many batches make an epoch. As in Keras: ``validation_split``
+        holds out the *last* fraction of the samples (before shuffling; arrays
+        only); ``validation_data`` (arrays or a source) overrides it;
+        ``class_weight`` maps a class index to a loss weight; ``initial_epoch``
+        resumes counting epochs (training resumed from a saved model).
+        ``verbose=1`` (or "auto") shows a tqdm progress bar per epoch, 2 one
+        line per epoch, 0 nothing. ``batch_transform(x_batch, rng)``, if given,
+        transforms each training batch (data augmentation).
         """
         self._require_compiled("fit")
-        x = self._check_x(x, "fit")
-        y = self._check_y(y, len(x), "fit")
-        batch_size = self._check_batch_size(batch_size)
+        batches, validation = self._fit_data(x, y, batch_size, validation_split, validation_data, shuffle,
+                                             class_weight, sample_weight, steps_per_epoch)
         check_int(epochs, "fit: epochs", minimum=0)
-        if verbose not in ("auto", 0, 1, 2):
-            raise InputError(f"fit: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
-        verbose = 1 if verbose == "auto" else int(verbose)
         check_int(initial_epoch, "fit: initial_epoch", minimum=0)
+        verbose = _check_verbose(verbose, "fit")
         if callbacks is not None and (not isinstance(callbacks, (list, tuple))
                                       or not all(isinstance(cb, callbacks_module.Callback) for cb in callbacks)):
             raise InputError(f"fit: callbacks must be a list of core.callbacks.Callback objects, got {callbacks!r}")
-        sw = self._check_sample_weight(sample_weight, len(x), "fit")
-        if class_weight:
-            sw = (sw if sw is not None else np.ones(len(x))) * self._class_weights(y, class_weight)
-        if validation_data is None and validation_split:
-            if not 0 < validation_split < 1:
-                raise InputError(f"fit: validation_split must be in (0, 1), got {validation_split}")
-            cut = int(len(x) * (1 - validation_split))
-            if cut < 1 or cut >= len(x):
-                raise InputError(f"fit: validation_split={validation_split} leaves no training or no validation "
-                                 f"samples out of {len(x)}")
-            validation_data = (x[cut:], y[cut:])
-            x, y = x[:cut], y[:cut]
-            sw = None if sw is None else sw[:cut]
-        if validation_data is not None:
-            if len(validation_data) not in (2, 3):
-                raise InputError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, sample_weight)")
-            xv = self._check_x(validation_data[0], "fit (validation_data)")
-            yv = self._check_y(validation_data[1], len(xv), "fit (validation_data)")
-            swv = self._check_sample_weight(validation_data[2] if len(validation_data) == 3 else None, len(xv),
-                                            "fit (validation_data)")
-
+        if batch_transform is not None and not callable(batch_transform):
+            raise InputError(f"fit: batch_transform must be a function (x_batch, rng) -> x_batch, got {batch_transform!r}")
         history = callbacks_module.History()
         cbs = [history] + list(callbacks or [])
         for cb in cbs:
             cb.set_model(self)
-        n = len(x)
-        steps = math.ceil(n / batch_size)
         self.stop_training = False
         for cb in cbs:
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            # one generator per epoch, so a run resumed at initial_epoch=k shuffles as an uninterrupted one
-            rng = np.random.default_rng([self._seed, 2**20, epoch])
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            totals, seen = {}, 0
-            bar = tqdm(total=steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=verbose != 1,
-                       leave=True, file=sys.stderr, dynamic_ncols=True)
-            with bar:
-                for b in range(steps):
-                    idx = order[b * batch_size:(b + 1) * batch_size]
-                    if shuffle:
-                        xb, yb = x[idx], y[idx]
-                    else:
-                        xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
-                    if batch_transform is not None:
-                        xb = np.asarray(batch_transform(xb, rng), dtype=self.dtype)
-                    swb = None if sw is None else sw[idx]
-                    value, out = self._train_step(xb, yb, swb, f"at epoch {epoch + 1}, batch {b + 1} of {steps}")
-                    k = len(xb)
-                    seen += k
-                    for name, v in {"loss": value, **self._metric_values(yb, out)}.items():
-                        totals[name] = totals.get(name, 0.0) + v * k
-                    logs = {name: v / seen for name, v in totals.items()}
-                    if verbose == 1:
-                        bar.set_postfix({k2: f"{v:.4f}" for k2, v in logs.items()}, refresh=False)
-                        bar.update(1)
-                    for cb in cbs:
-                        cb.on_train_batch_end(b, logs)
-                if validation_data is not None:
-                    val = self.evaluate(xv, yv, batch_size=batch_size, sample_weight=swv, return_dict=True, _checked=True)
-                    logs.update({f"val_{k2}": v for k2, v in val.items()})
-                    if verbose == 1:
-                        bar.set_postfix({k2: f"{v:.4f}" for k2, v in logs.items()}, refresh=True)
-            logs["learning_rate"] = self.optimizer.learning_rate
+            logs = self._fit_epoch(batches, epoch, epochs, cbs, verbose, batch_transform, validation)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if verbose == 2:
-                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k2}: {v:.4f}" for k2, v in logs.items()))
+                print(f"Epoch {epoch + 1}/{epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
             if self.stop_training:
                 break
         for cb in cbs:
             cb.on_train_end()
         self.history = history
         return history
+
+    def _fit_data(self, x, y, batch_size, validation_split, validation_data, shuffle, class_weight, sample_weight,
+                  steps_per_epoch):
+        """Check fit's data arguments: ``(training batches, validation data or None)``."""
+        if steps_per_epoch is not None:
+            steps_per_epoch = check_int(steps_per_epoch, "fit: steps_per_epoch")
+        if is_source(x):
+            for name, value in (("y", y), ("sample_weight", sample_weight), ("batch_size", batch_size)):
+                if value is not None:
+                    raise InputError(f"fit: {name} must be None when x is a data source (its batches carry them)")
+            if validation_split:
+                raise InputError("fit: validation_split needs arrays; with a data source pass validation_data")
+            batches = SourceBatches(x, steps_per_epoch, self._source_batch_checker("fit", class_weight), "fit")
+        else:
+            x = self._check_x(x, "fit")
+            y = self._check_y(y, len(x), "fit")
+            batch_size = self._check_batch_size(batch_size)
+            sw = self._check_sample_weight(sample_weight, len(x), "fit")
+            if class_weight:
+                sw = (sw if sw is not None else np.ones(len(x))) * self._class_weights(y, class_weight)
+            if validation_data is None and validation_split:
+                if isinstance(validation_split, bool) or not isinstance(validation_split, (int, float)) \
+                        or not 0 < validation_split < 1:
+                    raise InputError(f"fit: validation_split must be in (0, 1), got {validation_split!r}")
+                cut = int(len(x) * (1 - validation_split))
+                if cut < 1 or cut >= len(x):
+                    raise InputError(f"fit: validation_split={validation_split} leaves no training or no validation "
+                                     f"samples out of {len(x)}")
+                validation_data = (x[cut:], y[cut:])
+                x, y = x[:cut], y[:cut]
+                sw = None if sw is None else sw[:cut]
+            batches = ArrayBatches(x, y, sw, batch_size, shuffle)
+            if steps_per_epoch is not None:
+                raise InputError("fit: steps_per_epoch is for data sources; with arrays an epoch is one pass "
+                                 "(choose batch_size instead)")
+        validation = None
+        if validation_data is not None:
+            validation = self._validation_batches(validation_data, batch_size)
+        return batches, validation
+
+    def _validation_batches(self, data, batch_size):
+        if is_source(data):
+            return SourceBatches(data, None, self._source_batch_checker("fit (validation_data)"),
+                                 "fit (validation_data)")
+        if not isinstance(data, (tuple, list)) or len(data) not in (2, 3):
+            raise InputError("fit: validation_data must be (x_val, y_val), (x_val, y_val, sample_weight) or a data source")
+        xv = self._check_x(data[0], "fit (validation_data)")
+        yv = self._check_y(data[1], len(xv), "fit (validation_data)")
+        swv = self._check_sample_weight(data[2] if len(data) == 3 else None, len(xv), "fit (validation_data)")
+        return ArrayBatches(xv, yv, swv, self._check_batch_size(batch_size), False)
+
+    def _source_batch_checker(self, what, class_weight=None):
+        def check(item, b):
+            xb, yb, swb = unpack_batch(item, b, what)
+            where = f"{what} (batch {b} of the data source)"
+            xb = self._check_x(xb, where)
+            yb = self._check_y(yb, len(xb), where)
+            swb = self._check_sample_weight(swb, len(xb), where)
+            if class_weight:
+                swb = (swb if swb is not None else np.ones(len(xb))) * self._class_weights(yb, class_weight)
+            return xb, yb, swb
+        return check
+
+    def _fit_epoch(self, batches, epoch, epochs, cbs, verbose, batch_transform, validation):
+        """One pass over the training batches, then validation: the epoch's logs."""
+        # one generator per epoch, so a run resumed at initial_epoch=k shuffles as an uninterrupted one
+        rng = np.random.default_rng([self._seed, 2**20, epoch])
+        totals, seen, logs = {}, 0, {}
+        bar = tqdm(total=batches.steps, desc=f"Epoch {epoch + 1}/{epochs}", unit="batch", disable=verbose != 1,
+                   leave=True, file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            for b, (xb, yb, swb) in enumerate(batches.epoch(rng)):
+                if batch_transform is not None:
+                    xb = np.asarray(batch_transform(xb, rng), dtype=self.dtype)
+                value, out = self._train_step(xb, yb, swb, f"at epoch {epoch + 1}, batch {b + 1} of {batches.steps}")
+                k = len(xb)
+                seen += k
+                for name, v in {"loss": value, **self._metric_values(yb, out)}.items():
+                    totals[name] = totals.get(name, 0.0) + v * k
+                logs = {name: v / seen for name, v in totals.items()}
+                if verbose == 1:
+                    bar.set_postfix({k2: f"{v:.4f}" for k2, v in logs.items()}, refresh=False)
+                    bar.update(1)
+                for cb in cbs:
+                    cb.on_train_batch_end(b, logs)
+            batches.end_epoch()
+            if validation is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_batches(validation).items()})
+                if verbose == 1:
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=True)
+        logs["learning_rate"] = self.optimizer.learning_rate
+        return logs
 
     def _check_sample_weight(self, sample_weight, n, what):
         if sample_weight is None:
@@ -359,9 +478,10 @@ class Sequential:
         labels = y if y.ndim == 1 else y.argmax(axis=-1)
         w = np.ones(len(labels))
         for cls, weight in class_weight.items():
-            if not isinstance(cls, (int, np.integer)) or not 0 <= cls < max(n_classes, 2):
+            if isinstance(cls, bool) or not isinstance(cls, (int, np.integer)) or not 0 <= cls < max(n_classes, 2):
                 raise InputError(f"class_weight keys must be class indices in [0, {max(n_classes, 2)}), got {cls!r}")
-            if not isinstance(weight, (int, float, np.number)) or not np.isfinite(weight) or weight < 0:
+            if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) \
+                    or not np.isfinite(weight) or weight < 0:
                 raise InputError(f"class_weight[{cls!r}] must be a finite non-negative number, got {weight!r}")
             w[labels == int(cls)] = float(weight)
         return w
@@ -382,7 +502,7 @@ class Sequential:
         return self.evaluate(x, y, batch_size=len(x), sample_weight=sample_weight, return_dict=return_dict)
 
     def predict_on_batch(self, x):
-        return self._forward(self._check_x(x, "predict_on_batch"), training=False)
+        return self._predict_batch(self._check_x(x, "predict_on_batch"))
 
     def _format_result(self, result, return_dict):
         if return_dict:
@@ -390,39 +510,75 @@ class Sequential:
         return result["loss"] if len(result) == 1 else list(result.values())
 
     # -------------------------------------------------------- evaluate / predict
-    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, return_dict=False, _checked=False):
-        """Loss (plus regularization) and metrics over ``(x, y)``, computed in batches."""
+    def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, return_dict=False):
+        """Loss (plus regularization) and metrics over ``(x, y)`` (or a data source), in batches."""
         self._require_compiled("evaluate")
-        if not _checked:
+        verbose = _check_verbose(verbose, "evaluate")
+        if is_source(x):
+            if y is not None or sample_weight is not None:
+                raise InputError("evaluate: y and sample_weight must be None when x is a data source")
+            batches = SourceBatches(x, None, self._source_batch_checker("evaluate"), "evaluate")
+        else:
             x = self._check_x(x, "evaluate")
             y = self._check_y(y, len(x), "evaluate")
-        batch_size = self._check_batch_size(batch_size)
-        sw = sample_weight if _checked else self._check_sample_weight(sample_weight, len(x), "evaluate")
-        reg = sum(layer.regularization_loss() for layer in self.layers)
-        totals = {}
-        last = self.layers[-1]
-        for start in tqdm(range(0, len(x), batch_size), disable=verbose != 1, desc="evaluate", unit="batch"):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            swb = None if sw is None else sw[start:start + batch_size]
-            out = self._forward(xb, training=False)
-            if self._fused_output():
-                value = self.loss.value_and_grad_logits(yb, last._z, swb)[0]
-            else:
-                value = self.loss.value_and_grad(yb, out, swb)[0]
+            sw = self._check_sample_weight(sample_weight, len(x), "evaluate")
+            batches = ArrayBatches(x, y, sw, self._check_batch_size(batch_size), False)
+        return self._format_result(self._evaluate_batches(batches, verbose), return_dict)
+
+    def _evaluate_batches(self, batches, verbose=0):
+        reg = self._regularization_loss()
+        totals, count = {}, 0
+        for xb, yb, swb in tqdm(batches.epoch(), total=batches.steps, disable=verbose != 1, desc="evaluate",
+                                unit="batch"):
+            self.workspace.reclaim()
+            out, value, _, _ = self._outputs_and_loss(xb, yb, swb, training=False)
             for name, v in {"loss": value + reg, **self._metric_values(yb, out)}.items():
                 totals[name] = totals.get(name, 0.0) + v * len(xb)
-        return self._format_result({k: v / len(x) for k, v in totals.items()}, return_dict)
+            count += len(xb)
+        return {k: v / count for k, v in totals.items()}
+
+    def _predict_batch(self, xb):
+        """Inference-mode outputs of one checked batch, as a new array."""
+        self.workspace.reclaim()
+        outputs, _ = self.run_forward(xb, training=False, context=False)
+        out = outputs[-1]
+        self.workspace.reclaim()
+        return np.array(out, copy=True)
 
     def predict(self, x, batch_size=None, verbose=0):
-        """Model outputs for ``x`` ``(N, *input_shape)``, in batches, inference mode."""
-        x = self._check_x(x, "predict")
-        batch_size = self._check_batch_size(batch_size)
-        outs = [self._forward(x[s:s + batch_size], training=False).copy()
-                for s in tqdm(range(0, len(x), batch_size), disable=verbose != 1, desc="predict", unit="batch")]
+        """Model outputs for ``x`` ``(N, *input_shape)`` (or each batch of a data source
+        whose items are ``x`` or ``(x, ...)``), in batches, inference mode."""
+        verbose = _check_verbose(verbose, "predict")
+        if is_source(x):
+            def read(item, b):
+                xb = item[0] if isinstance(item, (tuple, list)) else item
+                return self._check_x(xb, f"predict (batch {b} of the data source)")
+            source = SourceBatches(x, None, read, "predict")
+            batches = iter(source.epoch())
+            steps = source.steps
+        else:
+            x = self._check_x(x, "predict")
+            bs = self._check_batch_size(batch_size)
+            batches = (x[s:s + bs] for s in range(0, len(x), bs))
+            steps = math.ceil(len(x) / bs)
+        outs = [self._predict_batch(xb) for xb in tqdm(batches, total=steps, disable=verbose != 1, desc="predict",
+                                                        unit="batch")]
         return np.concatenate(outs, axis=0)
 
     def __call__(self, x, training=False):
-        return self._forward(self._check_x(x, "call"), training=training)
+        """The outputs for one batch (in training mode with ``training=True``: dropout on,
+        batch statistics), as a new array."""
+        if isinstance(x, Input):
+            raise ConfigError("a Sequential model was called on an Input: the functional API is not supported; "
+                              "start the Sequential with the Input instead")
+        x = self._check_x(x, "call")
+        if not training:
+            return self._predict_batch(x)
+        self.workspace.reclaim()
+        outputs, _ = self.run_forward(x, training=True, context=False)
+        out = np.array(outputs[-1], copy=True)
+        self.workspace.reclaim()
+        return out
 
     # ---------------------------------------------------------------- weights
     def _require_built(self, what):
@@ -460,6 +616,8 @@ class Sequential:
         w = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(("Layer (type)", "Output Shape", "Param #"))]
         line = "-" * (sum(w) + 6)
         print_fn(f'Model: "{self.name}"')
+        if self._input_name:
+            print_fn(f"Input {self._input_name!r}: {self.input_shape}")
         print_fn(line)
         print_fn(f"{'Layer (type)':<{w[0]}}   {'Output Shape':<{w[1]}}   {'Param #':>{w[2]}}")
         print_fn("=" * len(line))
@@ -496,10 +654,37 @@ class Sequential:
     def compile_config(self):
         if not self.compiled:
             return None
-        return {"optimizer": serialize(self.optimizer), "loss": serialize(self.loss),
-                "metrics": [name for name, _ in self._metrics]}
+        cfg = {"optimizer": serialize(self.optimizer), "loss": serialize(self.loss),
+               "metrics": [name for name, _ in self._metrics]}
+        if self._loss_weight != 1.0:
+            cfg["loss_weights"] = self._loss_weight
+        return cfg
 
     def save(self, filepath, include_optimizer=True):
         """Write the model (architecture, weights, optimizer state) to one ``.npz`` file, atomically."""
         from .serialization import save_model
         save_model(self, filepath, include_optimizer=include_optimizer)
+
+
+def _check_verbose(verbose, what):
+    if verbose not in ("auto", 0, 1, 2) or isinstance(verbose, bool):
+        raise InputError(f"{what}: verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return 1 if verbose == "auto" else int(verbose)
+
+
+def _single_loss_weight(loss_weights):
+    """The one loss weight of a single-output model from compile's ``loss_weights``."""
+    if loss_weights is None:
+        return 1.0
+    value = loss_weights
+    if isinstance(loss_weights, (list, tuple)):
+        if len(loss_weights) != 1:
+            raise ConfigError(f"compile: loss_weights must have one entry (the model has one output), got {loss_weights!r}")
+        value = loss_weights[0]
+    elif isinstance(loss_weights, dict):
+        if len(loss_weights) != 1:
+            raise ConfigError(f"compile: loss_weights must have one entry (the model has one output), got {loss_weights!r}")
+        value = next(iter(loss_weights.values()))
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value) or value <= 0:
+        raise ConfigError(f"compile: a loss weight must be a positive number, got {value!r}")
+    return float(value)

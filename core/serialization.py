@@ -113,7 +113,7 @@ def load_model_with_extras(filepath, compile=True):
     comp = meta.get("compile")
     if compile and comp:
         model.compile(optimizer=optimizers.get(comp["optimizer"]), loss=losses.get(comp["loss"]),
-                      metrics=comp.get("metrics"))
+                      metrics=comp.get("metrics"), loss_weights=comp.get("loss_weights"))
         state = {k[len("optimizer/"):]: v for k, v in arrays.items() if k.startswith("optimizer/")}
         if state:
             model.optimizer.set_state(state)

@@ -1,4 +1,5 @@
-"""``Activation``: applies an activation function as a layer of its own."""
+"""``Activation``: applies an activation function as a layer of its own
+(``ReLU`` and ``Softmax`` are the Keras shorthands for two of them)."""
 from .base import ActivationMixin, Layer
 
 
@@ -7,11 +8,14 @@ class Activation(ActivationMixin, Layer):
         super().__init__(**kwargs)
         self._init_activation(activation)
 
-    def forward(self, x, training=False):
-        return self._activate(x)
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
+        keep = self._keep(training, context)
+        y, act = self._activate(x, activation, keep, owned=False)  # never overwrite the input
+        return y, self._context(keep, **act)
 
-    def backward(self, grad, need_input_grad=True, pre_activation=False):
-        return self._activation_backward(grad, pre_activation) if need_input_grad else None
+    def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
+        ctx = self._require_context(ctx)
+        return (self._activation_backward(ctx, dy) if need_input_grad else None), {}
 
     def get_config(self):
         cfg = super().get_config()
@@ -19,10 +23,15 @@ class Activation(ActivationMixin, Layer):
         return cfg
 
 
-class ReLU(Activation):
+class _FixedActivation(Activation):
+    """An ``Activation`` layer whose function is fixed by the class."""
+    function = None
+
     def __init__(self, **kwargs):
-        kwargs.pop("activation", None)
-        super().__init__("relu", **kwargs)
+        if "activation" in kwargs:
+            from ..exceptions import ConfigError
+            raise ConfigError(f"{type(self).__name__} takes no activation argument (it is {self.function!r})")
+        super().__init__(self.function, **kwargs)
 
     def get_config(self):
         cfg = super().get_config()
@@ -30,7 +39,9 @@ class ReLU(Activation):
         return cfg
 
 
-class Softmax(ReLU):
-    def __init__(self, **kwargs):
-        kwargs.pop("activation", None)
-        Activation.__init__(self, "softmax", **kwargs)
+class ReLU(_FixedActivation):
+    function = "relu"
+
+
+class Softmax(_FixedActivation):
+    function = "softmax"

@@ -20,32 +20,31 @@ class Dense(ActivationMixin, KernelMixin, Layer):
         self._init_activation(activation)
         self._init_kernel(use_bias, kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer)
 
-    def _build(self, input_shape):
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+    def _build(self, input_shape, rng):
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, rng)
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight("bias", (self.units,), self.bias_initializer, rng)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
+        keep = self._keep(training, context)
         z = x @ self.params["kernel"]
         if self.use_bias:
             z += self.params["bias"]
-        if training:
-            self._x = x
-        return self._activate(z, owned=True)
+        y, act = self._activate(z, activation, keep, owned=True)
+        return y, self._context(keep, x=x, **act)
 
-    def backward(self, grad, need_input_grad=True, pre_activation=False):
-        dz = self._activation_backward(grad, pre_activation)
-        x2 = self._x.reshape(-1, self._x.shape[-1])
+    def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
+        ctx = self._require_context(ctx)
+        dz = self._activation_backward(ctx, dy)
+        x = ctx["x"]
         dz2 = dz.reshape(-1, self.units)
-        self.grads["kernel"] = x2.T @ dz2
+        grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ dz2}
         if self.use_bias:
-            self.grads["bias"] = dz2.sum(axis=0)
-        if not need_input_grad:
-            return None
-        return dz @ self.params["kernel"].T
+            grads["bias"] = dz2.sum(axis=0)
+        return (dz @ self.params["kernel"].T if need_input_grad else None), grads
 
     def get_config(self):
         cfg = super().get_config()

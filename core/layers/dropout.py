@@ -1,6 +1,9 @@
 """Inverted dropout: during training each element is zeroed with probability
 ``rate`` and the survivors are scaled by ``1 / (1 - rate)``; at inference the
-layer is the identity. The mask comes from the layer's own seeded generator."""
+layer is the identity. The mask is drawn from the generator the caller passes
+to ``forward`` (``Sequential`` derives it from the model seed, the layer and
+the optimizer step, so a resumed run draws the masks an uninterrupted one
+would)."""
 import numpy as np
 
 from ..exceptions import ConfigError
@@ -8,44 +11,41 @@ from .base import Layer
 
 
 class Dropout(Layer):
+    stochastic = True
+
     def __init__(self, rate, noise_shape=None, seed=None, **kwargs):
         super().__init__(seed=seed, **kwargs)
-        if not 0.0 <= float(rate) < 1.0:
+        try:
+            rate = float(rate)
+        except (TypeError, ValueError):
+            raise ConfigError(f"Dropout: rate must be a number in [0, 1), got {rate!r}") from None
+        if not 0.0 <= rate < 1.0:
             raise ConfigError(f"Dropout: rate must be in [0, 1), got {rate!r}")
-        self.rate = float(rate)
+        self.rate = rate
         self.noise_shape = tuple(noise_shape) if noise_shape is not None else None
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None):
+        keep = self._keep(training, context)
         if not training or self.rate == 0.0:
-            self._mask = None
-            return x
+            return x, self._context(keep, mask=None)
+        rng = self._require_rng(rng)
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
-        self._mask = self._generator().random(shape, dtype=np.float32) >= self.rate  # True: kept
-        self._scale = x.dtype.type(1.0 / (1.0 - self.rate))
-        out = x * self._mask
-        out *= self._scale
-        return out
+        mask = rng.random(shape, dtype=np.float32) >= self.rate  # True: kept
+        scale = x.dtype.type(1.0 / (1.0 - self.rate))
+        out = x * mask
+        out *= scale
+        return out, self._context(keep, mask=mask, scale=scale)
 
-    def _generator(self):
-        """Inside ``Sequential.fit`` the mask depends only on the layer's seed and the
-        optimizer step, so a model saved and reloaded draws the masks an
-        uninterrupted run would; called on its own the layer uses its own stream."""
-        step = getattr(self, "_step", None)
-        if step is None:
-            return self._rng
-        if not hasattr(self, "_base_seed"):
-            self._base_seed = int(self._rng.integers(2**31 - 1))
-        return np.random.default_rng([self._base_seed, step])
-
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
+        ctx = self._require_context(ctx)
         if not need_input_grad:
-            return None
-        if self._mask is None:
-            return grad
-        g = grad * self._mask
-        g *= self._scale
-        return g
+            return None, {}
+        if ctx["mask"] is None:
+            return dy, {}
+        g = dy * ctx["mask"]
+        g *= ctx["scale"]
+        return g, {}
 
     def get_config(self):
         cfg = super().get_config()

@@ -32,14 +32,14 @@ class BatchNormalization(Layer):
         self.moving_mean_initializer = initializers.get(moving_mean_initializer)
         self.moving_variance_initializer = initializers.get(moving_variance_initializer)
 
-    def _build(self, input_shape):
+    def _build(self, input_shape, rng):
         c = (input_shape[-1],)
         if self.scale:
-            self.add_weight("gamma", c, self.gamma_initializer)
+            self.add_weight("gamma", c, self.gamma_initializer, rng)
         if self.center:
-            self.add_weight("beta", c, self.beta_initializer)
-        self.add_weight("moving_mean", c, self.moving_mean_initializer)
-        self.add_weight("moving_variance", c, self.moving_variance_initializer)
+            self.add_weight("beta", c, self.beta_initializer, rng)
+        self.add_weight("moving_mean", c, self.moving_mean_initializer, rng)
+        self.add_weight("moving_variance", c, self.moving_variance_initializer, rng)
 
     def _affine(self):
         c = self.input_shape[-1]
@@ -47,45 +47,51 @@ class BatchNormalization(Layer):
         beta = self.params["beta"] if self.center else np.zeros(c, self.dtype)
         return gamma, beta
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None):
+        keep = self._keep(training, context)
         gamma, beta = self._affine()
         axes = tuple(range(x.ndim - 1))
         if training and self.trainable:  # a frozen layer normalizes with its moving statistics, as in Keras
             mean = x.mean(axis=axes, dtype=x.dtype)
-            centered = x - mean
-            var = np.mean(np.square(centered), axis=axes, dtype=x.dtype)
+            xhat = x - mean
+            var = np.mean(np.square(xhat), axis=axes, dtype=x.dtype)
             inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
-            xhat = centered
             xhat *= inv_std
             m = x.dtype.type(self.momentum)
-            p = self.params
+            p = self.params  # state, not a trained weight: the forward pass of training updates it
             p["moving_mean"] = p["moving_mean"] * m + mean * (1 - m)
             p["moving_variance"] = p["moving_variance"] * m + var * (1 - m)
-            self._xhat, self._inv_std, self._training = xhat, inv_std, True
-            return xhat * gamma + beta
+            return xhat * gamma + beta, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=True)
         inv_std = (1.0 / np.sqrt(self.params["moving_variance"] + self.epsilon)).astype(x.dtype)
         scale = gamma * inv_std
-        self._x, self._inv_std, self._training = x, inv_std, False
-        return x * scale + (beta - self.params["moving_mean"] * scale)
+        y = x * scale + (beta - self.params["moving_mean"] * scale)
+        if not keep:
+            return y, None
+        xhat = (x - self.params["moving_mean"]) * inv_std
+        return y, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=False)
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
+        ctx = self._require_context(ctx)
         gamma, _ = self._affine()
-        axes = tuple(range(grad.ndim - 1))
-        xhat = self._xhat if self._training else (self._x - self.params["moving_mean"]) * self._inv_std
-        dgamma = np.sum(grad * xhat, axis=axes, dtype=grad.dtype)
-        dbeta = grad.sum(axis=axes, dtype=grad.dtype)
+        axes = tuple(range(dy.ndim - 1))
+        xhat, inv_std = ctx["xhat"], ctx["inv_std"]
+        dgamma = np.sum(dy * xhat, axis=axes, dtype=dy.dtype)
+        dbeta = dy.sum(axis=axes, dtype=dy.dtype)
+        grads = {}
         if self.scale:
-            self.grads["gamma"] = dgamma
+            grads["gamma"] = dgamma
         if self.center:
-            self.grads["beta"] = dbeta
+            grads["beta"] = dbeta
+        if not self.trainable:
+            grads = {}
         if not need_input_grad:
-            return None
-        if not self._training:
-            return grad * (gamma * self._inv_std)
-        m = grad.size // grad.shape[-1]
+            return None, grads
+        k = gamma * inv_std
+        if not ctx["batch_stats"]:
+            return dy * k, grads
+        m = dy.size // dy.shape[-1]
         # dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))
-        k = gamma * self._inv_std
-        return (grad - dbeta / m - xhat * (dgamma / m)) * k
+        return (dy - dbeta / m - xhat * (dgamma / m)) * k, grads
 
     def get_config(self):
         cfg = super().get_config()

@@ -10,16 +10,18 @@ class Flatten(Layer):
 
     def __init__(self, data_format=None, **kwargs):
         super().__init__(**kwargs)
+        if data_format not in (None, "channels_last"):
+            raise ConfigError(f"Flatten: only data_format='channels_last' is supported, got {data_format!r}")
 
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
-    def forward(self, x, training=False):
-        self._xshape = x.shape
-        return x.reshape(x.shape[0], -1)
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None):
+        return x.reshape(x.shape[0], -1), self._context(self._keep(training, context), xshape=x.shape)
 
-    def backward(self, grad, need_input_grad=True):
-        return grad.reshape(self._xshape) if need_input_grad else None
+    def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
+        ctx = self._require_context(ctx)
+        return (dy.reshape(ctx["xshape"]) if need_input_grad else None), {}
 
 
 class Reshape(Layer):
@@ -40,12 +42,13 @@ class Reshape(Layer):
                              f"({total} values) to {self.target_shape}")
         return shape
 
-    def forward(self, x, training=False):
-        self._xshape = x.shape
-        return x.reshape((x.shape[0],) + self.output_shape)
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None):
+        return (x.reshape((x.shape[0],) + self.output_shape),
+                self._context(self._keep(training, context), xshape=x.shape))
 
-    def backward(self, grad, need_input_grad=True):
-        return grad.reshape(self._xshape) if need_input_grad else None
+    def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
+        ctx = self._require_context(ctx)
+        return (dy.reshape(ctx["xshape"]) if need_input_grad else None), {}
 
     def get_config(self):
         cfg = super().get_config()

@@ -99,13 +99,15 @@ def test_max_pool_ties_send_gradient_once():
     """Equal values in a window: the gradient goes to one of them, never doubled."""
     x = np.ones((1, 4, 4, 1), np.float32)
     pool = layers.MaxPooling2D(2)
-    y = pool(x, training=True)
-    dx = pool.backward(np.ones_like(y))
+    pool.build(x.shape[1:])
+    y, ctx = pool.forward(x, training=True)
+    dx, _ = pool.backward(ctx, np.ones_like(y))
     assert dx.sum() == y.size  # one unit of gradient per window
     assert np.all(dx.reshape(2, 2, 2, 2).transpose(0, 2, 1, 3).reshape(4, 4).sum(axis=1) == 1)
     gmax = layers.GlobalMaxPooling2D()
-    g = gmax(x, training=True)
-    assert gmax.backward(np.ones_like(g)).sum() == 1.0
+    gmax.build(x.shape[1:])
+    g, ctx = gmax.forward(x, training=True)
+    assert gmax.backward(ctx, np.ones_like(g))[0].sum() == 1.0
 
 
 def test_overlapping_max_pool_accumulates():
@@ -113,8 +115,9 @@ def test_overlapping_max_pool_accumulates():
     x = np.zeros((1, 5, 1), np.float32)
     x[0, 2, 0] = 10.0
     pool = layers.MaxPooling1D(3, strides=1)
-    y = pool(x, training=True)
-    dx = pool.backward(np.ones_like(y))
+    pool.build(x.shape[1:])
+    y, ctx = pool.forward(x, training=True)
+    dx, _ = pool.backward(ctx, np.ones_like(y))
     assert dx[0, 2, 0] == 3.0 and dx.sum() == 3.0
 
 
@@ -135,12 +138,14 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
         return layer
     whole, chunked = make(False), make(True)
     assert chunked._use_chunks(x) and not whole._use_chunks(x) and chunked._chunk_rows == 1
-    y1, y2 = whole.forward(x, training=True), chunked.forward(x, training=True)
+    (y1, c1), (y2, c2) = whole.forward(x, training=True), chunked.forward(x, training=True)
     np.testing.assert_allclose(y2, y1, rtol=1e-12, atol=1e-12)
     g = rng.normal(size=y1.shape)
-    np.testing.assert_allclose(chunked.backward(g.copy()), whole.backward(g.copy()), rtol=1e-12, atol=1e-12)
-    for name in whole.grads:
-        np.testing.assert_allclose(chunked.grads[name], whole.grads[name], rtol=1e-10, atol=1e-12)
+    (dx1, g1), (dx2, g2) = whole.backward(c1, g.copy()), chunked.backward(c2, g.copy())
+    np.testing.assert_allclose(dx2, dx1, rtol=1e-12, atol=1e-12)
+    assert set(g1) == set(g2) == {"kernel", "bias"}
+    for name in g1:
+        np.testing.assert_allclose(g2[name], g1[name], rtol=1e-10, atol=1e-12)
     check_layer(make(True), x, rng)
 
 
@@ -160,8 +165,9 @@ def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding):
         return layer
     whole, blocked = make(False), make(True)
     assert blocked._block_rows == 1
-    np.testing.assert_array_equal(blocked.forward(x, training=True), whole.forward(x, training=True))
-    np.testing.assert_array_equal(blocked._won, whole._won)
-    g = rng.normal(size=blocked.forward(x, training=True).shape).astype(np.float32)
-    np.testing.assert_array_equal(blocked.backward(g), whole.backward(g))
-    np.testing.assert_array_equal(blocked.forward(x), whole.forward(x))
+    (yb, cb), (yw, cw) = blocked.forward(x, training=True), whole.forward(x, training=True)
+    np.testing.assert_array_equal(yb, yw)
+    np.testing.assert_array_equal(cb["won"], cw["won"])
+    g = rng.normal(size=yb.shape).astype(np.float32)
+    np.testing.assert_array_equal(blocked.backward(cb, g)[0], whole.backward(cw, g)[0])
+    np.testing.assert_array_equal(blocked.forward(x)[0], whole.forward(x)[0])

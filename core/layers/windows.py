@@ -1,0 +1,198 @@
+"""Sliding-window geometry and the pure im2col / col2im kernels that
+convolution and pooling share, in any number of spatial dimensions.
+
+A ``WindowGeometry`` is computed once, when a layer is built for an input
+shape: the padding of every spatial axis, the output shape, and for each of
+the ``K`` window offsets the strided slice that picks, for every output
+position, the input element under that offset. The kernels below are plain
+functions of arrays and a geometry: they read their inputs, write only the
+output buffer they are handed, and keep nothing.
+
+Layouts:
+
+- convolution works channels first: ``xt (C, N, *padded)``; its column
+  buffer is ``cols (K, C, N, *out)`` (offsets first: each of the ``K`` copies
+  writes one contiguous block);
+- pooling works on the channels-last input ``(N, *padded, C)`` directly.
+
+The slices of a geometry cover the spatial axes only; ``slices(lead)``
+prefixes ``lead`` full slices for the leading (batch / channel) axes.
+"""
+import itertools
+import math
+
+import numpy as np
+
+from ..utils import axis_geometry, block_slice, window_slices
+
+
+class WindowGeometry:
+    """Where a window of ``kernel`` (with ``strides``, ``dilation`` and
+    ``padding``) reads in an input of spatial shape ``spatial``.
+
+    Attributes: ``pads`` ``((before, after), ...)``, ``out`` (output spatial
+    shape), ``padded`` (padded spatial shape), ``interior`` (slices of the
+    unpadded input inside the padded one), ``offsets`` (the ``K`` window
+    offsets, C order), ``overlap`` (whether two windows can read the same
+    input element, so an adjoint must add rather than assign) and ``tiles``
+    (windows side by side covering the whole padded input exactly).
+    Some axes may give ``out < 1``; ``first_empty_axis`` names the first.
+    """
+
+    def __init__(self, spatial, kernel, strides, dilation, padding):
+        self.spatial = tuple(int(n) for n in spatial)
+        self.kernel, self.strides, self.dilation = tuple(kernel), tuple(strides), tuple(dilation)
+        geo = [axis_geometry(n, k, s, d, padding)
+               for n, k, s, d in zip(self.spatial, self.kernel, self.strides, self.dilation)]
+        self.pads = tuple((b, a) for b, a, _ in geo)
+        self.out = tuple(o for _, _, o in geo)
+        self.padded = tuple(n + b + a for n, (b, a) in zip(self.spatial, self.pads))
+        self.needs_pad = any(b or a for b, a in self.pads)
+        self.interior = tuple(slice(b, b + n) for n, (b, _) in zip(self.spatial, self.pads))
+        self.offsets = list(itertools.product(*[range(k) for k in self.kernel]))
+        spans = [(k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation)]
+        self.overlap = any(s < span for s, span in zip(self.strides, spans))
+        self.tiles = (all(d == 1 for d in self.dilation) and all(s == span for s, span in zip(self.strides, spans))
+                      and all(o * s == n for o, s, n in zip(self.out, self.strides, self.padded)))
+        self.first_empty_axis = next((i for i, o in enumerate(self.out) if o < 1), None)
+        if self.first_empty_axis is None:
+            self._spatial_slices = [window_slices(o, self.strides, self.dilation, self.out) for o in self.offsets]
+            # for blocks of output rows: each offset's first-axis offset and its slices of the other axes
+            self._rest_slices = [(o[0], window_slices(o[1:], self.strides[1:], self.dilation[1:], self.out[1:]))
+                                 for o in self.offsets]
+        self._with_lead = {}
+
+    @property
+    def size(self):
+        """``K``, the number of window offsets."""
+        return len(self.offsets)
+
+    def slices(self, lead):
+        """The ``K`` window slices, each prefixed by ``lead`` full slices (cached)."""
+        out = self._with_lead.get(lead)
+        if out is None:
+            prefix = (slice(None),) * lead
+            out = self._with_lead[lead] = [prefix + sl for sl in self._spatial_slices]
+        return out
+
+    def interior_with(self, lead, trail=0):
+        """``interior`` with ``lead`` full slices before and ``trail`` after."""
+        return (slice(None),) * lead + self.interior + (slice(None),) * trail
+
+    def block_slices(self, prefix, r0, r1):
+        """The ``K`` window slices for output rows ``r0:r1`` of the first spatial axis,
+        each prefixed by ``prefix`` (a tuple of indices or slices for the leading axes)."""
+        s0, d0 = self.strides[0], self.dilation[0]
+        return [prefix + (block_slice(r0, r1, o0, s0, d0),) + rest for o0, rest in self._rest_slices]
+
+    def row_block(self, row_bytes, block_bytes):
+        """How many output rows of the first spatial axis fit in ``block_bytes``."""
+        return max(1, block_bytes // max(row_bytes, 1))
+
+
+def row_blocks(n, rows, block):
+    """``(sample, row0, row1)`` for every sample and every block of ``block``
+    output rows: the unit in which large layers work so that their
+    temporaries stay in the CPU cache."""
+    for i in range(n):
+        for r0 in range(0, rows, block):
+            yield i, r0, min(r0 + block, rows)
+
+
+def to_channels_first(x, geo, out):
+    """``x (N, *spatial, C)`` -> ``out (C, N, *padded)``; only the interior is
+    written, so ``out``'s border must already be zero. Returns ``out``."""
+    out[geo.interior_with(2)] = np.moveaxis(x, -1, 0)
+    return out
+
+
+def im2col(xt, geo, cols):
+    """Columns of the whole input: ``cols[k] = xt[window k]`` for
+    ``xt (C, N, *padded)`` and ``cols (K, C, N, *out)``. Returns ``cols``."""
+    for k, sl in enumerate(geo.slices(2)):
+        cols[k] = xt[sl]
+    return cols
+
+
+def col2im(dcols, geo, dxt):
+    """Adjoint of ``im2col``: scatter-add ``dcols (K, C, N, *out)`` into
+    ``dxt (C, N, *padded)``, which is fully overwritten. Returns ``dxt``."""
+    if geo.tiles:
+        for k, sl in enumerate(geo.slices(2)):
+            dxt[sl] = dcols[k]
+        return dxt
+    dxt.fill(0)
+    for k, sl in enumerate(geo.slices(2)):
+        if geo.overlap:
+            dxt[sl] += dcols[k]
+        else:
+            dxt[sl] = dcols[k]
+    return dxt
+
+
+def im2col_block(xt, geo, i, r0, r1, cols):
+    """Columns of output rows ``r0:r1`` of sample ``i``: ``cols (K, C, r1-r0, *out[1:])``."""
+    for k, sl in enumerate(geo.block_slices((slice(None), i), r0, r1)):
+        cols[k] = xt[sl]
+    return cols
+
+
+def col2im_block_add(dcols, geo, i, r0, r1, dxt):
+    """Adjoint of ``im2col_block``: add ``dcols`` into ``dxt (C, N, *padded)``."""
+    for k, sl in enumerate(geo.block_slices((slice(None), i), r0, r1)):
+        dxt[sl] += dcols[k]
+    return dxt
+
+
+def max_pool(xp, slices, out, won=None):
+    """Max over the window slices ``slices`` of ``xp`` into ``out``. With
+    ``won`` (a bool array ``(K, *out.shape)``), also record for each window
+    the offset its gradient goes to: the first offset equal to the maximum."""
+    np.copyto(out, xp[slices[0]])
+    for sl in slices[1:]:
+        np.maximum(out, xp[sl], out=out)
+    if won is not None:
+        free = np.ones(out.shape, bool)
+        for k, sl in enumerate(slices):
+            np.equal(xp[sl], out, out=won[k])
+            won[k] &= free
+            free ^= won[k]  # won[k] lies inside free: this removes it
+    return out
+
+
+def max_pool_adjoint(grad, won, slices, geo, dxp):
+    """Gradient of ``max_pool``: each window's gradient to its winning offset,
+    written into ``dxp`` (the padded input's shape), which is fully overwritten."""
+    if not geo.tiles:
+        dxp.fill(0)
+    for w, sl in zip(won, slices):
+        if geo.overlap:
+            dxp[sl] += grad * w
+        else:
+            np.multiply(grad, w, out=dxp[sl])
+    return dxp
+
+
+def sum_pool(xp, slices, out):
+    """Sum over the window slices of ``xp`` into ``out``."""
+    np.copyto(out, xp[slices[0]])
+    for sl in slices[1:]:
+        out += xp[sl]
+    return out
+
+
+def sum_pool_adjoint(g, slices, geo, dxp):
+    """Adjoint of ``sum_pool`` into ``dxp``, which is fully overwritten."""
+    if not geo.tiles:
+        dxp.fill(0)
+    for sl in slices:
+        if geo.overlap:
+            dxp[sl] += g
+        else:
+            dxp[sl] = g
+    return dxp
+
+
+def column_bytes(geo, channels, batch, itemsize):
+    """Bytes of the whole column matrix of a convolution."""
+    return geo.size * channels * batch * math.prod(geo.out) * itemsize
