@@ -31,10 +31,11 @@ from sklearn import metrics as skm
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
-from . import callbacks, config, optimizers
+from . import callbacks, optimizers
+from .constraints import Interval, Options, validate_settings
 from .exceptions import InputError, ModelFileError, NotFittedError, ShapeError
 from .serialization import load_model_with_extras, save_model
-from .utils import check_array, check_int
+from .utils import check_array, check_finite
 
 
 def encode_labels(y, name="y"):
@@ -79,49 +80,38 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.verbose = verbose
 
-    # ------------------------------------------------------------ params
+    #: what each constructor setting accepts, validated once at the start of every ``fit``
+    #: (see ``core.constraints``); a subclass extends it with its own settings
+    _parameter_constraints = {
+        "epochs": [Interval(int, 1, None)],
+        "batch_size": [Interval(int, 1, None)],
+        "learning_rate": [Interval(float, 0, None, closed="neither")],
+        "seed": [Interval(int, 0, 2**32 - 1)],
+        "validation_split": [Interval(float, 0, 1, closed="left")],
+        "patience": [Interval(int, 0, None)],
+        "verbose": [Options(0, 1, 2)],
+        "engine": [Options("numpy", "keras")],
+    }
+
     @classmethod
     def _param_names(cls):
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
-    def get_params(self, deep=True):
-        """Constructor settings, as scikit-learn estimators report them."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = self._param_names()
-        for k, v in params.items():
-            if k not in valid:
-                raise InputError(f"{type(self).__name__} has no setting {k!r}; valid settings: {valid}")
-            setattr(self, k, v)
-        return self
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
+    def _validate_params(self):
+        """Every setting against ``_parameter_constraints``, then the subclass's own
+        cross-setting checks (``_check_settings``); raises ``ConfigError``."""
+        validate_settings(type(self).__name__, self._parameter_constraints, self.get_params(deep=False))
+        self._check_settings()
 
     def _check_settings(self):
-        """Validate the shared settings before any work (subclasses check their own in ``_check_X``)."""
-        name = type(self).__name__
-
-        for key, minimum in (("epochs", 1), ("batch_size", 1), ("patience", 0), ("seed", 0)):
-            check_int(getattr(self, key), f"{name}: {key}", minimum)
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float, np.floating)) or not 0 < lr < float("inf"):
-            raise InputError(f"{name}: learning_rate must be a positive number, got {lr!r}")
-        vs = self.validation_split
-        if isinstance(vs, bool) or not isinstance(vs, (int, float, np.floating)) or not 0 <= vs < 1:
-            raise InputError(f"{name}: validation_split must be a number in [0, 1), got {vs!r}")
-        if getattr(self, "engine", "numpy") not in ("numpy", "keras"):
-            raise InputError(f"{name}: engine must be 'numpy' or 'keras', got {self.engine!r}")
+        """Checks that involve several settings at once; the table covers single settings."""
 
     def _checked_X(self, X, fitting):
-        """The domain's ``_check_X``, then one check every domain needs: finite values."""
+        """The domain's ``_check_X``, then the one check every domain needs: finite values."""
         X = self._check_X(X, fitting)
-        if not np.isfinite(X).all():
-            raise InputError("X contains NaN or infinite values; clean or impute them first")
+        check_finite(X, "X")
         return X
 
     # ------------------------------------------------------------- hooks
@@ -189,7 +179,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         ``groups`` (optional, ``(N,)``), e.g. subject ids, keeps every group
         on one side of the validation split. Returns ``self``.
         """
-        self._check_settings()
+        self._validate_params()
         self.keras_model_ = None  # a refit replaces whatever an earlier fit left
         X = self._checked_X(X, fitting=True)
         classes, y_idx = encode_labels(y)
@@ -198,7 +188,6 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise InputError(f"y holds a single class ({_native(classes[0])!r}); a classifier needs at least two")
         train, val = self._validation_indices(y_idx, groups)
-        config.set_random_seed(self.seed)
         self._fit_preprocessing(X[train])
         Xt = self._transform(X)
         model = self.build_network(tuple(Xt.shape[1:]), len(classes))

@@ -118,7 +118,7 @@ class KerasTwin:
         self.keras.compile(optimizer=keras_optimizer(optimizers.get(optimizer)), loss=loss, metrics=metrics)
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose=0, callbacks=None, validation_data=None, shuffle=True,
-            batch_transform=None, **kwargs):
+            batch_transform=None, class_weight=None, sample_weight=None):
         from . import callbacks as core_callbacks
         keras = import_keras()
         mapped = []
@@ -132,9 +132,12 @@ class KerasTwin:
         if batch_transform is not None:
             data = _AugmentedBatches(keras, x, y, batch_size, batch_transform, seed=self.core._seed)
             y = None
+        if batch_transform is not None and sample_weight is not None:
+            raise ConfigError("KerasTwin.fit: sample_weight together with batch_transform is not wired; "
+                              "use class_weight, or train without augmentation")
         history = self.keras.fit(data, y, batch_size=None if y is None else batch_size, epochs=epochs,
                                  verbose=verbose, callbacks=mapped, validation_data=validation_data,
-                                 shuffle=shuffle)
+                                 shuffle=shuffle, class_weight=class_weight, sample_weight=sample_weight)
         self.core.set_weights(self.keras.get_weights())
         return history
 

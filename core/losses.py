@@ -11,7 +11,7 @@ finite for logits of any magnitude.
 import numpy as np
 from scipy import special
 
-from .exceptions import InputError, ShapeError
+from .exceptions import ConfigError, InputError, ShapeError
 from .registry import resolve
 
 EPSILON = 1e-7
@@ -40,7 +40,12 @@ class Loss:
     #: activation whose output this loss can take as logits instead
     fuses_with = None
 
-    def __init__(self, from_logits=False, name=None):
+    def __init__(self, from_logits=False, name=None, reduction="sum_over_batch_size"):
+        if reduction != "sum_over_batch_size":
+            raise ConfigError(f"{type(self).__name__}: only reduction='sum_over_batch_size' (Keras' default: the "
+                              f"weighted sum divided by the batch size) is supported, got {reduction!r}")
+        if not isinstance(from_logits, (bool, np.bool_)):
+            raise ConfigError(f"{type(self).__name__}: from_logits must be True or False, got {from_logits!r}")
         self.from_logits = bool(from_logits)
         self.name = name or type(self).__name__
 
@@ -187,8 +192,8 @@ class MeanSquaredError(Loss):
     def get_config(self):
         return {}
 
-    def __init__(self, name=None, **kwargs):
-        super().__init__(False, name)
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        super().__init__(False, name, reduction)
 
 
 _REGISTRY = {c.__name__: c for c in (CategoricalCrossentropy, SparseCategoricalCrossentropy,

@@ -87,10 +87,18 @@ def check_array(x, name, ndim=None, allow_nan=False):
         raise InputError(f"{name} is empty (shape {arr.shape}); at least one sample is needed")
     if ndim is not None and arr.ndim != ndim:
         raise InputError(f"{name} must have {ndim} dimensions, found shape {arr.shape}")
-    if not allow_nan and np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-        raise InputError(f"{name} contains {bad} NaN or infinite values; clean or impute them first")
+    if not allow_nan:
+        check_finite(arr, name)
     return arr
+
+
+def check_finite(arr, name):
+    """Raise ``InputError`` naming ``name`` and the count when a float array holds
+    NaN or infinite values (a float32 array also shows values that overflowed)."""
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        extra = " or values too large for float32" if arr.dtype == np.float32 else ""
+        raise InputError(f"{name} contains {bad} NaN or infinite values{extra}; clean, impute or rescale them first")
 
 
 def row_blocks(n, rows, block):

@@ -10,12 +10,14 @@ luigi --module pipelines RunAll --workers 3 --scheduler-host 127.0.0.1
 
 Tasks per domain: ``Prepare* -> Train* -> Evaluate*`` and ``Sweep*``; ``RunAll``
 requires the three evaluations. See :mod:`pipelines.base` for the outputs
-layout. Importing the package registers the repository's ``luigi.cfg`` (exit
-codes on failure) wherever ``luigi`` is run from.
+layout. Run by Luigi's command line, the package applies the repository's
+``luigi.cfg`` (exit codes on failure) wherever ``luigi`` is run from; imported
+from Python code it changes nothing (see ``pipelines/_config.py``).
 """
-from ._config import register_config
+from ._config import imported_by_luigi_command_line, register_config
 
-register_config()
+if imported_by_luigi_command_line():
+    register_config()
 
 from .base import PIPELINE_VERSION  # noqa: E402
 from .har_tasks import EvaluateHAR, PrepareHAR, SweepHAR, TrainHAR  # noqa: E402

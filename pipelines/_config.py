@@ -3,14 +3,20 @@
 Luigi reads ``luigi.cfg`` from the current directory only (or the file named
 by ``LUIGI_CONFIG_PATH``). Run from another directory, the ``[retcode]``
 section that turns a failed task into a non-zero exit would be lost, and
-``luigi`` would exit 0 after a failure. So, on import, the package registers
-the repository's ``luigi.cfg`` as the *lowest-priority* config file: settings
-in ``/etc/luigi/luigi.cfg``, a ``luigi.cfg`` in the current directory or
-``LUIGI_CONFIG_PATH`` still win. When that file is not there (an install
-without the repository), the same exit codes are set in memory, again only
-where no config file gave one.
+``luigi`` would exit 0 after a failure.
+
+So when Luigi's *command line* imports the package (``luigi --module
+pipelines``), the repository's ``luigi.cfg`` is added with Luigi's public
+``luigi.configuration.add_config_path``, unless the user chose a config
+(``LUIGI_CONFIG_PATH``) or already set exit codes of their own (a
+``[retcode]`` section in ``/etc/luigi/luigi.cfg`` or a ``luigi.cfg`` in the
+current directory): theirs win. When that file is not there (an install
+without the repository), the same exit codes are set on the config in memory.
+An ``import pipelines`` from Python code (a script, a notebook, a test
+calling ``luigi.build``) changes nothing in Luigi's configuration.
 """
 import os
+import sys
 
 import luigi.configuration
 
@@ -27,30 +33,27 @@ RETCODES = {
 }
 
 
-def _cfg_parser_class():
-    from luigi.configuration.cfg_parser import LuigiConfigParser
-
-    return LuigiConfigParser
+def imported_by_luigi_command_line():
+    """Whether this import runs inside Luigi's command-line parser (``luigi --module ...``)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_globals.get("__name__") == "luigi.cmdline_parser":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def register_config(path=REPO_CONFIG):
-    """Register ``path`` as Luigi's lowest-priority config and make sure ``[retcode]`` is set.
-
-    Does nothing to the file list when ``LUIGI_CONFIG_PATH`` is set (the user
-    chose the config) or when ``path`` is already registered. Returns the
-    list of config paths Luigi reads, in increasing priority.
-    """
-    parser_cls = _cfg_parser_class()
-    paths = parser_cls._config_paths
-    if "LUIGI_CONFIG_PATH" not in os.environ and os.path.isfile(path):
-        if os.path.abspath(path) not in [os.path.abspath(p) for p in paths]:
-            # ConfigParser.read lets later files override earlier ones: put ours first.
-            paths.insert(0, path)
-            parser_cls.reload()
+    """Apply the project's exit codes to Luigi's configuration (see the module docstring).
+    Returns True when anything was changed."""
+    if "LUIGI_CONFIG_PATH" in os.environ:
+        return False
     config = luigi.configuration.get_config()
-    if not config.has_section("retcode"):
-        config.add_section("retcode")
+    if config.has_section("retcode"):
+        return False
+    if os.path.isfile(path):
+        return bool(luigi.configuration.add_config_path(path))
+    config.add_section("retcode")
     for name, value in RETCODES.items():
-        if not config.has_option("retcode", name):
-            config.set("retcode", name, str(value))
-    return list(paths)
+        config.set("retcode", name, str(value))
+    return True

@@ -41,7 +41,7 @@ import numpy as np
 
 from core.exceptions import CNNError, ConfigError, InputError
 
-from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps, share_mode,
+from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps,
                       short_hash, slug, write_csv, write_json, write_npz, write_text)
 from .params import AbsPathParameter, OptionalAbsPathParameter
 
@@ -383,7 +383,6 @@ class TrainBase(_Outputs, DataParams, TrainParams, luigi.Task):
         fit_seconds = time.perf_counter() - t0
         history = {k: [float(v) for v in vals] for k, vals in clf.history_.items()}
         clf.save(self.path("model.npz"))
-        share_mode(self.path("model.npz"))
         header, rows = history_rows(history)
         write_csv(self.path("history.csv"), header, rows)
         plot_history(history, self.path("learning_curve.png"),

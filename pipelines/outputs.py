@@ -17,7 +17,7 @@ import numpy as np
 
 from core.io import atomic_write
 
-__all__ = ["short_hash", "slug", "share_mode", "write_json", "write_text", "write_csv", "write_npz", "read_npz",
+__all__ = ["short_hash", "slug", "write_json", "write_text", "write_csv", "write_npz", "read_npz",
            "plot_history", "plot_confusion", "history_rows", "remove_stale_temps"]
 
 
@@ -54,28 +54,6 @@ def _finite(value):
     return value
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
-
-
-def share_mode(path):
-    """Give ``path`` the usual permissions of a new file (``0o666`` less the umask).
-
-    The temporary files behind atomic writes are created private (``0o600``);
-    outputs shared with workers on other machines, or other users, must be
-    readable by them.
-    """
-    try:
-        os.chmod(path, _FILE_MODE)
-    except OSError:
-        pass
-
-
 def write_json(path, obj):
     """Write ``obj`` as indented JSON (NaN/inf written as null)."""
     text = json.dumps(_finite(json.loads(json.dumps(obj, default=_json_default))), indent=2, sort_keys=False)
@@ -85,7 +63,6 @@ def write_json(path, obj):
 def write_text(path, text):
     with atomic_write(path, "w") as handle:
         handle.write(text)
-    share_mode(path)
 
 
 def write_csv(path, header, rows):
@@ -109,7 +86,6 @@ def write_npz(path, **arrays):
             raise TypeError(f"array {name!r} has dtype object, which cannot be saved without pickle")
     with atomic_write(path, "wb") as handle:
         np.savez(handle, **arrays)
-    share_mode(path)
 
 
 def read_npz(path):
@@ -130,7 +106,6 @@ def _new_figure(width, height):
 def _save_figure(fig, path):
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", bbox_inches="tight")
-    share_mode(path)
 
 
 def history_rows(history):

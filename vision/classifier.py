@@ -1,11 +1,11 @@
 """``ImageClassifier``: a Conv2D classifier for small images, in scikit-learn's manner."""
-import numbers
 import warnings
 
 import numpy as np
 
+from core.constraints import Boolean, Interval, Options
 from core.estimator import BaseClassifier
-from core.exceptions import ConfigError, InputError, ShapeError
+from core.exceptions import InputError, ShapeError
 
 from . import networks
 
@@ -109,22 +109,15 @@ class ImageClassifier(BaseClassifier):
         self.resize = resize
 
     # -------------------------------------------------------------- input
-    def _check_settings(self):
-        if self.architecture not in networks.ARCHITECTURES:
-            raise ConfigError(f"ImageClassifier: architecture must be one of {list(networks.ARCHITECTURES)}, "
-                              f"found {self.architecture!r}")
-        if (not isinstance(self.shift_range, numbers.Real) or isinstance(self.shift_range, bool)
-                or not 0 <= self.shift_range < 0.5):
-            raise ConfigError(f"ImageClassifier: shift_range must be a number in [0, 0.5), found {self.shift_range!r}")
-        for name in ("augment", "resize"):
-            if not isinstance(getattr(self, name), (bool, np.bool_)):
-                raise ConfigError(f"ImageClassifier: {name} must be True or False, found {getattr(self, name)!r}")
+    _parameter_constraints = {**BaseClassifier._parameter_constraints,
+                              "architecture": [Options(*networks.ARCHITECTURES)],
+                              "augment": [Boolean()],
+                              "shift_range": [Interval(float, 0, 0.5, closed="left")],
+                              "resize": [Boolean()]}
 
     def _check_X(self, X, fitting):
         """Raw images -> float32 (N, H, W, C); checks rank, dtype, NaN, and at
         predict time the image size and channels against the training data."""
-        if fitting:
-            self._check_settings()
         try:
             arr = np.asarray(X)
         except Exception as exc:  # ragged lists of images
@@ -140,12 +133,7 @@ class ImageClassifier(BaseClassifier):
             raise ShapeError(f"X must be images of shape (N, H, W) or (N, H, W, C), found shape {arr.shape}")
         if arr.shape[0] == 0 or 0 in arr.shape[1:]:
             raise InputError(f"X is empty (shape {arr.shape}); at least one image of at least 1x1 pixel is needed")
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise InputError(f"X contains {bad} NaN or infinite pixel values; clean or impute them first")
-        arr = arr.astype(np.float32, copy=False)
-        if not np.isfinite(arr).all():
-            raise InputError("X holds values too large for float32; rescale the images first")
+        arr = arr.astype(np.float32, copy=False)  # the base class checks the values are finite
         if not fitting:
             arr = self._match_trained_size(arr)
         return arr

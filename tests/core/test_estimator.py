@@ -4,7 +4,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.model_selection import cross_val_score
 
-from core import InputError, Input, ModelFileError, NotFittedError, Sequential, layers
+from core import ConfigError, InputError, Input, ModelFileError, NotFittedError, Sequential, layers
 from core.estimator import BaseClassifier
 
 
@@ -51,7 +51,7 @@ def test_works_with_scikit_learn_model_selection():
                                            ("epochs", 0), ("batch_size", -2), ("patience", -1), ("engine", "torch")])
 def test_bad_settings_are_named(setting, value):
     x, y = blobs(30)
-    with pytest.raises(InputError, match=setting):
+    with pytest.raises(ConfigError, match=setting):
         Blobs(**{setting: value}).fit(x, y)
 
 
