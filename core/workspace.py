@@ -33,27 +33,29 @@ class Workspace:
         self._reclaims = 0
 
     def take(self, tag, shape, dtype, init=None):
-        """An array of ``shape`` and ``dtype`` lent until the next ``reclaim``."""
-        key = (tag, tuple(shape), np.dtype(dtype).str)
+        """An array of ``shape`` (a tuple) and ``dtype`` lent until the next ``reclaim``."""
+        key = (tag, shape, dtype)
         stack = self._free.get(key)
-        if stack:
-            arr = stack.pop()
-        else:
-            arr = _allocate(shape, dtype, init)
+        arr = stack.pop() if stack else _allocate(shape, dtype, init)
         self._lent.append((key, arr))
-        self._last_used[key] = self._reclaims
         return arr
 
     def reclaim(self):
         """Give back every array lent since the last call (their borrowers must be done)."""
+        count = self._reclaims = self._reclaims + 1
+        free, used = self._free, self._last_used
         for key, arr in self._lent:
-            self._free.setdefault(key, []).append(arr)
+            stack = free.get(key)
+            if stack is None:
+                free[key] = [arr]
+            else:
+                stack.append(arr)
+            used[key] = count
         self._lent.clear()
-        self._reclaims += 1
-        stale = [k for k, used in self._last_used.items() if self._reclaims - used > KEEP_UNUSED]
-        for key in stale:
-            self._free.pop(key, None)
-            del self._last_used[key]
+        if count % KEEP_UNUSED == 0:
+            for key in [k for k, last in used.items() if count - last > KEEP_UNUSED]:
+                free.pop(key, None)
+                del used[key]
 
     def clear(self):
         """Forget every array, lent or free."""

@@ -1,3 +1,4 @@
-"""Prototypes of faster code paths, kept outside ``core`` (which the lead owns):
-each is measured against the current engine and checked to give the same
-numbers before it is proposed as a change to ``core``."""
+"""Measurements behind the engine's design, kept outside ``core``: per-layer
+times (``layer_times``), whole-step profiles (``profile_cases``), a float32
+audit (``dtype_audit``), im2col layouts compared (``im2col_layouts``), and a
+check that two copies of ``core`` compute the same numbers (``equivalence``)."""

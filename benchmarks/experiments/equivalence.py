@@ -32,6 +32,33 @@ def _layer_configs():
     return cfgs
 
 
+def _contract(layer):
+    """Whether ``layer`` follows the explicit layer contract (forward returns a context)."""
+    return hasattr(layer, "_require_context")
+
+
+def _layer_step(lay, x, rng, seed):
+    """``(training output, input gradient, weight gradients, inference output)`` of one layer,
+    in either engine: the layer contract, or the earlier one that kept its state."""
+    import numpy as np
+    if _contract(lay):
+        y, ctx = lay.forward(x, training=True, rng=np.random.default_rng(seed))
+        g = rng.standard_normal(y.shape).astype(np.float32)
+        dx, grads = lay.backward(ctx, g, need_input_grad=True)
+        return y.copy(), dx, grads, lay.forward(x, training=False)[0]
+    y = lay.forward(x, training=True).copy()
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    dx = lay.backward(g, need_input_grad=True)
+    return y, dx, dict(lay.grads), lay.forward(x, training=False)
+
+
+def _model_gradients(model):
+    """The weight gradients of the last training step, keyed ``"<layer>/<weight>"``."""
+    if hasattr(model, "last_gradients"):
+        return dict(model.last_gradients)
+    return {f"{i}/{k}": g for i, lay in enumerate(model.layers) for k, g in lay.grads.items()}
+
+
 def dump(out, core_dir=None):
     if core_dir:
         sys.path.insert(0, core_dir)
@@ -54,9 +81,8 @@ def dump(out, core_dir=None):
         y = rng.integers(0, case.n_classes, case.batch)
         arrays[f"{name}/predict"] = model.predict(x, batch_size=case.batch)
         arrays[f"{name}/loss"] = np.asarray(model.train_on_batch(x, y))
-        for i, lay in enumerate(model.layers):
-            for k, g in lay.grads.items():
-                arrays[f"{name}/grad/{i}/{k}"] = np.asarray(g).copy()
+        for key, g in _model_gradients(model).items():
+            arrays[f"{name}/grad/{key}"] = np.asarray(g).copy()
         model.train_on_batch(x, y)
         model.train_on_batch(x, y)
         for i, w in enumerate(model.get_weights()):
@@ -76,15 +102,13 @@ def dump(out, core_dir=None):
         else:
             lay = layers.Dropout(seed=j, **kw)
         lay.build(x.shape[1:])
-        y = lay.forward(x, training=True)
-        g = rng.standard_normal(y.shape).astype(np.float32)
-        dx = lay.backward(g, need_input_grad=True)
+        y, dx, grads, infer = _layer_step(lay, x, rng, seed=j)
         key = f"layer{j}_{kind}{rank}d_{'_'.join(f'{a}={b}' for a, b in sorted(kw.items()))}"
         arrays[key + "/out"] = np.asarray(y)
         arrays[key + "/dx"] = np.asarray(dx)
-        for k, v in lay.grads.items():
+        for k, v in grads.items():
             arrays[f"{key}/grad/{k}"] = np.asarray(v)
-        arrays[key + "/infer"] = np.asarray(lay.forward(x, training=False))
+        arrays[key + "/infer"] = np.asarray(infer)
     with open(out, "wb") as f:
         np.savez(f, **arrays)
     print(f"{len(arrays)} arrays -> {out}", file=sys.stderr)

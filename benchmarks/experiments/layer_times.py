@@ -31,6 +31,8 @@ def main(argv=None):
         sys.path.insert(0, args.core)
     import numpy as np
 
+    from core.workspace import Workspace
+
     from ..cases import CASES, DEFAULT_CASES
     from .profile_cases import setup
 
@@ -38,28 +40,34 @@ def main(argv=None):
     for name in DEFAULT_CASES:
         model, x, y = setup(CASES[name])
         model.train_on_batch(x, y)
-        acts = [x]
-        for lay in model.layers:
-            acts.append(lay.forward(acts[-1], training=True))
+        triples = [(k, None, g) for k, g in model.last_gradients.items()]
+        triples = [(k, model.layers[int(k.split("/")[0])].params[k.split("/", 1)[1]], g) for k, _, g in triples]
+        ws = Workspace()
+        rngs = [np.random.default_rng(i) for i in range(len(model.layers))]
+        outputs, contexts = model.run_forward(x, training=True, logits=True, step=0, workspace=ws)
+        acts = [x] + outputs
         grads = [None] * len(model.layers)
         g = np.ones_like(acts[-1]) / acts[-1].size
         for i in range(len(model.layers) - 1, -1, -1):
             grads[i] = g
-            g = model.layers[i].backward(g, need_input_grad=i > 0)
+            g, _ = model.layers[i].backward(contexts[i], g, need_input_grad=i > 0, workspace=ws)
+        last = len(model.layers) - 1
         for i, lay in enumerate(model.layers):
-            def fwd(lay=lay, a=acts[i]):
-                lay.forward(a, training=True)
+            kw = {"activation": False} if i == last else {}
 
-            def bwd(lay=lay, a=acts[i], g=grads[i], i=i):
-                lay.forward(a, training=True)  # backward may consume what forward kept
-                lay.backward(g.copy(), need_input_grad=i > 0)
-            tf, tfb = best(fwd), best(bwd)
+            def fwd(lay=lay, a=acts[i], i=i, kw=kw):
+                ws.reclaim()
+                lay.forward(a, training=True, rng=rngs[i], workspace=ws, **kw)
+
+            def bwd(lay=lay, g=grads[i], i=i):
+                lay.backward(contexts[i], g, need_input_grad=i > 0, workspace=ws)
+            tf, tb = best(fwd), best(bwd)
             key = f"{name}/{i}:{type(lay).__name__}"
-            out[key] = {"forward_ms": tf * 1e3, "backward_ms": (tfb - tf) * 1e3}
+            out[key] = {"forward_ms": tf * 1e3, "backward_ms": tb * 1e3}
         yy = model._check_y(y, len(x), "t")
-        out[f"{name}/loss"] = {"forward_ms": best(lambda: model.loss.value_and_grad_logits(yy, model.layers[-1]._z))
+        out[f"{name}/loss"] = {"forward_ms": best(lambda: model.loss.value_and_grad_logits(yy, outputs[-1]))
                                * 1e3, "backward_ms": 0.0}
-        out[f"{name}/optimizer"] = {"forward_ms": best(lambda: model.optimizer.apply(model._trainable_triples()))
+        out[f"{name}/optimizer"] = {"forward_ms": best(lambda: model.optimizer.apply(triples))
                                     * 1e3, "backward_ms": 0.0}
     for k, v in out.items():
         print(f"{k:40s} forward {v['forward_ms']:8.3f} ms  backward {v['backward_ms']:8.3f} ms")

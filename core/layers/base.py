@@ -36,19 +36,10 @@ from ..registry import serialize
 from ..workspace import UNPOOLED
 
 class Context(dict):
-    """What a layer's forward pass kept for its backward pass. Arrays are
-    stored as read-only views, so a backward pass cannot change them."""
+    """What a layer's forward pass kept for its backward pass (a dict), and
+    the layer it belongs to (``ctx.layer``). Backward only reads it."""
 
     __slots__ = ("layer",)
-
-    def __init__(self, layer, **parts):
-        for key, value in parts.items():
-            if isinstance(value, np.ndarray):
-                value = value.view()
-                value.flags.writeable = False
-            parts[key] = value
-        super().__init__(parts)
-        self.layer = layer
 
 
 class Layer:
@@ -120,7 +111,11 @@ class Layer:
         return training if context is None else bool(context)
 
     def _context(self, keep, **parts):
-        return Context(self, **parts) if keep else None
+        if not keep:
+            return None
+        ctx = Context(parts)
+        ctx.layer = self
+        return ctx
 
     def _require_context(self, ctx):
         if ctx is None:

@@ -99,6 +99,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self.geometry = geo
         row_bytes = geo.size * channels * math.prod(geo.out[1:]) * np.dtype(self.dtype).itemsize
         self._chunk_rows = geo.row_block(row_bytes, self.chunk_bytes)
+        self._sample_column_bytes = column_bytes(geo, channels, 1, np.dtype(self.dtype).itemsize)
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
         if self.use_bias:
@@ -126,7 +127,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Chunk when the whole column matrix would be large (and for 2-D/3-D, ungrouped layers)."""
         if self.groups != 1 or self.rank == 1:
             return False
-        return column_bytes(self.geometry, x.shape[-1], x.shape[0], x.dtype.itemsize) > self.chunk_threshold
+        return self._sample_column_bytes * x.shape[0] > self.chunk_threshold
 
     def _chunks(self, xt, ws):
         """Yield ``(sample, row0, row1, cols)`` for blocks of output rows (first spatial axis) of one
