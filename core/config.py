@@ -4,6 +4,7 @@ import contextlib
 import numpy as np
 
 from .exceptions import ConfigError
+from .parallel import get_num_threads, set_num_threads  # noqa: F401  (part of the config API)
 
 _FLOATX = "float32"
 _GLOBAL_RNG = np.random.default_rng()

@@ -37,11 +37,14 @@ import math
 
 import numpy as np
 
+from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
-from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, row_blocks,
-                      to_channels_first)
+from .windows import WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, to_channels_first
+
+#: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
+PARALLEL_BYTES = 1 << 20
 
 
 class Conv(ActivationMixin, KernelMixin, Layer):
@@ -115,7 +118,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         if not geo.needs_pad and x.shape[-1] == 1:
             return np.moveaxis(x, -1, 0)
         buf = ws.take(("conv.pad", geo.pads), (x.shape[-1], x.shape[0]) + geo.padded, x.dtype, init="zeros")
-        return to_channels_first(x, geo, buf)
+        parallel.over_samples(lambda a, b: to_channels_first(x[a:b], geo, buf[:, a:b]), x.shape[0],
+                              PARALLEL_BYTES, buf.nbytes)
+        return buf
 
     def _group_rows(self, cols2, g):
         """Rows of group ``g`` from the ``(K*C, M)`` column matrix, as ``(K*C/groups, M)``."""
@@ -129,19 +134,27 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             return False
         return self._sample_column_bytes * x.shape[0] > self.chunk_threshold
 
-    def _chunks(self, xt, ws):
-        """Yield ``(sample, row0, row1, cols)`` for blocks of output rows (first spatial axis) of one
-        sample; ``cols`` is the ``(K*C, rows * prod(out[1:]))`` column matrix of that block, in a
-        small buffer reused from block to block."""
+    def _block_plan(self, n, ws, channels, dtype):
+        """Samples split into one group per thread, and a column buffer for each group."""
         geo = self.geometry
-        c, n = xt.shape[:2]
-        buffers = {}
-        for i, r0, r1 in row_blocks(n, geo.out[0], self._chunk_rows):
-            cols = buffers.get(r1 - r0)
-            if cols is None:
-                cols = buffers[r1 - r0] = ws.take("conv.chunk", (geo.size, c, r1 - r0) + geo.out[1:], xt.dtype)
-            im2col_block(xt, geo, i, r0, r1, cols)
-            yield i, r0, r1, cols.reshape(geo.size * c, -1)
+        sample_groups = parallel.groups(list(range(n)), parallel.get_num_threads())
+        size = geo.size * channels * self._chunk_rows * math.prod(geo.out[1:])
+        buffers = [ws.take("conv.chunk", (size,), dtype) for _ in sample_groups]
+        return list(zip(buffers, sample_groups))
+
+    def _blocks(self, xt, flat, samples):
+        """Yield ``(sample, row0, row1, cols)`` for blocks of output rows (first spatial axis)
+        of ``samples``; ``cols`` is the ``(K*C, rows * prod(out[1:]))`` column matrix of the
+        block, built in the front of the flat buffer ``flat`` (reused from block to block)."""
+        geo = self.geometry
+        c = xt.shape[0]
+        for i in samples:
+            for r0 in range(0, geo.out[0], self._chunk_rows):
+                r1 = min(r0 + self._chunk_rows, geo.out[0])
+                shape = (geo.size, c, r1 - r0) + geo.out[1:]
+                cols = flat[:math.prod(shape)].reshape(shape)
+                im2col_block(xt, geo, i, r0, r1, cols)
+                yield i, r0, r1, cols.reshape(geo.size * c, -1)
 
     # ------------------------------------------------------------ forward
     def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
@@ -154,8 +167,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         z2 = z.reshape(-1, self.filters)
         xt = self._channels_first(x, ws)
         if self._use_chunks(x):
-            for i, r0, r1, cols in self._chunks(xt, ws):
-                np.matmul(cols.T, kmat, out=z[i, r0:r1].reshape(-1, self.filters))
+            def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
+                for flat, samples in chunk:
+                    for i, r0, r1, cols in self._blocks(xt, flat, samples):
+                        np.matmul(cols.T, kmat, out=z[i, r0:r1].reshape(-1, self.filters))
+            parallel.run(work, self._block_plan(n, ws, xt.shape[0], x.dtype), blas=True)
             saved = {"xt": xt, "cols": None}
         else:
             cols = ws.take("conv.cols", (geo.size, xt.shape[0], n) + geo.out, x.dtype)
@@ -219,18 +235,27 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         geo = self.geometry
         kernel = self.params["kernel"]
         kmat = kernel.reshape(-1, self.filters)
-        dz = dz2.reshape((xt.shape[1],) + geo.out + (self.filters,))
-        dk = np.zeros_like(kmat)
+        n = xt.shape[1]
+        dz = dz2.reshape((n,) + geo.out + (self.filters,))
         dxt = None
         if need_input_grad:
             dxt = ws.take("conv.dxt", xt.shape[:2] + geo.padded, xt.dtype)
-            dxt.fill(0)
-        for i, r0, r1, cols in self._chunks(xt, ws):
-            dzc = dz[i, r0:r1].reshape(-1, self.filters)
-            dk += cols @ dzc
-            if need_input_grad:
-                dcols = (kmat @ dzc.T).reshape((geo.size, -1, r1 - r0) + geo.out[1:])
-                col2im_block_add(dcols, geo, i, r0, r1, dxt)
+            parallel.over_samples(lambda a, b: dxt[:, a:b].fill(0), n, PARALLEL_BYTES, dxt.nbytes)
+
+        def work(chunk):  # each thread: whole samples (their input gradients do not overlap), its own dk
+            dk = np.zeros_like(kmat)
+            for flat, samples in chunk:
+                for i, r0, r1, cols in self._blocks(xt, flat, samples):
+                    dzc = dz[i, r0:r1].reshape(-1, self.filters)
+                    dk += cols @ dzc
+                    if need_input_grad:
+                        dcols = (kmat @ dzc.T).reshape((geo.size, -1, r1 - r0) + geo.out[1:])
+                        col2im_block_add(dcols, geo, i, r0, r1, dxt)
+            return dk
+        partial = parallel.run(work, self._block_plan(n, ws, xt.shape[0], xt.dtype), blas=True)
+        dk = partial[0]
+        for p in partial[1:]:  # summed in thread order: the same result for the same thread count
+            dk += p
         grads["kernel"] = dk.reshape(kernel.shape)
         return None if dxt is None else self._channels_last(dxt, ws)
 
@@ -238,7 +263,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """The interior of ``(C, N, *padded)`` as a new ``(N, *spatial, C)`` array."""
         inner = dxt[self.geometry.interior_with(2)]
         dx = ws.take("conv.dx", (inner.shape[1],) + inner.shape[2:] + (inner.shape[0],), dxt.dtype)
-        np.copyto(dx, np.moveaxis(inner, 0, -1))
+        parallel.over_samples(lambda a, b: np.copyto(dx[a:b], np.moveaxis(inner[:, a:b], 0, -1)), dx.shape[0],
+                              PARALLEL_BYTES, dx.nbytes)
         return dx
 
     # ------------------------------------------------------------- config

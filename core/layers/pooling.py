@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import Layer
@@ -92,8 +93,12 @@ class MaxPooling(Pooling):
         out = ws.take("pool.out", (x.shape[0],) + geo.out + (x.shape[-1],), x.dtype)
         won = ws.take("pool.won", (geo.size,) + out.shape, bool) if keep else None
         if x.nbytes > self.block_threshold:
-            for i, r0, r1 in row_blocks(x.shape[0], geo.out[0], self._block_rows):
-                max_pool(xp, geo.block_slices((i,), r0, r1), out[i, r0:r1], None if won is None else won[:, i, r0:r1])
+            def blocks(a, b):  # samples a:b, a few output rows at a time
+                for i, r0, r1 in row_blocks(b - a, geo.out[0], self._block_rows):
+                    i += a
+                    max_pool(xp, geo.block_slices((i,), r0, r1), out[i, r0:r1],
+                             None if won is None else won[:, i, r0:r1])
+            parallel.over_samples(blocks, x.shape[0])
         else:
             max_pool(xp, geo.slices(1), out, won)
         return out, self._context(keep, won=won, xshape=xp.shape)
@@ -103,7 +108,10 @@ class MaxPooling(Pooling):
         if not need_input_grad:
             return None, {}
         dxp = self._workspace(workspace).take("pool.dx", ctx["xshape"], dy.dtype)
-        return self._unpad(max_pool_adjoint(dy, ctx["won"], self.geometry.slices(1), self.geometry, dxp)), {}
+        won, geo = ctx["won"], self.geometry
+        parallel.over_samples(lambda a, b: max_pool_adjoint(dy[a:b], won[:, a:b], geo.slices(1), geo, dxp[a:b]),
+                              dy.shape[0], self.block_threshold, dxp.nbytes)
+        return self._unpad(dxp), {}
 
 
 class AveragePooling(Pooling):

@@ -1,0 +1,161 @@
+"""Run independent blocks of a layer's work on several cores.
+
+NumPy releases the GIL inside copies, ufuncs and BLAS calls on large arrays,
+so Python threads working on disjoint blocks of a large layer (samples,
+rows) run on all cores at once. ``run(fn, parts)`` calls ``fn(part)`` for
+each part, spread over the threads in contiguous groups: thread ``t`` always
+gets the same parts for the same number of parts and threads, so a
+reduction summed per thread and then over threads in thread order is
+deterministic. During such a region every BLAS call is limited to one
+thread, so threads times BLAS threads never exceed the cores; outside
+regions the matrix products of small layers use all the BLAS threads.
+
+The number of threads is ``core.config.set_num_threads(n)`` or the
+environment variable ``NUMPY_CNN_THREADS``; by default all the cores this
+process may run on.
+"""
+import concurrent.futures
+import os
+import threading
+
+from .exceptions import ConfigError
+
+_lock = threading.Lock()
+_state = {"threads": None, "pool": None, "controller": None}
+_local = threading.local()
+
+
+def _available_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
+def _from_environment():
+    raw = os.environ.get("NUMPY_CNN_THREADS")
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"NUMPY_CNN_THREADS must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError(f"NUMPY_CNN_THREADS must be a positive integer, got {raw!r}")
+    return value
+
+
+def get_num_threads():
+    """Threads the engine uses: ``set_num_threads``, else ``NUMPY_CNN_THREADS``, else all cores."""
+    if _state["threads"] is None:
+        return _from_environment() or _available_cores()
+    return _state["threads"]
+
+
+def set_num_threads(n):
+    """Use ``n`` threads for the engine's own parallel work and for BLAS (NumPy's matrix
+    products, through threadpoolctl). ``None`` goes back to the default."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ConfigError(f"set_num_threads: n must be a positive int (or None for the default), got {n!r}")
+    with _lock:
+        _state["threads"] = n
+        _state["blas_libs"] = None
+        pool, _state["pool"] = _state["pool"], None
+    if pool is not None:
+        pool.shutdown(wait=True)
+    threads = get_num_threads()
+    _blas_controller().limit(limits=threads, user_api="blas")
+    return threads
+
+
+def _blas_controller():
+    if _state["controller"] is None:
+        from threadpoolctl import ThreadpoolController
+        _state["controller"] = ThreadpoolController()
+    return _state["controller"]
+
+
+class _OneBlasThread:
+    """Limit the BLAS libraries to one thread inside a ``with`` block, and restore them after
+    (threadpoolctl's per-library controllers, found once: a few microseconds a region)."""
+
+    def __enter__(self):
+        libs = _state.get("blas_libs")
+        if libs is None:
+            libs = _state["blas_libs"] = list(_blas_controller().select(user_api="blas").lib_controllers)
+        self.saved = [(lib, lib.num_threads) for lib in libs]
+        for lib, n in self.saved:
+            if n != 1:
+                lib.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc):
+        for lib, n in self.saved:
+            if n != 1:
+                lib.set_num_threads(n)
+
+
+def _pool(threads):
+    with _lock:
+        pool = _state["pool"]
+        if pool is None or pool._max_workers != threads - 1:
+            if pool is not None:
+                pool.shutdown(wait=False)
+            pool = _state["pool"] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=threads - 1, thread_name_prefix="numpy-cnn")
+        return pool
+
+
+def groups(parts, threads):
+    """Split the list ``parts`` into at most ``threads`` contiguous groups of near-equal size."""
+    n = len(parts)
+    k = max(1, min(threads, n))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [parts[bounds[i]:bounds[i + 1]] for i in range(k)]
+
+
+def run(fn, parts, threads=None, blas=False):
+    """``[fn(group) for group in groups(parts, threads)]``, the groups run at the same time
+    (the calling thread takes the first). ``fn`` receives a list of parts. ``blas``: ``fn``
+    calls BLAS, which is then limited to one thread per thread for the region."""
+    threads = get_num_threads() if threads is None else threads
+    if threads <= 1 or len(parts) < 2 or getattr(_local, "inside", False):
+        return [fn(list(parts))]
+    chunks = groups(list(parts), threads)
+    pool = _pool(len(chunks))
+    with (_OneBlasThread() if blas else _NoLimit()):
+        futures = [pool.submit(_inside, fn, c) for c in chunks[1:]]
+        first = _inside(fn, chunks[0])
+        return [first] + [f.result() for f in futures]
+
+
+class _NoLimit:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+
+def _inside(fn, chunk):
+    _local.inside = True  # nested regions run serially in their thread
+    try:
+        return fn(chunk)
+    finally:
+        _local.inside = False
+
+
+def sample_ranges(n, threads=None):
+    """``[(start, stop), ...]``: ``range(n)`` in at most ``threads`` contiguous pieces."""
+    threads = get_num_threads() if threads is None else threads
+    k = max(1, min(threads, n))
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(k)]
+
+
+def over_samples(fn, n, min_bytes=0, nbytes=0):
+    """``fn(start, stop)`` for contiguous sample ranges covering ``range(n)``, in parallel
+    when the work (``nbytes``) is at least ``min_bytes``; serially otherwise."""
+    threads = get_num_threads() if nbytes >= min_bytes else 1
+    ranges = sample_ranges(n, threads)
+    run(lambda chunk: [fn(a, b) for a, b in chunk], ranges, threads=len(ranges))
