@@ -9,7 +9,7 @@ respect to its input. ``Sequential`` calls the first layer's backward with
 """
 import numpy as np
 
-from .. import activations, config, initializers, regularizers
+from .. import activations, config, initializers, limits, regularizers
 from ..exceptions import InputError, NotFittedError, ShapeError
 from ..registry import serialize
 
@@ -46,6 +46,7 @@ class Layer:
         """Create ``self.params``; layers without weights need not override."""
 
     def add_weight(self, name, shape, initializer):
+        shape = limits.check_weight(self, name, shape, existing=self.count_params())
         value = initializers.get(initializer)(shape, self.dtype, self._rng)
         self.params[name] = value
         return value
