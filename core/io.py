@@ -3,6 +3,8 @@ import contextlib
 import os
 import tempfile
 
+from .exceptions import CNNError, FileWriteError
+
 
 def _default_mode():
     """Permissions an ordinary ``open(path, "w")`` would give: 0o666 less the umask."""
@@ -21,8 +23,11 @@ def atomic_write(path, mode="wb"):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -31,10 +36,22 @@ def atomic_write(path, mode="wb"):
         # mkstemp makes the file private (0600); give it the mode a plain open() would
         os.chmod(tmp, _default_mode())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, CNNError):
+            raise _write_error(path, exc) from None
         raise
+
+
+def _write_error(path, exc):
+    """Our ``FileWriteError`` for a failed write of ``path``: the file and the
+    system's reason (disk full, read-only, permission...), keeping ``errno``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    err = FileWriteError(f"could not write {path!r}: {reason}"
+                         + (f" ({exc.filename!r})" if exc.filename and exc.filename != path else ""))
+    err.errno, err.path = exc.errno, path  # (strerror/filename left unset: they would replace the message)
+    return err
 
 
 def check_path(path, what="file", kind="file"):
@@ -52,6 +69,9 @@ def check_path(path, what="file", kind="file"):
         raise DataFileNotFoundError(f"{what} not found: {path!r}")
     if kind == "file" and os.path.isdir(path):
         raise InputError(f"{what}: expected a file, got the folder {path!r}")
+    if kind == "file":  # a FIFO or a device would block or stream forever: refuse it unopened
+        from .filecheck import regular_file
+        regular_file(path, what)
     if kind == "dir" and not os.path.isdir(path):
         raise InputError(f"{what}: expected a folder, got the file {path!r}")
     return path
