@@ -78,8 +78,8 @@ def max_params_scope(value):
 @contextlib.contextmanager
 def model_budget(what):
     """Count every weight built inside the block against one cap, so a whole
-    architecture (not only each layer) stays under it; ``what`` names the
-    source (a model file) in the error."""
+    architecture (not only each layer) stays under it; ``what`` names it in
+    the error ("the architecture")."""
     token = _model_budget.set({"used": 0, "what": what})
     try:
         yield
@@ -114,7 +114,7 @@ def check_weight(layer, name, shape, existing=0):
             raise ConfigError(f"{label} of shape {dims} would bring the layer to {count + existing:,} parameters "
                               f"({(count + existing) * 4 / 2**30:.1f} GiB as float32); {_how_to_raise(cap)}")
         if budget is not None and budget["used"] + count > cap:
-            raise ConfigError(f"{budget['what']}: the architecture needs more than {budget['used'] + count:,} "
+            raise ConfigError(f"{budget['what']} needs more than {budget['used'] + count:,} "
                               f"parameters (reached at {label}); {_how_to_raise(cap)}")
     if budget is not None:
         budget["used"] += count

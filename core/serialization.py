@@ -396,7 +396,7 @@ def _build(archive, meta):
 
     path = archive.path
     try:
-        with limits.model_budget(f"model file {path!r}"):
+        with limits.model_budget("the architecture"):
             model = Sequential.from_config(meta["model"])
     except _BUILD_ERRORS as exc:
         raise ModelFileError(f"{path!r}: the architecture cannot be rebuilt: {type(exc).__name__}: "
@@ -495,7 +495,9 @@ def restore_estimator(cls, path):
     valid = set(cls._param_names())
     try:
         est = cls(**{k: v for k, v in info.get("params", {}).items() if k in valid})
-        est._check_settings()
+        for klass in cls.__mro__:  # the shared settings and the domain's own (an override may skip super)
+            if "_check_settings" in vars(klass):
+                vars(klass)["_check_settings"](est)
     except (InputError, CNNError, TypeError, ValueError) as exc:
         raise bad(f"a saved setting is invalid: {exc}") from None
     shape = info.get("input_shape", [])

@@ -32,6 +32,18 @@ def _shown_header(row):
     return f"found {len(row)} field(s) that are not column names"
 
 
+def _bounded_lines(handle, csv_path):
+    """The lines of an open text file, refusing one longer than a manifest line
+    can be (three fields of at most ``MAX_FIELD`` characters) before reading
+    more of it: a file with no line breaks is never read whole."""
+    limit = 3 * MAX_FIELD + 16
+    for lineno, line in enumerate(iter(lambda: handle.readline(limit + 1), ""), start=1):
+        if len(line) > limit:
+            raise DataFormatError(f"{csv_path!r}: line {lineno} is longer than {limit:,} characters; a manifest "
+                                  f"lists one scan path and label per line (each field at most {MAX_FIELD:,})")
+        yield line
+
+
 def _inside(path, base):
     return os.path.commonpath([path, base]) == base
 
@@ -84,7 +96,7 @@ def read_manifest(csv_path, return_subjects=False, min_per_class=2, check_files=
     rows, reader = [], None
     try:
         with open(csv_path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
+            reader = csv.reader(_bounded_lines(handle, csv_path))
             _limit = csv.field_size_limit(MAX_FIELD)
             try:
                 for row in reader:
@@ -114,7 +126,8 @@ def read_manifest(csv_path, return_subjects=False, min_per_class=2, check_files=
         if missing:
             problems.append(f"missing column(s) {missing}")
         if unknown:
-            problems.append(f"unknown column(s) {unknown}")
+            shown = unknown if all(_COLUMN_NAME.match(c) for c in unknown) else f"{len(unknown)} field(s)"
+            problems.append(f"unknown column(s) {shown}")
         if dupes:
             problems.append(f"repeated column(s) {dupes}")
         raise DataFormatError(f"{csv_path!r}: {'; '.join(problems)}. Expected columns {list(REQUIRED_COLUMNS)} "
