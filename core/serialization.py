@@ -431,8 +431,8 @@ def _compile(archive, model, comp):
     names = archive.names("optimizer/")
     if not names:
         return
-    trainable = {f"{i}/{n}": layer.params[n] for i, layer in enumerate(model.layers)
-                 for n in layer.trainable_names()}
+    # every weight, not only the trainable ones: a layer frozen after training keeps its slots
+    weights = {f"{i}/{n}": layer.params[n] for i, layer in enumerate(model.layers) for n in layer.weight_names()}
     state = {}
     for name in names:
         key = name[len("optimizer/"):]
@@ -443,10 +443,10 @@ def _compile(archive, model, comp):
             state[key] = it
             continue
         slot, _, weight = key.partition("/")
-        if not slot or weight not in trainable:
-            raise archive.error(f"optimizer slot {name!r} belongs to no trainable weight of the architecture")
-        state[key] = archive.read_float(name, trainable[weight].shape, "optimizer slot").astype(
-            trainable[weight].dtype, copy=False)
+        if not slot or weight not in weights:
+            raise archive.error(f"optimizer slot {name!r} belongs to no weight of the architecture")
+        state[key] = archive.read_float(name, weights[weight].shape, "optimizer slot").astype(
+            weights[weight].dtype, copy=False)
     if "iterations" not in state:
         raise archive.error("holds optimizer slots but no optimizer step counter ('optimizer/iterations')")
     model.optimizer.set_state(state)

@@ -248,3 +248,11 @@ def test_a_failed_write_names_the_file_and_leaves_the_old_one(tmp_path, monkeypa
     assert str(path) in str(info.value) and info.value.errno in (errno.ENOSPC, errno.EROFS)
     assert info.value.__cause__ is None and info.value.__suppress_context__
     assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.npz"]
+
+
+def test_slots_of_a_layer_frozen_after_training_still_load(tmp_path):
+    model = small_model()
+    model.layers[0].trainable = False
+    path = str(tmp_path / "frozen.npz")
+    model.save(path)
+    assert load_model(path).optimizer.get_state()["m/0/kernel"].shape == (3, 3, 1, 4)
