@@ -33,8 +33,8 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
 from . import callbacks, optimizers
 from .constraints import Interval, Options, validate_settings
-from .exceptions import InputError, ModelFileError, NotFittedError, ShapeError
-from .serialization import load_model_with_extras, save_model
+from .exceptions import InputError, NotFittedError, ShapeError
+from .serialization import restore_estimator, save_model
 from .utils import check_array, check_finite
 
 
@@ -58,10 +58,6 @@ def encode_labels(y, name="y"):
         raise InputError(f"{name} contains NaN or infinite labels")
     classes, idx = np.unique(arr, return_inverse=True)
     return classes, idx.reshape(-1)
-
-
-def _article(word):
-    return f"{'an' if str(word)[:1].lower() in 'aeiou' else 'a'} {word}"
 
 
 def _native(v):
@@ -289,19 +285,6 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path):
-        """A fitted classifier from a file written by ``save``."""
-        model, extra_cfg, extra_arrays = load_model_with_extras(path)
-        info = extra_cfg.get("estimator")
-        if not info:
-            raise ModelFileError(f"{path!r} holds a bare network, not a {cls.__name__} (use core.load_model)")
-        if info.get("class") != cls.__name__:
-            raise ModelFileError(f"{path!r} holds {_article(info.get('class'))}, not {_article(cls.__name__)}")
-        valid = set(cls._param_names())
-        est = cls(**{k: v for k, v in info.get("params", {}).items() if k in valid})
-        est.model_ = model
-        est.classes_ = extra_arrays["classes"]
-        est.input_shape_ = tuple(info.get("input_shape", ()))
-        est.history_ = info.get("history", {})
-        state_arrays = {k[len("state/"):]: v for k, v in extra_arrays.items() if k.startswith("state/")}
-        est._set_state(info.get("state", {}), state_arrays)
-        return est
+        """A fitted classifier from a file written by ``save`` (checked: see
+        ``core.serialization.restore_estimator``)."""
+        return restore_estimator(cls, path)

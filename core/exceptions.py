@@ -46,7 +46,12 @@ class DataFileNotFoundError(CNNError, FileNotFoundError):
     """A file or folder that was named does not exist."""
 
 
+class FileWriteError(CNNError, OSError):
+    """An output file could not be written (disk full, read-only folder, no
+    permission...); the message names the file and the system's reason."""
+
+
 __all__ = [
     "CNNError", "InputError", "ShapeError", "ConfigError", "NotFittedError",
-    "TrainingError", "DataFormatError", "ModelFileError", "DataFileNotFoundError",
+    "TrainingError", "DataFormatError", "ModelFileError", "DataFileNotFoundError", "FileWriteError",
 ]

@@ -3,6 +3,8 @@ import contextlib
 import os
 import secrets
 
+from .exceptions import CNNError, FileWriteError
+
 
 def _create_temporary(path):
     """A new file beside ``path``: ``(fd, name)``. It is created with mode 0o666, which
@@ -29,18 +31,33 @@ def atomic_write(path, mode="wb"):
     """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = _create_temporary(path)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = _create_temporary(path)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, CNNError):
+            raise _write_error(path, exc) from None
         raise
+
+
+def _write_error(path, exc):
+    """Our ``FileWriteError`` for a failed write of ``path``: the file and the
+    system's reason (disk full, read-only, permission...), keeping ``errno``."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    err = FileWriteError(f"could not write {path!r}: {reason}"
+                         + (f" ({exc.filename!r})" if exc.filename and exc.filename != path else ""))
+    err.errno, err.path = exc.errno, path  # (strerror/filename left unset: they would replace the message)
+    return err
 
 
 def check_path(path, what="file", kind="file"):
@@ -58,6 +75,9 @@ def check_path(path, what="file", kind="file"):
         raise DataFileNotFoundError(f"{what} not found: {path!r}")
     if kind == "file" and os.path.isdir(path):
         raise InputError(f"{what}: expected a file, got the folder {path!r}")
+    if kind == "file":  # a FIFO or a device would block or stream forever: refuse it unopened
+        from .filecheck import regular_file
+        regular_file(path, what)
     if kind == "dir" and not os.path.isdir(path):
         raise InputError(f"{what}: expected a folder, got the file {path!r}")
     return path

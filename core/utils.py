@@ -81,6 +81,10 @@ def check_array(x, name, ndim=None, allow_nan=False):
         arr = np.asarray(x)
     except Exception as exc:  # ragged lists and the like
         raise InputError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind == "c":
+        raise InputError(f"{name} holds complex numbers (dtype {arr.dtype}); the engine computes on real values "
+                         f"and will not drop the imaginary part silently: pass np.real({name}) or "
+                         f"np.abs({name}) explicitly")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{name} must hold numbers, found dtype {arr.dtype}")
     if arr.size == 0:

@@ -40,6 +40,7 @@ import luigi
 import numpy as np
 
 from core.exceptions import CNNError, ConfigError, InputError
+from core.filecheck import regular_file
 
 from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps,
                       short_hash, slug, write_csv, write_json, write_npz, write_text)
@@ -173,6 +174,9 @@ class DataParams:
         return os.path.join(self.output_dir, self.domain, f"{self.data_label()}-{short_hash(key)}")
 
     def check_data_params(self):
+        if self.source is not None and os.path.exists(self.source):
+            # a FIFO or a device (/dev/zero) would block or stream forever: refuse it unopened
+            regular_file(self.source, "--source", allow_dir=True)
         if not 0 < self.test_size < 1:
             raise ConfigError(f"--test-size must be a fraction in (0, 1), got {self.test_size}")
         if self.max_samples < 0:

@@ -20,12 +20,14 @@ Where subjects are known the test split holds out whole subjects
 import gzip
 import os
 import re
+import zlib
 
 import luigi
 import numpy as np
 
 import har
 from core.exceptions import DataFileNotFoundError, DataFormatError
+from core.filecheck import PEEK_BYTES, peek, regular_file
 
 from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults,
                    stratified_split, subsample)
@@ -41,21 +43,26 @@ _DEFAULTS = classifier_defaults(har.ActivityClassifier)
 
 
 def _head_lines(path, n=20):
-    """First ``n`` non-blank lines of a text file (gzip read through)."""
-    with open(path, "rb") as handle:
-        gz = handle.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gz else open
-    lines = []
+    """First ``n`` non-blank lines of a text file (gzip read through), from at most
+    ``core.filecheck.PEEK_BYTES`` bytes of it (decompressed): a peek never grows."""
+    regular_file(path, "--source")
+    gz = peek(path, 2) == b"\x1f\x8b"
     try:
-        with opener(path, "rb") as handle:
-            for raw in handle:
-                text = raw.decode("utf-8", errors="replace").strip()
-                if text:
-                    lines.append(text)
-                if len(lines) >= n:
-                    break
-    except (OSError, EOFError) as exc:
-        raise DataFormatError(f"--source {path!r} could not be read as text ({exc})") from None
+        if gz:
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(PEEK_BYTES)
+        else:
+            head = peek(path)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataFormatError(f"--source {path!r} could not be read as {'gzip ' if gz else ''}text "
+                              f"({type(exc).__name__})") from None
+    lines = []
+    for raw in head.splitlines():
+        text = raw.decode("utf-8", errors="replace").strip()
+        if text:
+            lines.append(text)
+        if len(lines) >= n:
+            break
     return lines
 
 
@@ -71,6 +78,7 @@ def detect_format(path):
         raise DataFormatError(f"--source {path!r} is a folder but not a 'UCI HAR Dataset' folder (no "
                               f"activity_labels.txt in it); give a UCI HAR folder, or a file (.txt WISDM, .ts, "
                               f".csv)")
+    regular_file(path, "--source")
     name = path.lower()[:-3] if path.lower().endswith(".gz") else path.lower()
     if name.endswith(".ts"):
         return "ts"
@@ -83,9 +91,9 @@ def detect_format(path):
         return "wisdm"
     if lines and "," in lines[0] and re.search(r"[A-Za-z]", lines[0]) and len(lines) > 1:
         return "csv"
-    first = lines[0][:60] if lines else "an empty file"
-    raise DataFormatError(f"--source {path!r}: cannot tell its format from the name or content (first line: "
-                          f"{first!r}); expected a WISDM raw file ('user,activity,timestamp,x,y,z;'), a .ts "
+    first = f"its first line has {len(lines[0])} characters" if lines else "it is empty"
+    raise DataFormatError(f"--source {path!r}: cannot tell its format from the name or content ({first}); "
+                          f"expected a WISDM raw file ('user,activity,timestamp,x,y,z;'), a .ts "
                           f"file, a CSV with a header, or a 'UCI HAR Dataset' folder. Name it with --format")
 
 

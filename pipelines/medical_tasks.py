@@ -140,6 +140,9 @@ class MedicalData(DataParams):
     synthetic_n = luigi.IntParameter(default=60, description="Scans written for the embedded data")
     synthetic_shape = SizeParameter(ndim=3, label="--synthetic-shape", default=(40, 40, 40),
                                     description="Grid of the embedded scans")
+    allow_outside_paths = luigi.BoolParameter(default=False, significant=False,
+                                              description="Accept manifest paths that lead outside the "
+                                                          "manifest's folder (refused by default)")
 
     def domain_data_key(self):
         key = {"shape": list(self.shape), "spacing": list(self.spacing) if self.spacing else None,
@@ -173,7 +176,8 @@ class MedicalData(DataParams):
         if fmt == "folder":
             paths, labels, subjects = _read_folder(where)
         else:
-            paths, labels, subjects = medical.read_manifest(where, return_subjects=True)
+            paths, labels, subjects = medical.read_manifest(where, return_subjects=True,
+                                                             allow_outside=self.allow_outside_paths)
         keep = subsample(labels, self.max_samples, self.data_seed)
         paths = [paths[i] for i in keep]
         labels = labels[keep]

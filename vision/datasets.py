@@ -22,6 +22,7 @@ import zlib
 import numpy as np
 
 from core.exceptions import DataFileNotFoundError, DataFormatError, InputError
+from core.filecheck import peek, regular_file
 
 #: IDX type code -> (name, big-endian dtype as stored, native dtype returned)
 IDX_TYPES = {
@@ -61,30 +62,28 @@ def load_digits():
     return X, y
 
 
-def _read_bytes(path, what):
-    """Whole content of ``path``, gunzipped when it starts with the gzip magic.
-
-    Returns (bytes, was_gzip).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise DataFileNotFoundError(f"{what} file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise DataFileNotFoundError(f"{what} path {path!r} is a folder; expected an IDX file")
-    with open(path, "rb") as handle:
-        raw = handle.read()
-    if raw[:2] != _GZIP_MAGIC:
-        return raw, False
-    try:
-        return gzip.decompress(raw), True
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataFormatError(
-            f"{what} file {path!r} starts with the gzip magic bytes but could not be "
-            f"decompressed ({exc}); the file may be truncated or corrupt") from None
+#: the most :func:`read_idx` returns unless told otherwise (MNIST's training images take 47 MB)
+DEFAULT_MAX_BYTES = 2 << 30
 
 
-def read_idx(path, what="IDX"):
+def _read_full(handle, buf):
+    """Fill ``buf`` from ``handle``; returns the number of bytes read (less at the end of the data)."""
+    view, got = memoryview(buf), 0
+    while got < len(buf):
+        n = handle.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def read_idx(path, what="IDX", max_bytes=DEFAULT_MAX_BYTES):
     """Read one IDX file (plain or gzip) into an array of its stored shape.
+
+    The file is streamed: the header is read first and the declared size
+    checked against ``max_bytes`` before the data is read (or decompressed),
+    and nothing beyond the declared size is ever decompressed, so a gzip bomb
+    costs neither time nor memory.
 
     Parameters
     ----------
@@ -92,6 +91,9 @@ def read_idx(path, what="IDX"):
         The file. Gzip compression is detected from the content.
     what : str
         How the file is called in error messages ("images", "labels").
+    max_bytes : int or None
+        Refuse a file whose header declares more data than this (default
+        ``DEFAULT_MAX_BYTES``, 2 GiB); ``None`` for no limit.
 
     Returns
     -------
@@ -104,13 +106,37 @@ def read_idx(path, what="IDX"):
     ------
     DataFileNotFoundError
         The path does not exist or is a folder.
+    InputError
+        The path is not a regular file (a FIFO, a device), or a bad ``max_bytes``.
     DataFormatError
-        Bad magic number, unknown type code, rank 0, or a data size that does
-        not match the declared dimensions (truncated file or trailing bytes).
+        Bad magic number, unknown type code, rank 0, a declared size above
+        ``max_bytes``, a data size that does not match the declared
+        dimensions (truncated file or trailing bytes), or a corrupt gzip stream.
     """
     path = os.fspath(path)
-    data, was_gzip = _read_bytes(path, what)
+    if not os.path.exists(path):
+        raise DataFileNotFoundError(f"{what} file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise DataFileNotFoundError(f"{what} path {path!r} is a folder; expected an IDX file")
+    regular_file(path, f"{what} file")
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer))
+                                  or max_bytes < 1):
+        raise InputError(f"max_bytes must be a positive int or None, got {max_bytes!r}")
+    was_gzip = peek(path, 2) == _GZIP_MAGIC
+    try:
+        with (gzip.open if was_gzip else open)(path, "rb") as handle:
+            return _read_idx_stream(handle, path, what, was_gzip, max_bytes)
+    except (OSError, EOFError, zlib.error) as exc:
+        if not was_gzip:
+            raise DataFormatError(f"{what} file {path!r} could not be read ({type(exc).__name__})") from None
+        raise DataFormatError(
+            f"{what} file {path!r} starts with the gzip magic bytes but could not be "
+            f"decompressed ({type(exc).__name__}); the file may be truncated or corrupt") from None
+
+
+def _read_idx_stream(handle, path, what, was_gzip, max_bytes):
     size_note = " (after gzip decompression)" if was_gzip else ""
+    data = handle.read(4)
     if len(data) < 4:
         raise DataFormatError(
             f"{what} file {path!r}: expected an IDX header of at least 4 bytes, "
@@ -129,28 +155,44 @@ def read_idx(path, what="IDX"):
         raise DataFormatError(
             f"{what} file {path!r}: IDX header declares 0 dimensions; expected at least 1")
     header = 4 + 4 * ndim
-    if len(data) < header:
+    dims_raw = handle.read(4 * ndim)
+    if len(dims_raw) < 4 * ndim:
         raise DataFormatError(
             f"{what} file {path!r} is truncated inside its header: {ndim} dimensions need "
-            f"{header} header bytes, found {len(data)}{size_note}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
+            f"{header} header bytes, found {4 + len(dims_raw)}{size_note}")
+    dims = struct.unpack(f">{ndim}I", dims_raw)
     name, stored, native = IDX_TYPES[code]
     count = 1
     for d in dims:
         count *= d
-    expected = header + count * stored.itemsize
-    if len(data) != expected:
-        problem = "is truncated" if len(data) < expected else "has trailing data"
-        shape = " x ".join(str(d) for d in dims)
+    nbytes = count * stored.itemsize
+    expected = header + nbytes
+    shape = " x ".join(str(d) for d in dims)
+    if max_bytes is not None and nbytes > max_bytes:
+        raise DataFormatError(
+            f"{what} file {path!r}: header declares {shape} values of type {name}, {nbytes:,} bytes, "
+            f"more than max_bytes={max_bytes:,}; pass a larger max_bytes if the file is genuine")
+    if not was_gzip:  # the size on disk tells at once
+        found = os.fstat(handle.fileno()).st_size
+        if found != expected:
+            problem = "is truncated" if found < expected else "has trailing data"
+            raise DataFormatError(
+                f"{what} file {path!r} {problem}: header declares {shape} values of type {name} "
+                f"({stored.itemsize} byte(s) each), so expected {expected} bytes in total, found {found}")
+    buf = bytearray(nbytes)
+    got = _read_full(handle, buf)
+    if got < nbytes or handle.read(1):
+        problem, found = ("is truncated", f"{header + got}") if got < nbytes else \
+            ("has trailing data", f"more than {expected}")
         raise DataFormatError(
             f"{what} file {path!r} {problem}: header declares {shape} values of type {name} "
             f"({stored.itemsize} byte(s) each), so expected {expected} bytes in total, "
-            f"found {len(data)}{size_note}")
-    array = np.frombuffer(data, dtype=stored, count=count, offset=header)
+            f"found {found}{size_note}")
+    array = np.frombuffer(buf, dtype=stored, count=count)
     return array.astype(native).reshape(dims)
 
 
-def load_idx(images_path, labels_path=None):
+def load_idx(images_path, labels_path=None, max_bytes=DEFAULT_MAX_BYTES):
     """Load MNIST-style IDX files (images and, optionally, labels).
 
     Parameters
@@ -160,6 +202,9 @@ def load_idx(images_path, labels_path=None):
         content, not the file name). Any IDX type code and any rank >= 1.
     labels_path : str or path-like, optional
         IDX file of labels, rank 1, with one label per image.
+    max_bytes : int or None
+        Refuse a file that declares more data than this (default 2 GiB), checked
+        from its header before anything is read or decompressed; see :func:`read_idx`.
 
     Returns
     -------
@@ -181,12 +226,12 @@ def load_idx(images_path, labels_path=None):
         A file is not valid IDX (see :func:`read_idx`), the labels file is not
         rank 1, or the number of labels differs from the number of images.
     """
-    X = read_idx(images_path, "images")
+    X = read_idx(images_path, "images", max_bytes=max_bytes)
     if X.ndim == 3:
         X = X[..., np.newaxis]
     if labels_path is None:
         return X, None
-    y = read_idx(labels_path, "labels")
+    y = read_idx(labels_path, "labels", max_bytes=max_bytes)
     if y.ndim != 1:
         raise DataFormatError(
             f"labels file {os.fspath(labels_path)!r}: expected a rank-1 IDX file (one label per "

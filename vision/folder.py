@@ -50,6 +50,11 @@ def _read_image(path, mode, size):
     with Image.open(path) as img:
         img.load()
         img = ImageOps.exif_transpose(img)
+        if img.mode == "F":  # 32-bit float pixels: Pillow would turn NaN into an ordinary grey value
+            values = np.asarray(img)
+            if not np.isfinite(values).all():
+                bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+                raise DataFormatError(f"{bad} of its {values.size} float pixels are NaN or infinite")
         if img.mode.startswith("I;16"):
             # 16-bit grey: Pillow's own conversion to 8 bits clips at 255, so map
             # 0..65535 onto 0..255 here instead.

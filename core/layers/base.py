@@ -30,7 +30,7 @@ moving statistics) in ``params``; nothing else about a layer changes after
 """
 import numpy as np
 
-from .. import activations, config, initializers, regularizers
+from .. import activations, config, initializers, limits, regularizers
 from ..exceptions import ConfigError, InputError, NotFittedError, ShapeError
 from ..registry import serialize
 from ..workspace import UNPOOLED
@@ -91,6 +91,7 @@ class Layer:
         """Create ``self.params`` with ``add_weight``; layers without weights need not override."""
 
     def add_weight(self, name, shape, initializer, rng):
+        shape = limits.check_weight(self, name, shape, existing=self.count_params())
         value = initializers.get(initializer)(shape, self.dtype, rng)
         self.params[name] = value
         return value
