@@ -9,7 +9,7 @@ from core.estimator import BaseClassifier
 from core.exceptions import ConfigError, InputError, ShapeError
 
 from . import preprocessing as pp
-from .scans import load_scans
+from .cache import load_scans
 
 
 def conv3d_network(input_shape, n_classes, filters=(8, 16, 32), pooling="max", batch_norm=True, seed=0):
