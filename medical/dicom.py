@@ -20,6 +20,7 @@ file (never showing its content).
 """
 import os
 import stat
+import warnings
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -80,8 +81,10 @@ class _Slice:
 def _read_header(path, pydicom, quiet=False):
     """The dataset without pixel data; None for a file that is not DICOM when ``quiet``."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
-        ds.get("SOPClassUID")  # noqa: B018 - forces the first elements to parse
+        with warnings.catch_warnings():      # pydicom's warnings may quote header values
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, stop_before_pixels=True, force=False)
+            ds.get("SOPClassUID")  # noqa: B018 - forces the first elements to parse
         return ds
     except pydicom.errors.InvalidDicomError:
         if quiet:
@@ -95,7 +98,9 @@ def _read_header(path, pydicom, quiet=False):
 def _get(ds, name, path, default=None):
     """``ds.name`` with pydicom's value conversion errors turned into ours."""
     try:
-        value = ds.get(name, default)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = ds.get(name, default)
     except Exception as exc:
         raise DataFormatError(f"{path!r}: the DICOM element {name} could not be read ({type(exc).__name__})") from None
     return default if value is None or value == "" else value
@@ -398,8 +403,10 @@ class DicomSource:
     def _pixels(self, path):
         pydicom = _pydicom()
         try:
-            ds = pydicom.dcmread(path, force=False)
-            arr = ds.pixel_array
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, force=False)
+                arr = ds.pixel_array
         except DataFormatError:
             raise
         except Exception as exc:
