@@ -30,7 +30,7 @@ from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError
 
 from .base import (PIPELINE_VERSION, DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams,
                    classifier_defaults, subsample)
-from .outputs import short_hash
+from .outputs import calibration_table, plot_calibration, plot_roc, short_hash
 from .params import SizeParameter, SpacingParameter
 
 __all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical", "SweepMedical"]
@@ -244,6 +244,27 @@ class EvaluateMedical(MedicalData, MedicalTrainParams, EvaluateBase):
     """Evaluate the scan classifier on the test split."""
 
     train_class = TrainMedical
+
+    def extra_report(self, clf, inputs, y, report):
+        """For two classes: ``roc_curve.png`` (with the model's threshold marked) and ``calibration.png``."""
+        if len(report["classes"]) != 2 or "roc_auc" not in report:
+            return ""
+        scores = clf.predict_proba(inputs)[:, 1]
+        positive = np.asarray(y).astype(str) == str(report["classes"][1])
+        t = report.get("threshold")
+        plot_roc(positive, scores, self.path("roc_curve.png"),
+                 f"medical: ROC AUC {report['roc_auc']:.3f} (positive: {report['classes'][1]})", threshold=t)
+        plot_calibration(positive, scores, self.path("calibration.png"), "medical: calibration on the test split")
+        rows = calibration_table(positive, scores)
+        lines = ["## Decision and calibration", ""]
+        if t is not None:
+            lines.append(f"- Decision threshold on P({report['classes'][1]}): **{t:.4f}** "
+                         f"({report.get('threshold_source', '')})")
+        lines += ["- `roc_curve.png`: ROC curve of the test split, the threshold's operating point marked",
+                  "- `calibration.png`: observed fraction positive against mean predicted probability", "",
+                  "| predicted | scans | mean predicted | observed positive |", "|---|---|---|---|"]
+        lines += [f"| {lo:.1f}-{hi:.1f} | {n} | {m:.3f} | {o:.3f} |" for lo, hi, n, m, o in rows]
+        return "\n".join(lines) + "\n"
 
 
 class SweepMedical(MedicalData, MedicalTrainParams, SweepBase):
