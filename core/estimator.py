@@ -21,6 +21,12 @@ Hooks a subclass implements (all but ``build_network`` have defaults):
     Optional training-batch augmentation; define it to enable.
 ``_get_state()`` / ``_set_state(config, arrays)``
     Learned preprocessing state as JSON config + named arrays, saved in the model file.
+``_fit_decision(x_val, y_val)`` / ``_decide(proba)`` / ``_decision_report()``
+    Optional decision rule learned after training from the validation part
+    (network inputs and label indices, possibly empty), e.g. a binary
+    threshold; ``_decide`` turns probabilities into class indices (default
+    argmax) for ``predict`` and ``evaluate``, which adds ``_decision_report()``
+    to its report.
 """
 import inspect
 import math
@@ -125,6 +131,15 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     _augment = None
 
+    def _fit_decision(self, x_val, y_val):
+        pass
+
+    def _decide(self, proba):
+        return proba.argmax(axis=1)
+
+    def _decision_report(self):
+        return {}
+
     def _get_state(self):
         return {}, {}
 
@@ -208,6 +223,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self.input_shape_ = tuple(X.shape[1:])
         self.n_train_, self.n_val_ = len(train), len(val)
         self.epochs_trained_ = len(history.epoch)
+        self._fit_decision(Xt[val], y_idx[val])
         return self
 
     # ----------------------------------------------------------- predict
@@ -231,7 +247,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Predicted labels ``(N,)``, of the same kind as the training labels."""
         self._require_fitted("predict")
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        return self.classes_[self._decide(self.predict_proba(X))]
 
     def score(self, X, y):
         """Accuracy on ``(X, y)`` (scikit-learn's ``score``)."""
@@ -252,7 +268,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if unknown:
             raise InputError(f"y holds labels the model was not trained on: {unknown[:10]}; "
                              f"known classes: {self.classes_.tolist()}")
-        pred = self.classes_[proba.argmax(axis=1)]
+        pred = self.classes_[self._decide(proba)]
         labels = self.classes_
         p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
         names = [_native(c) for c in labels]
@@ -269,6 +285,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         }
         if len(labels) == 2 and len(np.unique(y)) == 2:
             report["roc_auc"] = float(skm.roc_auc_score(y == labels[1], proba[:, 1]))
+        report.update(self._decision_report())
         return report
 
     # ---------------------------------------------------------- save/load

@@ -1,4 +1,8 @@
-"""An on-disk cache of preprocessed scans, so a second run does not re-read and resample every file."""
+"""An on-disk cache of preprocessed scans (:class:`ScanCache`), and :func:`load_scans`, which reads many
+scans through it.
+
+``scans`` knows nothing of the cache (it imports nothing from here), so the two
+modules do not import each other."""
 import hashlib
 import json
 import os
@@ -14,15 +18,30 @@ from . import preprocessing as pp
 from .preprocessing import ScanQualityWarning
 from .scans import DEFAULT_MAX_BYTES, _as_path, load_scan
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped whenever preprocessing changes in a way that makes old entries wrong."""
+
+
+def _fingerprint(path):
+    """Size and modification time (ns) of a scan file, or of every file of a DICOM folder
+    (a folder's own time does not change when a file in it is rewritten)."""
+    if not os.path.isdir(path):
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    out = []
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_file():
+                st = entry.stat()
+                out.append([entry.name, st.st_size, st.st_mtime_ns])
+    return sorted(out)
 
 
 class ScanCache:
     """Preprocessed volumes kept as ``.npz`` files in ``cache_dir``.
 
     An entry is keyed by the scan's absolute path, size and modification time
-    (nanoseconds) and by every preprocessing setting, hashed together
+    (nanoseconds; for a DICOM folder, those of every file in it) and by every preprocessing setting, hashed together
     (SHA-256), so editing or replacing a file, or changing a setting, misses
     the cache instead of returning stale data. Entries are written atomically
     and read without pickle; an unreadable entry is recomputed and rewritten.
@@ -44,20 +63,19 @@ class ScanCache:
 
     @staticmethod
     def settings_key(spacing=None, shape=None, normalize="zscore", volume=None, shape_mode="resample",
-                     channels=False, antialias=True, max_bytes=DEFAULT_MAX_BYTES):
+                     channels=False, antialias=True, max_bytes=DEFAULT_MAX_BYTES, series=None):
         """The canonical, JSON-serializable form of the preprocessing settings."""
         norm = pp.check_normalize(normalize)
         return {"version": CACHE_VERSION, "spacing": pp.check_spacing(spacing), "shape": pp.check_shape(shape),
                 "normalize": list(norm) if isinstance(norm, tuple) else norm,
-                "volume": None if volume is None else int(volume), "shape_mode": pp.check_shape_mode(shape_mode),
+                "volume": volume if volume is None or isinstance(volume, str) else int(volume),
+                "series": None if series is None else str(series), "shape_mode": pp.check_shape_mode(shape_mode),
                 "channels": bool(channels), "antialias": bool(antialias)}
 
     def entry_path(self, path, **settings):
         """Where the cached volume for ``path`` under ``settings`` lives (it may not exist yet)."""
         path = _as_path(path)
-        st = os.stat(path)
-        ident = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                 "settings": self.settings_key(**settings)}
+        ident = {"path": os.path.abspath(path), "files": _fingerprint(path), "settings": self.settings_key(**settings)}
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode("utf-8")).hexdigest()
         return os.path.join(self.cache_dir, digest[:40] + ".npz")
 
@@ -85,3 +103,39 @@ class ScanCache:
         with atomic_write(entry, "wb") as handle:
             np.savez(handle, volume=vol, n_nonfinite=np.int64(info["n_nonfinite"]))
         return vol
+
+
+def load_scans(paths, spacing=None, shape=None, normalize="zscore", volume=None, shape_mode="resample",
+               channels=False, antialias=True, max_bytes=DEFAULT_MAX_BYTES, cache_dir=None, progress=False):
+    """Load many scans, one at a time, into one float32 array ``(N, D, H, W, C)``.
+
+    Every scan must come out with the same shape, so pass ``shape`` unless all
+    files share a grid. The result is allocated once, after the first scan;
+    each scan is read, preprocessed and copied in, so memory holds one raw
+    volume besides the result. With ``cache_dir``, preprocessed volumes are
+    kept as ``.npz`` files keyed by the file (path, size, modification time)
+    and the settings (see :class:`medical.ScanCache`), and read from there next
+    time. Other arguments as :func:`load_scan`. Errors name the offending file.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        raise InputError("load_scans expects a list of paths; use load_scan for a single file")
+    paths = list(paths)
+    if not paths:
+        raise InputError("load_scans: the list of paths is empty")
+    settings = dict(spacing=spacing, shape=shape, normalize=normalize, volume=volume, shape_mode=shape_mode,
+                    channels=channels, antialias=antialias, max_bytes=max_bytes)
+    cache = ScanCache(cache_dir) if cache_dir is not None else None
+    out = None
+    iterator = paths
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(paths, desc="scans", unit="scan")
+    for i, p in enumerate(iterator):
+        vol = cache.load(p, **settings) if cache is not None else load_scan(p, **settings)
+        if out is None:
+            out = np.empty((len(paths),) + vol.shape, dtype=np.float32)
+        elif vol.shape != out.shape[1:]:
+            raise InputError(f"{os.fspath(p)!r} gives a volume of shape {vol.shape} but {os.fspath(paths[0])!r} gave "
+                             f"{out.shape[1:]}; pass shape=(D, H, W) so that every scan comes out the same")
+        out[i] = vol
+    return out

@@ -6,10 +6,12 @@ import numpy as np
 
 from core import Input, Sequential, layers
 from core.estimator import BaseClassifier
-from core.exceptions import ConfigError, InputError, ShapeError
+from core.exceptions import ConfigError, InputError, ModelFileError, ShapeError
 
 from . import preprocessing as pp
-from .scans import load_scans
+from .augment import augment_batch, check_augment
+from .cache import load_scans
+from .decision import check_threshold, choose_threshold
 
 
 def conv3d_network(input_shape, n_classes, filters=(8, 16, 32), pooling="max", batch_norm=True, seed=0):
@@ -95,22 +97,27 @@ class ScanClassifier(BaseClassifier):
         normalization and ReLU, each but the last followed by 2x max pooling).
     pooling : {"max", "average"}
         The global pooling before the softmax, see :func:`conv3d_network`.
-    augment : bool
-        Random shifts of up to ``max_shift`` voxels per axis during training
-        (edges repeated). Off by default: on small data it slows training more
-        than it helps. No flips: left and right are not interchangeable in
-        every task.
+    augment : bool or dict
+        On-the-fly, seeded augmentation of the training batches. ``True``:
+        random shifts of up to ``max_shift`` voxels per axis (edges repeated).
+        A dict chooses among shifts, flips on chosen axes, small rotations and
+        scaling, intensity gain, gamma and noise (see :mod:`medical.augment`;
+        left-right flips only when asked for: many findings are lateralised).
+        Off by default; the README gives what each did to accuracy here.
     max_shift : int
+    threshold : None, "youden", float or ("sensitivity"|"specificity", target)
+        The decision rule of a binary task (``classes_[1]`` is the positive
+        class). ``"youden"`` (default) and the targets choose the threshold on
+        the validation scans after training (see :mod:`medical.decision`); a
+        number fixes it; None takes the most probable class. Without
+        validation scans (``validation_split=0``) the threshold stays 0.5.
+        ``threshold_`` and ``evaluate()`` report it; it is saved with the model.
     epochs, batch_size, learning_rate, seed, validation_split, patience, verbose, engine
         As for every classifier of the project (:class:`core.estimator.BaseClassifier`):
         Adam; with ``validation_split > 0``, early stopping on a stratified
         validation split (or one grouped by ``groups`` in ``fit``, e.g.
         subjects), best weights restored. The default is no split and a fixed
-        25 epochs: with a few dozen scans, a validation set of a handful is
-        too noisy to stop on (measured on the synthetic set: stopping on 9
-        validation scans ended training after 10 epochs at 53-73 % test
-        accuracy, where 25 epochs on all scans gave 100 %). Use
-        ``validation_split=0.2`` from a few hundred scans on.
+        (validation note pending)
     cache_dir : str, optional
         Keep preprocessed volumes there (see :class:`medical.ScanCache`); a second
         fit or predict on the same files skips reading and resampling.
@@ -130,9 +137,9 @@ class ScanClassifier(BaseClassifier):
     """
 
     def __init__(self, shape=(32, 32, 32), spacing=None, normalize="zscore", shape_mode="resample", volume=None,
-                 channels=False, filters=(8, 16, 32), pooling="max", augment=False, max_shift=2, epochs=25,
-                 batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0, patience=6, cache_dir=None,
-                 verbose=0, engine="numpy"):
+                 channels=False, filters=(8, 16, 32), pooling="max", augment=False, max_shift=2, threshold="youden",
+                 epochs=25, batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0, patience=6,
+                 cache_dir=None, verbose=0, engine="numpy"):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
         self.shape = shape
@@ -145,6 +152,7 @@ class ScanClassifier(BaseClassifier):
         self.pooling = pooling
         self.augment = augment
         self.max_shift = max_shift
+        self.threshold = threshold
         self.cache_dir = cache_dir
 
     # -------------------------------------------------------------- input
@@ -162,11 +170,12 @@ class ScanClassifier(BaseClassifier):
             raise ConfigError(f"{name}: shape must be set (the network needs one input size), got None")
         if self.volume is not None and (isinstance(self.volume, bool) or not isinstance(self.volume, numbers.Integral)):
             raise ConfigError(f"{name}: volume must be an int or None, got {self.volume!r}")
-        for flag in ("channels", "augment"):
-            if not isinstance(getattr(self, flag), (bool, np.bool_)):
-                raise ConfigError(f"{name}: {flag} must be True or False, got {getattr(self, flag)!r}")
+        if not isinstance(self.channels, (bool, np.bool_)):
+            raise ConfigError(f"{name}: channels must be True or False, got {self.channels!r}")
         if isinstance(self.max_shift, bool) or not isinstance(self.max_shift, numbers.Integral) or self.max_shift < 0:
             raise ConfigError(f"{name}: max_shift must be an int >= 0, got {self.max_shift!r}")
+        check_augment(self.augment, self.max_shift, f"{name}: augment")
+        check_threshold(self.threshold, f"{name}: threshold")
         try:
             filters = [int(f) for f in self.filters]
         except (TypeError, ValueError):
@@ -233,31 +242,69 @@ class ScanClassifier(BaseClassifier):
         return conv3d_network(input_shape, n_classes, filters=tuple(int(f) for f in self.filters),
                               pooling=self.pooling, seed=self.seed)
 
-    def _augment_shift(self, xb, rng):
-        k = int(self.max_shift)
-        d, h, w = xb.shape[1:4]
-        padded = np.pad(xb, ((0, 0), (k, k), (k, k), (k, k), (0, 0)), mode="edge")
-        shifts = rng.integers(0, 2 * k + 1, size=(len(xb), 3))
-        out = np.empty_like(xb)
-        for i, (a, b, c) in enumerate(shifts):
-            out[i] = padded[i, a:a + d, b:b + h, c:c + w]
-        return out
-
     @property
     def _augment(self):
-        """The base class's augmentation hook: random shifts when ``augment`` is on."""
-        return self._augment_shift if self.augment and self.max_shift > 0 else None
+        """The base class's augmentation hook (see :mod:`medical.augment`)."""
+        settings = check_augment(self.augment, self.max_shift)
+        if settings is None or not any(settings.values()):
+            return None
+        return lambda xb, rng: augment_batch(xb, rng, settings)
+
+    # ----------------------------------------------------------- decision
+    def _fit_decision(self, x_val, y_val):
+        rule = check_threshold(self.threshold)
+        self.threshold_ = None
+        self.threshold_info_ = {}
+        if len(self.classes_) != 2 or rule is None:
+            return
+        if isinstance(rule, float):
+            self.threshold_, self.threshold_info_ = rule, {"threshold_source": "fixed"}
+            return
+        if x_val is None or len(x_val) == 0:
+            self.threshold_ = 0.5
+            self.threshold_info_ = {"threshold_source": "default 0.5: no validation scans (validation_split=0)"}
+            return
+        if getattr(self, "keras_model_", None) is not None:
+            proba = self.keras_model_.predict(x_val, verbose=0)
+        else:
+            proba = self.model_.predict(x_val, batch_size=max(int(self.batch_size), 64))
+        t, details = choose_threshold(np.asarray(y_val) == 1, proba[:, 1], rule)
+        rule_name = rule if isinstance(rule, str) else f"{rule[0]} {rule[1]:g}"
+        self.threshold_ = t
+        self.threshold_info_ = {"threshold_source": f"{rule_name} on {len(x_val)} validation scans", **details}
+
+    def _decide(self, proba):
+        t = getattr(self, "threshold_", None)
+        if t is None or proba.shape[1] != 2:
+            return proba.argmax(axis=1)
+        return (proba[:, 1] >= t).astype(np.int64)
+
+    def _decision_report(self):
+        if getattr(self, "threshold_", None) is None:
+            return {}
+        return {"threshold": float(self.threshold_), "positive_class": str(self.classes_[1]),
+                **self.threshold_info_}
 
     # -------------------------------------------------------- persistence
     def _get_state(self):
-        # Nothing is learned from the data: every setting is a constructor
-        # argument, which the base class saves with the model.
-        return {"preprocessing": "per-scan, from the constructor settings"}, {}
+        # Preprocessing learns nothing from the data (every setting is a constructor
+        # argument, which the base class saves); the decision threshold is learned.
+        return {"preprocessing": "per-scan, from the constructor settings",
+                "threshold": getattr(self, "threshold_", None),
+                "threshold_info": getattr(self, "threshold_info_", {})}, {}
 
     def _set_state(self, config, arrays):
+        t = config.get("threshold")
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1):
+            raise ModelFileError(f"the saved decision threshold must be a number in [0, 1], found {type(t).__name__}")
+        info = config.get("threshold_info", {})
+        self.threshold_ = None if t is None else float(t)
+        self.threshold_info_ = info if isinstance(info, dict) else {}
         for name in ("shape", "spacing", "filters"):
             value = getattr(self, name)
             if isinstance(value, list):
                 setattr(self, name, tuple(value))
         if isinstance(self.normalize, list):
             self.normalize = tuple(self.normalize)
+        if isinstance(self.threshold, list):
+            self.threshold = tuple(self.threshold)

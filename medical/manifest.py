@@ -68,6 +68,7 @@ def read_manifest(csv_path, return_subjects=False, min_per_class=2, check_files=
         Pass 1 to accept singletons.
     check_files : bool
         Check that every listed file exists (all missing files are reported together).
+        A path may name a folder holding a DICOM series.
     allow_outside : bool
         Accept paths that lead outside the manifest's folder (``../other/a.nii``,
         or an absolute path elsewhere). Refused by default: a manifest that
@@ -169,7 +170,8 @@ def read_manifest(csv_path, return_subjects=False, min_per_class=2, check_files=
                                   f"that folder or below it; if these files are meant, pass allow_outside=True "
                                   f"(--allow-outside-paths in the pipeline)")
     if check_files:
-        absent = [(ln, p) for ln, p in zip(lines, resolved) if not os.path.isfile(p)]
+        # a scan is a file, or a folder holding a DICOM series
+        absent = [(ln, p) for ln, p in zip(lines, resolved) if not (os.path.isfile(p) or os.path.isdir(p))]
         if absent:
             listed = "\n".join(f"  line {ln}: {p}" for ln, p in absent[:50])
             more = f"\n  ... and {len(absent) - 50} more" if len(absent) > 50 else ""

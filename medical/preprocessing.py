@@ -2,7 +2,8 @@
 
 Every function here works on one volume held as a float32 array of shape
 ``(X, Y, Z)`` or ``(X, Y, Z, C)`` (channels last) and never makes a float64
-copy of it. :func:`medical.load_scan` chains them for files; the classifier
+copy of a whole volume (intensity arithmetic is done in float64 one slab at a
+time). :func:`medical.load_scan` chains them for files; the classifier
 applies the last two (shape, intensity) to arrays it is given directly.
 
 Resampling is trilinear (``order=1``) and treats a voxel as a small box, not
@@ -151,7 +152,10 @@ def _resample3d(vol, out_shape, scale, antialias, order=1):
     """
     scale = np.asarray(scale, dtype=np.float64)
     if antialias and np.any(scale > 1):
-        sigma = np.maximum(0.0, (scale - 1.0) / 2.0)
+        # A kernel wider than the axis changes nothing more; capping it keeps an
+        # absurd reduction factor (a header claiming 1e30 mm voxels) from asking
+        # scipy for a kernel of astronomical length.
+        sigma = np.minimum(np.maximum(0.0, (scale - 1.0) / 2.0), np.asarray(vol.shape, dtype=np.float64))
         vol = ndimage.gaussian_filter(vol, sigma=sigma, mode="nearest", output=np.float32)
     return ndimage.affine_transform(vol, scale, offset=0.5 * scale - 0.5, output_shape=tuple(out_shape),
                                     output=np.float32, order=order, mode="nearest", prefilter=False)
@@ -259,28 +263,44 @@ def replace_nonfinite(volume):
     return n_bad
 
 
+def _shift_scale(v, sub, div):
+    """``v = (v - sub) / div`` in place, computed in float64 one slab at a time:
+    float32 arithmetic overflows for voxels near +/-3e38, and a whole float64
+    copy of a large volume would double its memory."""
+    for i in range(v.shape[0]):
+        v[i] = (v[i].astype(np.float64) - sub) / div
+
+
 def _zscore(v):
     # Foreground: voxels brighter than the volume's mean. On a head scan the mean
     # lies between the air background and the tissue, so the statistics come
-    # from tissue rather than from the (often majority) background.
-    mean_all = v.mean(dtype=np.float64)
+    # from tissue rather than from the (often majority) background. When the
+    # foreground is too small or constant (a binary mask: every foreground voxel
+    # is 255), the statistics of the whole volume are used instead, so that
+    # only a truly constant volume gives zeros.
+    mean_all = float(v.mean(dtype=np.float64))
     fg = v[v > mean_all]
-    if fg.size < max(10, v.size // 100):
-        fg = v.reshape(-1)
-    mu = fg.mean(dtype=np.float64)
-    sd = fg.std(dtype=np.float64)
-    v -= np.float32(mu)
-    if sd > 1e-8 * max(1.0, abs(mu)):
-        v /= np.float32(sd)
-    return sd > 0
+    mu = sd = 0.0
+    if fg.size >= max(10, v.size // 100):
+        mu, sd = float(fg.mean(dtype=np.float64)), float(fg.std(dtype=np.float64))
+    del fg
+    if not sd > 1e-8 * max(1.0, abs(mu)):
+        mu, sd = mean_all, float(v.std(dtype=np.float64))
+    if not sd > 1e-8 * max(1.0, abs(mu)):
+        v[...] = 0.0
+        return False
+    _shift_scale(v, mu, sd)
+    return True
 
 
 def _scale_between(v, lo, hi):
+    # the limits as float32 values, so that clipped voxels map exactly to 0 and 1
+    lo, hi = float(np.float32(lo)), float(np.float32(hi))
     np.clip(v, lo, hi, out=v)
-    v -= np.float32(lo)
     if hi > lo:
-        v /= np.float32(hi - lo)
+        _shift_scale(v, lo, hi - lo)
         return True
+    v[...] = 0.0
     return False
 
 
@@ -299,6 +319,8 @@ def normalize_intensity(volume, normalize="zscore", copy=True):
         ``level -/+ width / 2`` and scale to [0, 1]; for CT in HU.
         ``None``: unchanged.
     A constant volume (channel) becomes zeros, with a :class:`ScanQualityWarning`.
+    The arithmetic is done in float64 (slab by slab), so voxels near the
+    float32 limits (+/-3e38) do not overflow to infinity.
 
     volume: ``(X, Y, Z)`` or ``(X, Y, Z, C)``. Returns float32, same shape.
     """

@@ -468,10 +468,16 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
                   [[c] + row for c, row in zip(classes, cm.tolist())])
         plot_confusion(cm, classes, self.path("confusion_matrix.png"),
                        f"{self.domain}: accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f}")
-        write_text(self.path("report.md"), self.report_text(metrics, train_info, data_info))  # last
+        extra = self.extra_report(clf, self.model_inputs(arrays, "test"), arrays["y_test"], report)
+        write_text(self.path("report.md"), self.report_text(metrics, train_info, data_info) + extra)  # last
         self._clean_temps(started)
         logger.info("%s: accuracy %.4f, macro F1 %.4f on %d test samples -> %s", self.task_family,
                     report["accuracy"], report["macro_f1"], metrics["n_test"], folder)
+
+    def extra_report(self, clf, inputs, y, report):
+        """Domain hook: write further files before ``report.md`` (the completion marker) and return
+        markdown to append to the report. Default: nothing."""
+        return ""
 
     def report_text(self, metrics, train_info, data_info):
         classes = [str(c) for c in metrics["classes"]]

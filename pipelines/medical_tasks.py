@@ -8,7 +8,9 @@ Sources (``--source``; ``--format auto`` tells them apart):
 * ``manifest``: a CSV with columns ``path,label`` and optionally ``subject``
   (``medical.read_manifest``; relative paths are relative to the CSV), or a
   folder holding ``manifest.csv``;
-* ``folder``: one sub-folder of ``.nii``/``.nii.gz`` scans per class.
+* ``folder``: one sub-folder per class, holding scan files (NIfTI, Analyze
+  ``.hdr``, MGH ``.mgh``/``.mgz``, DICOM ``.dcm`` multi-frame) and/or DICOM
+  series, one series folder per scan.
 
 Every scan is read with ``medical.load_scan``: reoriented to RAS, resampled
 to ``--spacing`` mm if given, intensities normalized (``--normalize``:
@@ -28,13 +30,14 @@ from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError
 
 from .base import (PIPELINE_VERSION, DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams,
                    classifier_defaults, subsample)
-from .outputs import short_hash
+from .outputs import calibration_table, plot_calibration, plot_roc, short_hash
 from .params import SizeParameter, SpacingParameter
 
 __all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical", "SweepMedical"]
 
 FORMATS = ("auto", "manifest", "folder")
 _NIFTI = (".nii", ".nii.gz")
+_SCAN_FILES = tuple(s for s in medical.scans.SCAN_SUFFIXES if not s.startswith(".img"))
 _DEFAULTS = classifier_defaults(medical.ScanClassifier)
 
 
@@ -61,15 +64,23 @@ def parse_normalize(text):
 
 
 def _scans_in(folder):
-    return sorted(e for e in os.listdir(folder) if e.lower().endswith(_NIFTI)
-                  and os.path.isfile(os.path.join(folder, e)))
+    """The scans of a class folder: scan files, and sub-folders (each a DICOM series)."""
+    out = []
+    for e in sorted(os.listdir(folder)):
+        full = os.path.join(folder, e)
+        if e.startswith("."):
+            continue
+        if os.path.isdir(full) or (e.lower().endswith(_SCAN_FILES) and os.path.isfile(full)):
+            out.append(e)
+    return out
 
 
 def detect_format(path):
     """``(format, manifest_or_folder)`` for an existing path; a clear error otherwise."""
     if not os.path.exists(path):
         raise DataFileNotFoundError(f"--source {path!r} does not exist; expected a manifest CSV (path,label"
-                                    f"[,subject]) or a folder with one sub-folder of NIfTI scans per class")
+                                    f"[,subject]) or a folder with one sub-folder of scans (files or DICOM series folders) "
+                                    f"per class")
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "manifest.csv")):
             return "manifest", os.path.join(path, "manifest.csv")
@@ -78,9 +89,9 @@ def detect_format(path):
         if subdirs and any(_scans_in(os.path.join(path, d)) for d in subdirs):
             return "folder", path
         raise DataFormatError(f"--source {path!r} is a folder with neither a manifest.csv nor class sub-folders "
-                              f"holding .nii/.nii.gz scans")
+                              f"holding scans (.nii/.nii.gz, .hdr, .mgz, DICOM series folders)")
     lower = path.lower()
-    if lower.endswith(_NIFTI):
+    if lower.endswith(_SCAN_FILES):
         raise DataFormatError(f"--source {path!r} is a single scan; a classifier needs many labelled scans: give a "
                               f"manifest CSV (path,label[,subject]) or a folder of class sub-folders")
     return "manifest", path
@@ -96,7 +107,7 @@ def _read_folder(path):
             paths.append(os.path.join(sub, name))
             labels.append(d)
     if not paths:
-        raise DataFormatError(f"{path!r}: no .nii/.nii.gz scans in its class sub-folders")
+        raise DataFormatError(f"{path!r}: no scans (files or DICOM series folders) in its class sub-folders")
     return paths, np.array(labels, dtype=str), None
 
 
@@ -237,6 +248,27 @@ class EvaluateMedical(MedicalData, MedicalTrainParams, EvaluateBase):
     """Evaluate the scan classifier on the test split."""
 
     train_class = TrainMedical
+
+    def extra_report(self, clf, inputs, y, report):
+        """For two classes: ``roc_curve.png`` (with the model's threshold marked) and ``calibration.png``."""
+        if len(report["classes"]) != 2 or "roc_auc" not in report:
+            return ""
+        scores = clf.predict_proba(inputs)[:, 1]
+        positive = np.asarray(y).astype(str) == str(report["classes"][1])
+        t = report.get("threshold")
+        plot_roc(positive, scores, self.path("roc_curve.png"),
+                 f"medical: ROC AUC {report['roc_auc']:.3f} (positive: {report['classes'][1]})", threshold=t)
+        plot_calibration(positive, scores, self.path("calibration.png"), "medical: calibration on the test split")
+        rows = calibration_table(positive, scores)
+        lines = ["## Decision and calibration", ""]
+        if t is not None:
+            lines.append(f"- Decision threshold on P({report['classes'][1]}): **{t:.4f}** "
+                         f"({report.get('threshold_source', '')})")
+        lines += ["- `roc_curve.png`: ROC curve of the test split, the threshold's operating point marked",
+                  "- `calibration.png`: observed fraction positive against mean predicted probability", "",
+                  "| predicted | scans | mean predicted | observed positive |", "|---|---|---|---|"]
+        lines += [f"| {lo:.1f}-{hi:.1f} | {n} | {m:.3f} | {o:.3f} |" for lo, hi, n, m, o in rows]
+        return "\n".join(lines) + "\n"
 
 
 class SweepMedical(MedicalData, MedicalTrainParams, SweepBase):

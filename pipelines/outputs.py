@@ -167,6 +167,69 @@ def plot_confusion(matrix, classes, path, title):
     _save_figure(fig, path)
 
 
+def plot_roc(y_true, scores, path, title, threshold=None):
+    """ROC curve of a binary task (``y_true`` bool, ``scores`` the positive class's probability) as a PNG,
+    with the operating point of ``threshold`` marked when given."""
+    from sklearn import metrics as skm
+
+    y_true = np.asarray(y_true, dtype=bool)
+    fpr, tpr, _ = skm.roc_curve(y_true, scores)
+    fig = _new_figure(4.6, 4.2)
+    ax = fig.subplots()
+    ax.plot(fpr, tpr, "-", marker="o", markersize=3, label=f"AUC {skm.auc(fpr, tpr):.3f}")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    if threshold is not None:
+        pred = np.asarray(scores) >= threshold
+        sens = (pred & y_true).sum() / max(1, y_true.sum())
+        fp = (pred & ~y_true).sum() / max(1, (~y_true).sum())
+        ax.plot([fp], [sens], "s", color="red", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(title)
+    _save_figure(fig, path)
+
+
+def calibration_table(y_true, scores, n_bins=5):
+    """Reliability bins: rows ``(low, high, n, mean predicted, observed fraction positive)``."""
+    y_true = np.asarray(y_true, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(scores, edges[1:-1]), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        m = which == b
+        if m.any():
+            rows.append((float(edges[b]), float(edges[b + 1]), int(m.sum()), float(scores[m].mean()),
+                         float(y_true[m].mean())))
+    return rows
+
+
+def plot_calibration(y_true, scores, path, title, n_bins=5):
+    """Calibration (reliability) plot: observed fraction of positives against mean predicted probability
+    per probability bin, point size by the number of samples, and the diagonal of perfect calibration."""
+    rows = calibration_table(y_true, scores, n_bins)
+    fig = _new_figure(4.6, 4.2)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    if rows:
+        n = np.array([r[2] for r in rows], dtype=np.float64)
+        ax.plot([r[3] for r in rows], [r[4] for r in rows], "-", color="tab:blue")
+        ax.scatter([r[3] for r in rows], [r[4] for r in rows], s=20 + 180 * n / n.max(), color="tab:blue",
+                   label="test samples per bin")
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed fraction positive")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title(title)
+    _save_figure(fig, path)
+
+
 def remove_stale_temps(folder, names, before):
     """Delete temporary files left by killed writes of ``names`` in ``folder``
     (``.<name>.*.tmp``, as :func:`core.io.atomic_write` names them) that are

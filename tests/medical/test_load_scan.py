@@ -390,7 +390,8 @@ def test_bad_arguments(nifti, kwargs, match):
 
 
 def test_folder_and_non_path(tmp_path):
-    with pytest.raises(InputError, match="folder"):
+    (tmp_path / "notes.txt").write_text("not a scan")
+    with pytest.raises(DataFormatError, match="folder holding no DICOM files"):   # a folder is read as a DICOM series
         medical.load_scan(tmp_path)
     with pytest.raises(InputError, match="path"):
         medical.load_scan(3.5)

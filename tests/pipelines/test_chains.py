@@ -88,7 +88,12 @@ def test_medical_chain_and_the_model_reads_raw_scans(out):
     assert ran(sets) == ["EvaluateMedical", "PrepareMedical", "SyntheticScans", "TrainMedical"]
     prepared, arrays, metrics = check_run_outputs(task)
     assert arrays["X_train"].shape[1:] == (12, 12, 12, 1)
-    assert "roc_auc" in metrics
+    assert "roc_auc" in metrics and 0 <= metrics["threshold"] <= 1
+    folder = task.output_folder()
+    for name in ("roc_curve.png", "calibration.png"):                  # binary task: ROC and calibration
+        assert open(os.path.join(folder, name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    report_md = open(os.path.join(folder, "report.md"), encoding="utf-8").read()
+    assert "Decision threshold" in report_md and "calibration.png" in report_md
     # The prepared volumes are exactly what the saved model makes of the raw files.
     clf = task.classifier_class().load(os.path.join(task.output_folder(), "model.npz"))
     raw = list(arrays["paths_test"])
