@@ -44,17 +44,15 @@ SCAN_SUFFIXES = _NIFTI + _PAIR + _MGH + (".dcm",)
 
 
 def _as_path(path):
-    """``path`` as str after checking it names an existing regular file or a folder."""
+    """``path`` as str after checking it names an existing regular file (``check_path``
+    refuses FIFOs and devices unopened) or a folder."""
     try:
         raw = os.fspath(path)
     except TypeError:
         raise InputError(f"scan: expected a path (str or os.PathLike), got {type(path).__name__}") from None
     if os.path.isdir(raw):
         return raw
-    path = check_path(raw, "scan file", kind="file")
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise DataFormatError(f"{path!r} is not a regular file (a device, FIFO or socket); expected a scan file")
-    return path
+    return check_path(raw, "scan file", kind="file")
 
 
 def _is_gzip(path):

@@ -175,7 +175,7 @@ def test_single_file_offset_inside_the_header_is_refused(tmp_path, version, offs
 def test_fifo_is_refused_without_opening(tmp_path):
     fifo = tmp_path / "scan.nii"
     os.mkfifo(fifo)
-    with pytest.raises(DataFormatError, match="scan.nii.*not a regular file"):
+    with pytest.raises(InputError, match="scan.nii.*FIFO.*expected a regular file"):
         medical.load_scan(fifo)
 
 
