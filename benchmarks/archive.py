@@ -43,10 +43,10 @@ def problems(root):
     return found
 
 
-def run_one(name, train, test, **settings):
+def run_one(name, train, test, pad_value=np.nan, **settings):
     import har
-    Xtr, ytr = har.read_ts(train, unequal="pad")
-    Xte, yte = har.read_ts(test, unequal="pad", length=Xtr.shape[1])
+    Xtr, ytr = har.read_ts(train, unequal="pad", pad_value=pad_value)
+    Xte, yte = har.read_ts(test, unequal="pad", length=Xtr.shape[1], pad_value=pad_value)
     if ytr is None or ytr.dtype.kind == "f":
         return None
     clf = har.ActivityClassifier(seed=0, **settings)
@@ -65,6 +65,9 @@ def main(argv=None):
     p.add_argument("--only", action="append", help="run only this problem (repeatable)")
     p.add_argument("--skip", action="append", default=[], help="skip this problem (repeatable)")
     p.add_argument("--settings", default="{}", help="JSON of ActivityClassifier settings (default: none)")
+    p.add_argument("--pad-value", type=float, default=float("nan"),
+                   help="pad unequal-length series with this value instead of NaN (NaN: the classifier "
+                        "stretches each series to the common length; a number: padding enters the network)")
     p.add_argument("--out", help="also write the rows to this CSV")
     args = p.parse_args(argv)
     settings = json.loads(args.settings)
@@ -77,7 +80,7 @@ def main(argv=None):
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            row = run_one(name, train, test, **settings)
+            row = run_one(name, train, test, pad_value=args.pad_value, **settings)
         if row is None:
             print(f"{name:24s} skipped: no class labels (regression or unlabelled)", flush=True)
             continue

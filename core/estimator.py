@@ -21,6 +21,13 @@ Hooks a subclass implements (all but ``build_network`` have defaults):
     Optional training-batch augmentation; define it to enable.
 ``_get_state()`` / ``_set_state(config, arrays)``
     Learned preprocessing state as JSON config + named arrays, saved in the model file.
+``_train_network(model, x, y, validation_data, class_weight)``
+    How the compiled network is trained (default: early stopping on the
+    validation loss); a domain with its own recipe overrides it.
+
+A subclass that sets ``self.class_weight`` (None, ``"balanced"`` or
+``{label: weight}``) gets it applied to the loss. ``fit`` refuses continuous
+targets (regression), and records ``train_index_`` / ``validation_index_``.
 """
 import inspect
 import math

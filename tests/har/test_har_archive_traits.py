@@ -257,3 +257,13 @@ def test_cross_validate_keeps_subjects_apart_including_the_inner_split():
         har.cross_validate(clf, X, y, subjects, cv=9)
     with pytest.raises(InputError, match="'loso' or a number"):
         har.cross_validate(clf, X, y, subjects, cv="lopo")
+
+
+def test_every_domain_classifier_takes_class_weight():
+    import medical
+    import vision
+    for cls in (har.ActivityClassifier, vision.ImageClassifier, medical.ScanClassifier):
+        clf = cls(class_weight="balanced")
+        assert clf.get_params()["class_weight"] == "balanced"
+        assert clf._class_weight_indices(np.array(["a", "b"]), np.array([0, 0, 0, 1])) == {
+            0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
