@@ -27,6 +27,13 @@ Hooks a subclass implements (all but ``build_network`` have defaults):
     threshold; ``_decide`` turns probabilities into class indices (default
     argmax) for ``predict`` and ``evaluate``, which adds ``_decision_report()``
     to its report.
+``_train_network(model, x, y, validation_data, class_weight)``
+    How the compiled network is trained (default: early stopping on the
+    validation loss); a domain with its own recipe overrides it.
+
+A subclass that sets ``self.class_weight`` (None, ``"balanced"`` or
+``{label: weight}``) gets it applied to the loss. ``fit`` refuses continuous
+targets (regression), and records ``train_index_`` / ``validation_index_``.
 """
 import inspect
 import math
@@ -38,7 +45,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
 from . import callbacks, optimizers
-from .constraints import Interval, Options, validate_settings
+from .constraints import Interval, Mapping, Options, validate_settings
 from .exceptions import InputError, NotFittedError, ShapeError
 from .serialization import restore_estimator, save_model
 from .utils import check_array, check_finite
@@ -62,6 +69,10 @@ def encode_labels(y, name="y"):
             raise InputError(f"{name} mixes label types {sorted(k.__name__ for k in kinds)}; use all strings or all ints")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise InputError(f"{name} contains NaN or infinite labels")
+    if arr.dtype.kind in "fc" and (arr.dtype.kind == "c" or not np.all(arr == np.round(arr))):
+        raise InputError(f"{name} holds continuous values (e.g. {_native(arr[arr != np.round(arr.real)][0])!r}), "
+                         "not class labels; this is a classifier, and a regression target (such as a .ts file's "
+                         "@targetLabel) cannot be learned as classes. Pass integer or string labels")
     classes, idx = np.unique(arr, return_inverse=True)
     return classes, idx.reshape(-1)
 
@@ -93,6 +104,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         "patience": [Interval(int, 0, None)],
         "verbose": [Options(0, 1, 2)],
         "engine": [Options("numpy", "keras")],
+        "class_weight": [None, Options("balanced"), Mapping()],
     }
 
     @classmethod
@@ -109,6 +121,31 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_settings(self):
         """Checks that involve several settings at once; the table covers single settings."""
+
+    def _class_weight_indices(self, classes, y_idx):
+        """``class_weight`` (None, ``"balanced"`` or ``{label: weight}``) as ``{class index: weight}``, or None.
+
+        ``"balanced"`` weighs each class by ``n_samples / (n_classes * count)``
+        (scikit-learn's rule); a dict must name known labels, and labels it
+        leaves out weigh 1."""
+        cw = getattr(self, "class_weight", None)
+        if cw is None:
+            return None
+        if cw == "balanced":
+            counts = np.bincount(y_idx, minlength=len(classes))
+            return {i: float(len(y_idx) / (len(classes) * c)) for i, c in enumerate(counts) if c}
+        lookup = {str(_native(c)): i for i, c in enumerate(classes)}
+        out = {}
+        for label, weight in cw.items():
+            key = str(_native(label))
+            if key not in lookup:
+                raise InputError(f"class_weight names label {label!r}, which is not in y; "
+                                 f"known classes: {[_native(c) for c in classes]}")
+            if (isinstance(weight, bool) or not isinstance(weight, (int, float, np.number))
+                    or not 0 <= float(weight) < float("inf")):
+                raise InputError(f"class_weight[{label!r}] must be a finite non-negative number, got {weight!r}")
+            out[lookup[key]] = float(weight)
+        return out
 
     def _checked_X(self, X, fitting):
         """The domain's ``_check_X``, then the one check every domain needs: finite values."""
@@ -207,14 +244,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             from .keras_compat import KerasTwin
             model = KerasTwin(model)
         self._compile(model)
-        cbs = []
-        fit_kwargs = {}
-        if len(val):
-            cbs.append(callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True))
-            fit_kwargs["validation_data"] = (Xt[val], y_idx[val])
-        history = model.fit(Xt[train], y_idx[train], batch_size=self.batch_size, epochs=self.epochs,
-                            verbose=self.verbose, callbacks=cbs, shuffle=True,
-                            batch_transform=self._augment, **fit_kwargs)
+        history = self._train_network(model, Xt[train], y_idx[train],
+                                      (Xt[val], y_idx[val]) if len(val) else None,
+                                      self._class_weight_indices(classes, y_idx[train]))
         if engine == "keras":
             self.keras_model_, model = model.keras, model.core
         self.model_ = model
@@ -222,9 +254,24 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = history.history
         self.input_shape_ = tuple(X.shape[1:])
         self.n_train_, self.n_val_ = len(train), len(val)
+        self.train_index_, self.validation_index_ = train, val
         self.epochs_trained_ = len(history.epoch)
         self._fit_decision(Xt[val], y_idx[val])
         return self
+
+    def _train_network(self, model, x, y, validation_data, class_weight):
+        """Train the compiled ``model`` on network inputs ``x`` and class indices ``y``; return its History.
+
+        The default: at most ``epochs`` passes, early stopping on the
+        validation loss (when there is a validation part) with the best
+        weights restored. A domain overrides this hook to train another way.
+        """
+        cbs = []
+        if validation_data is not None:
+            cbs.append(callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True))
+        return model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, verbose=self.verbose, callbacks=cbs,
+                         shuffle=True, batch_transform=self._augment, validation_data=validation_data,
+                         class_weight=class_weight)
 
     # ----------------------------------------------------------- predict
     def _require_fitted(self, what):

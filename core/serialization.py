@@ -47,7 +47,7 @@ MAX_LAYERS = 10_000
 #: the JSON description may nest at most this deep
 MAX_JSON_DEPTH = 32
 
-_NAME = re.compile(r"^(__meta__|weights/\d{1,6}/[A-Za-z0-9_.-]{1,100}|optimizer/[A-Za-z0-9_./-]{1,200}"
+_NAME = re.compile(r"^(__meta__|weights/\d{1,6}/[A-Za-z0-9_./-]{1,200}|optimizer/[A-Za-z0-9_./-]{1,200}"
                    r"|extra/[A-Za-z0-9_./-]{1,200})\.npy$")
 _FLOAT_DTYPES = ("float16", "float32", "float64")
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)

@@ -1,10 +1,11 @@
 """Small helpers shared by the har modules (not public)."""
 import gzip
 import warnings
+import zlib
 
 import numpy as np
 
-from core.exceptions import InputError
+from core.exceptions import DataFormatError, InputError
 from core.io import check_path
 from core.utils import check_int
 
@@ -40,8 +41,15 @@ def read_text(path):
     occur in comments of the formats read here.
     """
     if path.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            raw = handle.read()
+        try:
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        except (gzip.BadGzipFile, EOFError, zlib.error) as err:
+            kind = ("it ends before the compressed stream does (truncated)" if isinstance(err, EOFError)
+                    else f"its compressed data are damaged ({type(err).__name__})" if isinstance(err, zlib.error)
+                    else "it is not gzip data")
+            raise DataFormatError(f"{path}: the name ends in .gz but {kind}; give the file its real name, "
+                                  "or download it again") from None
     else:
         with open(path, "rb") as handle:
             raw = handle.read()

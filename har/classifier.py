@@ -1,16 +1,19 @@
-"""``ActivityClassifier``: a Conv1D network for accelerometer windows."""
-import numbers
+"""``ActivityClassifier``: a Conv1D network for accelerometer windows and other time series."""
+import math
 
 import numpy as np
 import pandas as pd
 
-from core import Input, Sequential, layers
+from core import Input, Sequential, callbacks, layers
+from core.constraints import Boolean, Interval, Mapping, Options
 from core.estimator import BaseClassifier
 from core.exceptions import ConfigError, InputError, ShapeError
+from core.layers import Branches
 
+from . import networks
 from .preprocessing import ChannelStandardizer, sliding_windows
 
-__all__ = ["ActivityClassifier", "conv1d_network"]
+__all__ = ["ActivityClassifier", "conv1d_network", "series_lengths", "stretch", "znorm_series"]
 
 
 def conv1d_network(input_shape, n_classes, seed=0, filters=(32, 64, 64), kernel_sizes=(7, 5, 3), dropout=0.3):
@@ -64,50 +67,162 @@ def _rotations(n, max_degrees, rng):
     return np.eye(3) + s * K + (1.0 - c) * (K @ K)  # Rodrigues' formula
 
 
+def series_lengths(X):
+    """Valid length of each series of ``X`` ``(N, steps, C)``: series padded at the end with NaN
+    (``har.read_ts(..., unequal="pad")``) are shorter than ``steps``. Returns ``(N,)`` ints;
+    raises InputError for NaN or inf anywhere else (missing values inside a series)."""
+    finite = np.isfinite(X)
+    if finite.all():
+        return np.full(len(X), X.shape[1], dtype=np.int64)
+    if np.isinf(X).any():
+        raise InputError(f"X contains {int(np.isinf(X).sum())} infinite values")
+    step_ok = finite.all(axis=2)                      # (N, steps): every channel present
+    lengths = step_ok.sum(axis=1)
+    padded_tail = np.arange(X.shape[1])[None, :] >= lengths[:, None]
+    if not np.array_equal(~step_ok, padded_tail) or np.isnan(X[~padded_tail]).any():
+        bad = int(np.count_nonzero(np.isnan(X[~padded_tail]))) or int(np.count_nonzero(~step_ok & ~padded_tail))
+        raise InputError(f"X contains {bad} NaN values inside series; NaN is accepted only as padding after the "
+                         "end of a shorter series (read_ts(..., unequal='pad')); interpolate missing samples "
+                         "first (har.segment does it and counts them)")
+    if lengths.min() < 1:
+        raise InputError(f"X holds {int((lengths < 1).sum())} series with no values (all NaN)")
+    return lengths.astype(np.int64)
+
+
+def stretch(X, lengths, steps):
+    """Resample each series' first ``lengths[i]`` samples linearly onto ``steps`` samples.
+
+    How the classifier brings unequal-length series (NaN-padded) to one
+    length without padding, which would dilute the global average pooling."""
+    out = np.empty((len(X), steps, X.shape[2]), dtype=np.float32)
+    grid = np.linspace(0.0, 1.0, steps)
+    for i, n in enumerate(lengths):
+        n = int(n)
+        if n == steps:
+            out[i] = X[i, :steps]
+            continue
+        src = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+        for c in range(X.shape[2]):
+            out[i, :, c] = np.interp(grid, src, X[i, :n, c])
+    return out
+
+
+def znorm_series(X, min_std=1e-8):
+    """Each series and channel shifted to mean 0 and scaled to standard deviation 1 (the UCR convention)."""
+    X = np.asarray(X, dtype=np.float32)
+    mean = X.mean(axis=1, keepdims=True, dtype=np.float64)
+    std = X.std(axis=1, keepdims=True, dtype=np.float64)
+    return ((X - mean) / np.where(std < min_std, 1.0, std)).astype(np.float32)
+
+
+def looks_series_normalized(X, tol=0.05):
+    """True when (nearly) every series and channel of ``X`` already has mean 0 and standard deviation 1."""
+    mean = X.mean(axis=1, dtype=np.float64)
+    std = X.std(axis=1, dtype=np.float64)
+    ok = (np.abs(mean) < tol) & ((np.abs(std - 1.0) < tol) | (std < 1e-8))
+    return bool(ok.mean() >= 0.95)
+
+
+def forward_macs(model):
+    """Multiply-adds of one forward pass of one sample through ``model`` (conv and dense layers)."""
+    def count(layer_list):
+        total = 0
+        for lay in layer_list:
+            if isinstance(lay, Branches):
+                total += sum(count(stack) for stack in lay.branches)
+            elif isinstance(lay, (layers.Conv1D, layers.Dense)):
+                total += int(lay.params["kernel"].size) * int(np.prod(lay.output_shape[:-1] or (1,)))
+        return total
+    return count(model.layers)
+
+
+#: gradient steps the automatic epoch count aims at (20 to 500 epochs), see har/README.md
+STEPS_TARGET = 2000
+#: at most this many forward multiply-adds (per sample x samples x epochs) in an automatic fit:
+#: with the numpy engine about 1e10 per second on 2 cores, so about 2 minutes (see har/README.md)
+MAC_BUDGET = 1.2e12
+
+
 class ActivityClassifier(BaseClassifier):
-    """Recognise activities from fixed-length accelerometer (and gyroscope) windows.
+    """Classify time series: accelerometer windows, or any series of the UCR/UEA archive.
 
     A scikit-learn style estimator on :class:`core.estimator.BaseClassifier`:
     settings in the constructor, ``fit(X, y, groups=subjects)``, ``predict``,
     ``predict_proba``, ``evaluate``, ``save`` / ``load``, plus
     :meth:`predict_recording` for a long recording.
 
-    What it does with the data:
+    What it does with the data (the choices are measured in har/README.md):
 
-    * each channel is standardized with the mean and standard deviation of
-      the training windows (the validation part excluded); the statistics are
-      saved with the model. Gravity's direction is kept, since every window is
-      shifted by the same amounts;
-    * training batches are augmented (``augment=True``): every window is
-      turned by a random small rotation (the same for each x, y, z triplet
-      of channels, i.e. when the channel count is a multiple of 3, as a
-      sensor worn slightly differently would see it) and its readings scaled
-      by a random gain in [0.9, 1.1] (a different body or phone). Set
-      ``augment=False`` for channels that are not x, y, z triplets;
-    * early stopping on the validation loss, the validation part taken by
-      subject when ``groups`` is given to ``fit`` (recommended: windows of one
-      person are alike, so a random split would be too optimistic).
+    * **normalisation** (``normalize="auto"``): each series z-normalised on its
+      own (the archive convention) when the training series already are (nearly
+      every series and channel with mean 0 and standard deviation 1); otherwise
+      each channel standardised with the statistics of the training set, which
+      keeps level differences between series (gravity's direction in an
+      accelerometer). ``"series"`` or ``"channel"`` force one;
+    * **unequal lengths**: series padded at the end with NaN (as
+      ``har.read_ts(path, unequal="pad")`` returns them) are each stretched
+      linearly to the padded length, so no padding enters the global pooling;
+    * **training**: a fixed budget of epochs (``epochs="auto"``: about
+      :data:`STEPS_TARGET` gradient steps, 20 to 500 epochs, fewer when a fit
+      would cost more than :data:`MAC_BUDGET` multiply-adds), Adam, the learning rate halved when the
+      training loss stops falling, and the weights of the epoch with the
+      lowest training loss kept (the lowest validation loss when
+      ``validation_split > 0``). No early stopping: on tens of series a
+      validation split is too small to decide when to stop;
+    * **augmentation**: rotations of 3-axis sensor triples (``sensor_axes``)
+      and a random gain in [0.9, 1.1], only for sensor data
+      (``augment="auto"`` turns it on when ``sensor_axes`` is given and the
+      channels are standardised); none for other series.
 
     Parameters
     ----------
     window : int or None
         Samples per window. None (default): the length of the training
-        windows. If given, training windows must have this length.
-    epochs, batch_size, learning_rate, seed, validation_split, patience, verbose, engine
-        As in :class:`core.estimator.BaseClassifier` (Adam, sparse categorical
-        cross-entropy, at most ``epochs`` passes, best weights restored).
-    augment : bool
-        Augment training batches with rotations and gain changes.
+        series, and ``predict`` accepts other lengths (the networks end in
+        global pooling). If given, every series must have this length.
+    network : {"fcn", "resnet", "inception", "small"}
+        ``har.networks.fcn`` (default), ``resnet``, ``inception_time``, or
+        ``"small"`` (:func:`conv1d_network`, the earlier accelerometer net).
+    width : float
+        Multiplies the filter counts of the network (default 0.5: FCN with
+        64, 128, 64 filters, which matches the paper's width on the archive
+        problems measured, at a quarter of the cost).
+    epochs : int or "auto"
+        Passes over the training data. ``"auto"``: see above.
+    batch_size : int or "auto"
+        ``"auto"``: ``N // 4`` clipped to [4, 16].
+    learning_rate : float
+        Adam's initial learning rate.
+    seed : int
+    validation_split : float
+        Part of the training data (by ``groups`` when given) held out to
+        choose the best epoch. Default 0: the lowest training loss chooses.
+    patience : int or "auto"
+        Epochs without a lower training loss before the learning rate halves
+        (``"auto"``: an eighth of the epochs, at least 5).
+    normalize : {"auto", "series", "channel"}
+    sensor_axes : None, "triples" or list of (int, int, int)
+        Channels that are the x, y, z axes of one sensor: ``"triples"`` for
+        channels (0, 1, 2), (3, 4, 5), ...; or explicit index triples.
+        Only these are rotated by the augmentation.
+    augment : "auto", True or False
     rotation_range : float
-        Largest augmentation rotation in degrees (0 turns rotation off).
+        Largest augmentation rotation in degrees.
+    class_weight : None, "balanced" or dict {label: weight}
+        Loss weight per class (``"balanced"``: inversely proportional to
+        the class counts of the training part).
+    verbose, engine
+        As in :class:`core.estimator.BaseClassifier`.
 
     Attributes
     ----------
     classes_ : ndarray of the labels, sorted
     input_shape_ : tuple (steps, channels)
-    standardizer_ : har.ChannelStandardizer
+    normalize_ : "series" or "channel", the normalisation used
+    standardizer_ : har.ChannelStandardizer (the identity for "series")
     model_ : core.Sequential
     history_ : dict of per-epoch loss/accuracy lists
+    epochs_trained_ : int
 
     Examples
     --------
@@ -117,100 +232,215 @@ class ActivityClassifier(BaseClassifier):
     >>> clf.evaluate(X[test], y[test])["accuracy"]
     """
 
-    def __init__(self, window=None, epochs=40, batch_size=32, learning_rate=1e-3, seed=0, validation_split=0.15,
-                 patience=6, augment=True, rotation_range=15.0, verbose=0, engine="numpy"):
+    def __init__(self, window=None, network="fcn", width=0.5, epochs="auto", batch_size="auto", learning_rate=1e-3,
+                 seed=0, validation_split=0.0, patience="auto", normalize="auto", sensor_axes=None, augment="auto",
+                 rotation_range=15.0, class_weight=None, verbose=0, engine="numpy"):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
         self.window = window
+        self.network = network
+        self.width = width
+        self.normalize = normalize
+        self.sensor_axes = sensor_axes
         self.augment = augment
         self.rotation_range = rotation_range
+        self.class_weight = class_weight
 
     # ------------------------------------------------------------ input
-    def _check_settings(self):
-        if self.window is not None and (isinstance(self.window, bool)
-                                        or not isinstance(self.window, (int, np.integer)) or self.window < 1):
-            raise ConfigError(f"ActivityClassifier: window must be a positive int or None, found {self.window!r}")
-        if not isinstance(self.augment, (bool, np.bool_)):
-            raise ConfigError(f"ActivityClassifier: augment must be True or False, found {self.augment!r}")
-        if (isinstance(self.rotation_range, bool) or not isinstance(self.rotation_range, numbers.Real)
-                or not 0 <= self.rotation_range <= 180):
-            raise ConfigError(f"ActivityClassifier: rotation_range must be degrees in [0, 180], "
-                              f"found {self.rotation_range!r}")
+    _parameter_constraints = {
+        **BaseClassifier._parameter_constraints,
+        "epochs": [Options("auto"), Interval(int, 1, None)],
+        "batch_size": [Options("auto"), Interval(int, 1, None)],
+        "patience": [Options("auto"), Interval(int, 0, None)],
+        "window": [None, Interval(int, 1, None)],
+        "network": [Options("fcn", "resnet", "inception", "small")],
+        "width": [Interval(float, 0, 4, closed="right")],
+        "normalize": [Options("auto", "series", "channel")],
+        "sensor_axes": [None, Options("triples"), list, tuple],
+        "augment": [Options("auto"), Boolean()],
+        "rotation_range": [Interval(float, 0, 180)],
+        "class_weight": [None, Options("balanced"), Mapping()],
+    }
+
+    def _sensor_triples(self, channels):
+        axes = self.sensor_axes
+        if axes is None:
+            return []
+        if isinstance(axes, str):
+            if axes != "triples":
+                raise ConfigError(f"ActivityClassifier: sensor_axes must be None, 'triples' or a list of "
+                                  f"channel index triples, found {axes!r}")
+            if channels % 3:
+                raise ConfigError(f"ActivityClassifier: sensor_axes='triples' needs a channel count divisible by "
+                                  f"3, X has {channels} channels")
+            return [(c, c + 1, c + 2) for c in range(0, channels, 3)]
+        try:
+            triples = [tuple(int(v) for v in t) for t in axes]
+        except (TypeError, ValueError):
+            triples = None
+        if not triples or any(len(t) != 3 or min(t) < 0 or max(t) >= channels for t in triples):
+            raise ConfigError(f"ActivityClassifier: sensor_axes must be a list of (x, y, z) channel indices "
+                              f"below {channels}, found {axes!r}")
+        return triples
 
     def _check_X(self, X, fitting):
-        """Windows -> float32 (N, steps, C); (N, steps) is taken as one channel."""
-        if fitting:
-            self._check_settings()
+        """Series -> float32 (N, steps, C); (N, steps) is one channel; NaN-padded ends are stretched."""
         try:
             arr = np.asarray(X)
         except Exception as exc:  # ragged nested lists
-            raise InputError(f"X could not be converted to an array of windows ({exc}); cut recordings into "
-                             "equal-length windows first (har.sliding_windows or har.segment)") from None
+            raise InputError(f"X could not be converted to an array of series ({exc}); read unequal-length "
+                             "series with har.read_ts(path, unequal='pad'), which pads them with NaN") from None
         if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise InputError(f"X must hold real numbers, found dtype {arr.dtype}")
         if arr.ndim == 2:
             arr = arr[:, :, np.newaxis]
         if arr.ndim != 3:
-            raise ShapeError(f"X must be windows of shape (N, steps, channels), found shape {arr.shape}; "
+            raise ShapeError(f"X must be series of shape (N, steps, channels), found shape {arr.shape}; "
                              "for one long recording (T, channels) use predict_recording or har.sliding_windows")
         if 0 in arr.shape:
             raise InputError(f"X is empty (shape {arr.shape})")
-        arr = arr.astype(np.float32, copy=False)
-        if not np.isfinite(arr).all():
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise InputError(f"X contains {bad} NaN or infinite values; interpolate missing samples first "
-                             "(har.segment does it and counts them)")
+        with np.errstate(over="ignore"):
+            arr = arr.astype(np.float32, copy=False)
+        lengths = series_lengths(arr)
         if fitting:
             if self.window is not None and arr.shape[1] != self.window:
                 raise ShapeError(f"ActivityClassifier(window={self.window}): X has windows of {arr.shape[1]} "
                                  f"samples (shape {arr.shape})")
+            steps = arr.shape[1]
         else:
             steps, channels = self.input_shape_
             if arr.shape[2] != channels:
                 raise ShapeError(f"ActivityClassifier: the model was trained on {channels} channel(s), "
                                  f"X has {arr.shape[2]} (shape {arr.shape})")
-            if arr.shape[1] != steps:
-                raise ShapeError(f"ActivityClassifier: the model was trained on windows of {steps} samples, "
-                                 f"X has {arr.shape[1]} (shape {arr.shape}); cut them the same way, "
-                                 "or use predict_recording on the whole recording")
+            if self.window is not None and arr.shape[1] != steps:
+                raise ShapeError(f"ActivityClassifier(window={self.window}): the model was trained on windows "
+                                 f"of {steps} samples, X has {arr.shape[1]} (shape {arr.shape}); cut them the "
+                                 "same way, or use predict_recording on the whole recording")
+            if (lengths == arr.shape[1]).all():
+                steps = arr.shape[1]  # equal lengths: the network is rebuilt for them if need be
+        if (lengths != steps).any():
+            arr = stretch(arr, lengths, steps)
         return arr
 
     # ---------------------------------------------------- preprocessing
     def _fit_preprocessing(self, X):
+        mode = self.normalize
+        if mode == "auto":
+            mode = "series" if looks_series_normalized(X) else "channel"
+        self.normalize_ = mode
         self.standardizer_ = ChannelStandardizer().fit(X)
+        if mode == "series":  # the identity: each series is normalised on its own
+            self.standardizer_.mean_[:] = 0.0
+            self.standardizer_.scale_[:] = 1.0
 
     def _transform(self, X):
+        if getattr(self, "normalize_", "channel") == "series":
+            return znorm_series(X)
         return self.standardizer_.transform(X, dtype=np.float32)
 
     def _augment_batch(self, xb, rng):
         mean = self.standardizer_.mean_.astype(np.float32)
         scale = self.standardizer_.scale_.astype(np.float32)
         raw = xb * scale + mean
-        n, _, channels = raw.shape
-        if self.rotation_range > 0 and channels % 3 == 0:
-            R = _rotations(n, float(self.rotation_range), rng).astype(np.float32)
-            grouped = raw.reshape(n, raw.shape[1], channels // 3, 3)
-            raw = np.einsum("nij,ntgj->ntgi", R, grouped).reshape(raw.shape)
+        n, steps, channels = raw.shape
+        if self.rotation_range > 0 and self.normalize_ == "channel":
+            for triple in self._sensor_triples(channels):
+                R = _rotations(n, float(self.rotation_range), rng).astype(np.float32)
+                raw[:, :, list(triple)] = np.einsum("nij,ntj->nti", R, raw[:, :, list(triple)])
         raw = raw * rng.uniform(0.9, 1.1, size=(n, 1, 1)).astype(np.float32)
         return (raw - mean) / scale
 
     @property
     def _augment(self):
-        """The base class's augmentation hook: rotations and gain when ``augment`` is on."""
-        return self._augment_batch if self.augment else None
+        """The base class's augmentation hook (see the class notes on augmentation)."""
+        on = self.augment
+        if on == "auto":
+            on = self.sensor_axes is not None and getattr(self, "normalize_", "channel") == "channel"
+        return self._augment_batch if on else None
 
     # ---------------------------------------------------------- network
     def build_network(self, input_shape, n_classes):
-        """The default Conv1D network (see :func:`har.classifier.conv1d_network`)."""
-        return conv1d_network(input_shape, n_classes, seed=self.seed)
+        """The network named by ``network`` (see :mod:`har.networks`), filter counts times ``width``."""
+        self._sensor_triples(int(input_shape[-1]))  # a bad sensor_axes fails before training
+        w = float(self.width)
+        def scaled(fs):
+            return tuple(max(1, int(round(f * w))) for f in fs)
+        if self.network == "small":
+            return conv1d_network(input_shape, n_classes, seed=self.seed, filters=scaled((32, 64, 64)))
+        if self.network == "fcn":
+            return networks.fcn(input_shape, n_classes, seed=self.seed, filters=scaled((128, 256, 128)))
+        if self.network == "resnet":
+            return networks.resnet(input_shape, n_classes, seed=self.seed, filters=scaled((64, 128, 128)))
+        f = max(1, int(round(32 * w)))
+        return networks.inception_time(input_shape, n_classes, seed=self.seed, filters=f, bottleneck=f)
+
+    # --------------------------------------------------------- training
+    def _schedule(self, n, model):
+        """``(epochs, batch_size, patience)`` for ``n`` training series (the "auto" rules)."""
+        batch = self.batch_size if self.batch_size != "auto" else int(np.clip(n // 4, 4, 16))
+        if self.epochs != "auto":
+            epochs = int(self.epochs)
+        else:
+            steps_per_epoch = math.ceil(n / batch)
+            epochs = int(np.clip(math.ceil(STEPS_TARGET / steps_per_epoch), 20, 500))
+            affordable = int(MAC_BUDGET / (max(forward_macs(model), 1) * n))
+            epochs = max(min(epochs, affordable), 5)
+        patience = self.patience if self.patience != "auto" else max(5, epochs // 8)
+        return epochs, batch, patience
+
+    def _train_network(self, model, x, y, validation_data, class_weight):
+        """The recipe for tens to hundreds of series (class notes): fixed epochs, LR halved on
+        a training-loss plateau, best weights kept."""
+        epochs, batch, patience = self._schedule(len(x), model)
+        self.schedule_ = {"epochs": epochs, "batch_size": batch, "patience": patience}
+        if getattr(self, "engine", "numpy") == "keras":
+            saved = self.epochs, self.batch_size, self.patience
+            self.epochs, self.batch_size, self.patience = epochs, batch, patience
+            try:
+                return super()._train_network(model, x, y, validation_data, class_weight)
+            finally:
+                self.epochs, self.batch_size, self.patience = saved
+        monitor = "val_loss" if validation_data is not None else "loss"
+        cbs = [callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=patience,
+                                           min_lr=float(self.learning_rate) / 20),
+               callbacks.EarlyStopping(monitor=monitor, patience=epochs, restore_best_weights=True)]
+        return model.fit(x, y, batch_size=batch, epochs=epochs, verbose=self.verbose, callbacks=cbs, shuffle=True,
+                         batch_transform=self._augment, validation_data=validation_data, class_weight=class_weight)
+
+    # ---------------------------------------------------------- predict
+    def predict_proba(self, X):
+        """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``.
+
+        Series of another length than the training series are classified by
+        the same network rebuilt for their length (it ends in global pooling);
+        NaN-padded shorter series are stretched to the training length."""
+        self._require_fitted("predict_proba")
+        X = self._checked_X(X, fitting=False)
+        steps = X.shape[1]
+        Xt = self._transform(X)
+        if getattr(self, "keras_model_", None) is not None:  # trained with engine="keras": Keras predicts
+            if steps != self.model_.input_shape[1]:
+                raise ShapeError(f"ActivityClassifier: the model was trained with engine='keras' on series of "
+                                 f"{self.input_shape_[0]} steps and cannot take {steps}; pad or cut them")
+            return self.keras_model_.predict(Xt, batch_size=64, verbose=0)
+        model = self.model_
+        if steps != model.input_shape[1]:
+            cache = self.__dict__.setdefault("_length_models", {})
+            if steps not in cache:
+                cache.clear()
+                cache[steps] = networks.for_length(self.model_, steps)
+            model = cache[steps]
+        return model.predict(Xt, batch_size=64)
 
     # ------------------------------------------------------ persistence
     def _get_state(self):
         config, arrays = self.standardizer_.get_state()
-        return {"standardizer": config}, {"mean": arrays["mean"], "scale": arrays["scale"]}
+        return ({"standardizer": config, "normalize": self.normalize_},
+                {"mean": arrays["mean"], "scale": arrays["scale"]})
 
     def _set_state(self, config, arrays):
         self.standardizer_ = ChannelStandardizer().set_state(config.get("standardizer", {}), arrays)
+        self.normalize_ = config.get("normalize", "channel")
 
     # -------------------------------------------------------- recordings
     def predict_recording(self, signal, step=None, batch_size=1024):

@@ -22,6 +22,7 @@ import pandas as pd
 
 from core.exceptions import DataFileNotFoundError, DataFormatError, InputError
 from core.io import check_path
+from core.utils import check_int
 
 from ._common import TIME_UNITS as _TIME_UNITS, check_file, read_text, warn_quality
 
@@ -33,6 +34,11 @@ __all__ = ["read_ts", "load_uci_har", "load_wisdm", "load_csv",
 
 _TS_BOOL_TAGS = ("timestamps", "missing", "univariate", "equallength")
 _TS_TUPLE = re.compile(r"\(([^()]*),([^(),]*)\)")
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]|$)")
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""Largest magnitude the readers accept: values become float32, where larger ones would be inf."""
 
 
 def _ts_bool(path, lineno, tag, words):
@@ -63,7 +69,7 @@ def _ts_parse_header(path, lines):
     for index, line in enumerate(lines):
         lineno = index + 1
         text = line.strip()
-        if not text or text.startswith("#"):
+        if not text or text.startswith(("#", "%")):
             continue
         if not text.startswith("@"):
             raise DataFormatError(
@@ -139,24 +145,32 @@ def _ts_values(path, lineno, channel, field, timestamps):
                                   "values, found an empty field")
         tokens = [token.strip() for token in field.split(",")]
     try:
-        return np.array(["nan" if t == "?" else t for t in tokens], dtype=np.float64)
+        values = np.array(["nan" if t == "?" else t for t in tokens], dtype=np.float64)
     except ValueError:
-        pass  # find the offending token below
-    values = np.empty(len(tokens), dtype=np.float64)
-    for i, token in enumerate(tokens):
-        if token == "?" or token.lower() == "nan":
-            values[i] = np.nan
-            continue
-        try:
-            values[i] = float(token)
-        except ValueError:
-            raise DataFormatError(
-                f"{path}, line {lineno}, dimension {channel + 1}, value {i + 1}: expected a number or '?', "
-                f"found {token!r}") from None
+        values = None  # find the offending token below
+    if values is None:
+        values = np.empty(len(tokens), dtype=np.float64)
+        for i, token in enumerate(tokens):
+            if token == "?" or token.lower() == "nan":
+                values[i] = np.nan
+                continue
+            try:
+                values[i] = float(token)
+            except ValueError:
+                raise DataFormatError(
+                    f"{path}, line {lineno}, dimension {channel + 1}, value {i + 1}: expected a number or '?', "
+                    f"found {token!r}") from None
+    too_big = np.abs(values) > FLOAT32_MAX  # inf, 1e999 (read as inf) and values float32 cannot hold
+    if too_big.any():
+        i = int(np.flatnonzero(too_big)[0])
+        raise DataFormatError(
+            f"{path}, line {lineno}, dimension {channel + 1}, value {i + 1}: expected a finite number within "
+            f"float32 range (|x| <= {FLOAT32_MAX:.3g}) or '?' for a missing value, found "
+            f"{'an infinite value' if np.isinf(values[i]) else 'a value beyond that range'}")
     return values
 
 
-def read_ts(path, *, unequal="error", pad_value=0.0, dtype=np.float32):
+def read_ts(path, *, unequal="error", pad_value=np.nan, length=None, dtype=np.float32):
     """Read a UEA/UCR time series archive ``.ts`` file.
 
     The format: ``#`` comment lines, then header tags (``@problemName``,
@@ -179,10 +193,16 @@ def read_ts(path, *, unequal="error", pad_value=0.0, dtype=np.float32):
         :class:`~core.exceptions.DataFormatError` (default), pad every series
         at the end to the longest length, or cut every series to the shortest.
     pad_value : float or "edge"
-        Value used by ``unequal="pad"``: a constant (default 0.0, as Keras'
-        ``pad_sequences``; ``np.nan`` marks padding as missing) or ``"edge"``
-        to repeat each series' last value (the natural choice for
-        accelerometer data, whose mean is gravity, not zero).
+        Value used by ``unequal="pad"`` (and by ``length``): NaN by default,
+        which marks where each series ends (``har.ActivityClassifier`` reads
+        it so, and no padding enters its pooling); a constant (0.0 as Keras'
+        ``pad_sequences``); or ``"edge"`` to repeat each series' last value.
+    length : int, optional
+        Pad (with ``pad_value``) or cut every series to ``length`` steps, so
+        that a test file matches the training file:
+        ``X_test, y_test = read_ts(test_path, unequal="pad", length=X_train.shape[1])``.
+        Default: the longest series (``"pad"``) or the shortest
+        (``"truncate"``).
     dtype : numpy dtype
         Floating dtype of ``X`` (default float32).
 
@@ -214,6 +234,8 @@ def read_ts(path, *, unequal="error", pad_value=0.0, dtype=np.float32):
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise InputError(f"dtype must be a floating dtype, got {dtype}")
+    if length is not None:
+        length = check_int(length, "read_ts: length", minimum=1)
     path = check_file(path, ".ts file")
     lines = read_text(path).splitlines()
     header, start = _ts_parse_header(path, lines)
@@ -229,7 +251,7 @@ def read_ts(path, *, unequal="error", pad_value=0.0, dtype=np.float32):
     for index in range(start, len(lines)):
         lineno = index + 1
         text = lines[index].strip()
-        if not text or text.startswith("#"):
+        if not text or text.startswith(("#", "%")):
             continue
         fields = _split_outside_parentheses(text) if header["timestamps"] else text.split(":")
         if labelled:
@@ -289,6 +311,8 @@ def read_ts(path, *, unequal="error", pad_value=0.0, dtype=np.float32):
 
     all_lengths = [len(v) for case in series for v in case]
     steps = max(all_lengths) if unequal == "pad" else min(all_lengths)
+    if length is not None:
+        steps = length
     if steps == 0:
         raise DataFormatError(f"{path}: a series has no values, so truncating would leave nothing")
     X = np.empty((len(series), steps, n_dims), dtype=dtype)
@@ -631,7 +655,9 @@ def load_csv(path, *, axes, time=None, label=None, subject=None, time_unit="s", 
     axes : sequence of str
         The signal columns, in channel order (e.g. ``["ax", "ay", "az"]``).
     time : str, optional
-        Timestamp column (numbers, in ``time_unit``); needed by
+        Timestamp column: numbers in ``time_unit``, or ISO-8601 date-times
+        (``2024-05-01T12:00:00.020Z``; naive ones taken as UTC), turned into
+        ``time_unit`` since 1970-01-01; needed by
         :func:`har.segment` to split at gaps and to resample.
     label : str, optional
         Activity label column.
@@ -691,14 +717,40 @@ def load_csv(path, *, axes, time=None, label=None, subject=None, time_unit="s", 
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise DataFormatError(
                 f"{path}, line {row + 2}: column {column!r} expected a number, found {frame[column].iloc[row]!r}")
-        return values.to_numpy(dtype=dtype, na_value=np.nan)
+        values = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        limit = FLOAT32_MAX if dtype == np.float32 else np.finfo(np.float64).max
+        huge = np.abs(values) > limit  # inf, 1e999 (read as inf), or beyond what dtype holds
+        if huge.any():
+            row = int(np.flatnonzero(huge)[0])
+            raise DataFormatError(
+                f"{path}, line {row + 2}: column {column!r} expected a finite number (|x| <= {limit:.3g}), found "
+                f"{'an infinite value' if np.isinf(values[row]) else 'a value beyond that range'}; empty cells, "
+                "'nan' and '?' mark missing values")
+        return values.astype(dtype)
+
+    def timestamps(column):
+        """Seconds: numbers in ``time_unit``, or ISO-8601 date-times (seconds since 1970-01-01 UTC)."""
+        raw = frame[column].str.strip()
+        first = raw[raw != ""]
+        if len(first) and _ISO_DATE.match(first.iloc[0]):
+            empty = raw.eq("")
+            parsed = pd.to_datetime(raw.where(~empty, None), format="ISO8601", utc=True, errors="coerce")
+            bad = parsed.isna() & ~empty
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataFormatError(f"{path}, line {row + 2}: column {column!r} holds ISO-8601 date-times "
+                                      f"(line 2 does), but this one is {frame[column].iloc[row]!r}")
+            ns = parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
+            ns[empty.to_numpy()] = np.nan
+            return ns * 1e-9 / _TIME_UNITS[time_unit]
+        return numeric(column, np.float64)
 
     if subject is not None:
         subj = frame[subject].str.strip()
         as_int = pd.to_numeric(subj, errors="coerce")
         out[subject] = as_int.astype(np.int64) if as_int.notna().all() and (as_int % 1 == 0).all() else subj
     if time is not None:
-        out[time] = numeric(time, np.float64)
+        out[time] = timestamps(time)
     for column in axes:
         out[column] = numeric(column, np.float32)
     if label is not None:

@@ -139,9 +139,10 @@ class ScanClassifier(BaseClassifier):
     def __init__(self, shape=(32, 32, 32), spacing=None, normalize="zscore", shape_mode="resample", volume=None,
                  channels=False, filters=(8, 16, 32), pooling="max", augment=False, max_shift=2, threshold="youden",
                  epochs=25, batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0, patience=6,
-                 cache_dir=None, verbose=0, engine="numpy"):
+                 cache_dir=None, verbose=0, engine="numpy", class_weight=None):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
+        self.class_weight = class_weight
         self.shape = shape
         self.spacing = spacing
         self.normalize = normalize

@@ -20,12 +20,12 @@ if imported_by_luigi_command_line():
     register_config()
 
 from .base import PIPELINE_VERSION  # noqa: E402
-from .har_tasks import EvaluateHAR, PrepareHAR, SweepHAR, TrainHAR  # noqa: E402
+from .har_tasks import CrossValidateHAR, EvaluateHAR, PrepareHAR, SweepHAR, TrainHAR  # noqa: E402
 from .medical_tasks import EvaluateMedical, PrepareMedical, SweepMedical, SyntheticScans, TrainMedical  # noqa: E402
 from .run_all import RunAll  # noqa: E402
 from .vision_tasks import EvaluateVision, PrepareVision, SweepVision, TrainVision  # noqa: E402
 
-__all__ = ["PrepareHAR", "TrainHAR", "EvaluateHAR", "SweepHAR",
+__all__ = ["PrepareHAR", "TrainHAR", "EvaluateHAR", "SweepHAR", "CrossValidateHAR",
            "PrepareVision", "TrainVision", "EvaluateVision", "SweepVision",
            "SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical", "SweepMedical",
            "RunAll", "PIPELINE_VERSION"]

@@ -18,21 +18,26 @@ Where subjects are known the test split holds out whole subjects
 (``har.subject_split``); otherwise it is stratified by class.
 """
 import gzip
+import json
 import os
 import re
+import time
 import zlib
 
 import luigi
 import numpy as np
 
 import har
-from core.exceptions import DataFileNotFoundError, DataFormatError
+from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError
 from core.filecheck import PEEK_BYTES, peek, regular_file
 
-from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults,
-                   stratified_split, subsample)
+from har.evaluation import run_fold, summarize
 
-__all__ = ["PrepareHAR", "TrainHAR", "EvaluateHAR", "SweepHAR"]
+from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, _Outputs,
+                   classifier_defaults, stratified_split, subsample)
+from .outputs import _new_figure, _save_figure, read_npz, slug, write_csv, write_json
+
+__all__ = ["PrepareHAR", "TrainHAR", "EvaluateHAR", "SweepHAR", "CrossValidateHAR", "CrossValidateFoldHAR"]
 
 FORMATS = ("auto", "uci-har", "wisdm", "ts", "csv")
 _WISDM_RECORD = re.compile(r"^\s*\d+\s*,\s*[A-Za-z][A-Za-z_ ]*\s*,\s*-?\d+\s*,")
@@ -217,26 +222,66 @@ class HARData(DataParams):
         return X, y, subjects, {"columns": cols, "rows": int(len(table))}
 
 
-class HARTrainParams(TrainParams):
-    epochs = luigi.IntParameter(default=_DEFAULTS["epochs"], description="Most passes over the data")
-    batch_size = luigi.IntParameter(default=_DEFAULTS["batch_size"], description="Samples per step")
-    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
-    patience = luigi.IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
-    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
-                                            description="Fraction of the training subjects for early stopping")
+class AutoIntParameter(luigi.Parameter):
+    """A positive integer, or ``auto`` (the classifier decides from the data)."""
 
-    augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                  description="Random small rotations and gains of the training windows "
-                                              "(--augment false to disable)")
+    def parse(self, x):
+        if str(x).strip().lower() == "auto":
+            return "auto"
+        try:
+            return int(x)
+        except ValueError:
+            raise ConfigError(f"expected a whole number or 'auto', got {x!r}") from None
+
+    def serialize(self, x):
+        return str(x)
+
+
+class HARTrainParams(TrainParams):
+    epochs = AutoIntParameter(default=_DEFAULTS["epochs"], description="Passes over the data, or 'auto' "
+                                                                       "(scaled to the data; see har/README.md)")
+    batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"], description="Samples per step, or 'auto'")
+    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
+    patience = AutoIntParameter(default=_DEFAULTS["patience"],
+                                description="Epochs without a lower training loss before the learning rate "
+                                            "halves, or 'auto'")
+    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
+                                            description="Fraction of the training subjects used to pick the "
+                                                        "best epoch (0: the training loss picks)")
+
+    augment = luigi.Parameter(default=str(_DEFAULTS["augment"]),
+                              description="auto (rotations and gains for sensor triples), true or false")
+    sensor_axes = luigi.Parameter(default="", description="'triples' when channels are x, y, z axes of "
+                                                          "sensors (enables rotation augmentation)")
+    normalize = luigi.Parameter(default=_DEFAULTS["normalize"], description="auto, series or channel")
 
     def classifier_class(self):
         return har.ActivityClassifier
 
+    def _augment_value(self):
+        value = str(self.augment).strip().lower()
+        if value not in ("auto", "true", "false"):
+            raise ConfigError(f"--augment must be auto, true or false, got {self.augment!r}")
+        return "auto" if value == "auto" else value == "true"
+
     def domain_classifier_kwargs(self):
-        return {"augment": self.augment}
+        return {"augment": self._augment_value(), "sensor_axes": self.sensor_axes or None,
+                "normalize": self.normalize}
 
     def domain_train_key(self):
-        return {"augment": self.augment}
+        return {"augment": str(self.augment), "sensor_axes": self.sensor_axes, "normalize": self.normalize}
+
+    def check_train_params(self):
+        for name in ("epochs", "batch_size", "patience"):
+            value = getattr(self, name)
+            if value != "auto" and (not isinstance(value, int) or value < (0 if name == "patience" else 1)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be 'auto' or a positive whole number, "
+                                  f"got {value!r}")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        if not 0 <= self.validation_split < 1:
+            raise ConfigError(f"--validation-split must be in [0, 1), got {self.validation_split}")
+        self._augment_value()
 
 
 class PrepareHAR(HARData, PrepareBase):
@@ -266,3 +311,110 @@ class SweepHAR(HARData, HARTrainParams, SweepBase):
     """Independent TrainHAR/EvaluateHAR runs over ``--learning-rates`` x ``--seeds``; ``leaderboard.csv``."""
 
     evaluate_class = EvaluateHAR
+
+
+# ------------------------------------------------------------ cross-validation
+
+class _CVParams:
+    cv = luigi.Parameter(default="loso", description="'loso' (leave one subject out) or a number of subject folds")
+
+    def cv_value(self):
+        text = str(self.cv).strip().lower()
+        if text == "loso":
+            return "loso"
+        try:
+            return int(text)
+        except ValueError:
+            raise ConfigError(f"--cv must be 'loso' or a number of folds, got {self.cv!r}") from None
+
+    def cv_folder(self):
+        return os.path.join(self.run_folder(), f"cv-{slug(str(self.cv_value()), 10)}")
+
+    def all_windows(self, prepared_path):
+        """Train and test windows of the prepared data together, with their subjects (cross-validation
+        uses every subject in turn)."""
+        arrays = read_npz(prepared_path)
+        if "groups_train" not in arrays:
+            raise ConfigError("cross-validation by subject needs subject ids; this source has none "
+                              "(use the synthetic data, UCI HAR, WISDM, or a CSV with a subject column)")
+        X = np.concatenate([arrays["X_train"], arrays["X_test"]])
+        y = np.concatenate([arrays["y_train"], arrays["y_test"]])
+        groups = np.concatenate([arrays["groups_train"], arrays["groups_test"]])
+        return X, y, groups
+
+
+class CrossValidateFoldHAR(_Outputs, HARData, HARTrainParams, _CVParams, luigi.Task):
+    """One fold of :class:`CrossValidateHAR`: fit on the other subjects, evaluate on this fold's; ``fold.json``."""
+
+    fold = luigi.IntParameter(description="Fold number (0-based)")
+    output_names = ("fold.json",)
+
+    def output_folder(self):
+        return os.path.join(self.cv_folder(), f"fold-{self.fold:03d}")
+
+    def requires(self):
+        return self.clone(PrepareHAR)
+
+    def run(self):
+        started = time.time()
+        self.check_train_params()
+        X, y, groups = self.all_windows(self.input()["prepared.npz"].path)
+        folds = har.group_folds(y, groups, self.cv_value())
+        if not 0 <= self.fold < len(folds):
+            raise ConfigError(f"--fold must be in [0, {len(folds)}), got {self.fold}")
+        train, test = folds[self.fold]
+        t0 = time.perf_counter()
+        report, _ = run_fold(har.ActivityClassifier(**self.classifier_kwargs()), X, y, groups, train, test)
+        report["fit_and_evaluate_seconds"] = time.perf_counter() - t0
+        report["fold"] = self.fold
+        write_json(self.path("fold.json"), report)
+        self._clean_temps(started)
+
+
+class CrossValidateHAR(_Outputs, HARData, HARTrainParams, _CVParams, luigi.Task):
+    """Subject-wise cross-validation, one :class:`CrossValidateFoldHAR` task per fold (they run in parallel
+    under ``--workers N``); writes ``folds.csv``, ``cv_accuracy.png`` and ``summary.json`` (last)."""
+
+    output_names = ("folds.csv", "cv_accuracy.png", "summary.json")
+
+    def output_folder(self):
+        return self.cv_folder()
+
+    def requires(self):
+        return self.clone(PrepareHAR)
+
+    def run(self):
+        started = time.time()
+        self.check_train_params()
+        _, y, groups = self.all_windows(self.input()["prepared.npz"].path)
+        n_folds = len(har.group_folds(y, groups, self.cv_value()))
+        fold_tasks = [self.clone(CrossValidateFoldHAR, fold=i) for i in range(n_folds)]
+        yield fold_tasks  # dynamic dependencies: the scheduler runs the folds, in parallel with several workers
+        reports = []
+        for task in fold_tasks:
+            with open(task.output()["fold.json"].path) as handle:
+                reports.append(json.load(handle))
+        summary = summarize(reports, sorted({str(c) for c in y.tolist()}))
+        summary.update(cv=str(self.cv_value()), task=self.task_id)
+        write_csv(self.path("folds.csv"), ["fold", "test_subjects", "n_train", "n_test", "accuracy", "macro_f1"],
+                  [[r["fold"], " ".join(map(str, r["test_groups"])), r["n_train"], r["n_test"],
+                    f"{r['accuracy']:.4f}", f"{r['macro_f1']:.4f}"] for r in reports])
+        _plot_folds(reports, summary, self.path("cv_accuracy.png"), f"CrossValidateHAR ({summary['cv']})")
+        write_json(self.path("summary.json"), summary)
+        self._clean_temps(started)
+
+
+def _plot_folds(reports, summary, path, title):
+    fig = _new_figure(6, 3.5)
+    ax = fig.add_subplot()
+    x = np.arange(len(reports))
+    ax.bar(x, [r["accuracy"] for r in reports], color="#4c72b0")
+    ax.axhline(summary["accuracy"], color="#c44e52", label=f"mean {summary['accuracy']:.3f}")
+    ax.set_xticks(x)
+    ax.set_xticklabels([" ".join(map(str, r["test_groups"]))[:12] for r in reports], rotation=45, fontsize=7)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("held-out subject(s)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    _save_figure(fig, path)

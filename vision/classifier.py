@@ -74,6 +74,8 @@ class ImageClassifier(BaseClassifier):
     engine : {"numpy", "keras"}
         Train the same network with this engine ("keras" needs the test extra;
         see ``cnn_keras.py``).
+    class_weight : None, "balanced" or dict {label: weight}
+        Loss weight per class (see :class:`core.estimator.BaseClassifier`).
 
     Input
     -----
@@ -100,9 +102,10 @@ class ImageClassifier(BaseClassifier):
 
     def __init__(self, architecture="lenet5", epochs=40, batch_size=32, learning_rate=2e-3, seed=0,
                  validation_split=0.1, patience=6, augment=False, shift_range=0.1, resize=False, verbose=0,
-                 engine="numpy"):
+                 engine="numpy", class_weight=None):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
+        self.class_weight = class_weight
         self.architecture = architecture
         self.augment = augment
         self.shift_range = shift_range

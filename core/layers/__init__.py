@@ -1,6 +1,7 @@
 """Layers with Keras 3 names and arguments (channels last)."""
 from .activation import Activation, ReLU, Softmax
 from .base import Layer
+from .branches import Branches
 from .conv import Conv1D, Conv2D, Conv3D
 from .dense import Dense
 from .dropout import Dropout
@@ -10,7 +11,7 @@ from .pooling import (AveragePooling1D, AveragePooling2D, AveragePooling3D, Glob
                       GlobalMaxPooling3D, MaxPooling1D, MaxPooling2D, MaxPooling3D)
 from .reshape import Flatten, Reshape
 
-_ALL = [Activation, ReLU, Softmax, Conv1D, Conv2D, Conv3D, Dense, Dropout, BatchNormalization,
+_ALL = [Activation, ReLU, Softmax, Branches, Conv1D, Conv2D, Conv3D, Dense, Dropout, BatchNormalization,
         AveragePooling1D, AveragePooling2D, AveragePooling3D, GlobalAveragePooling1D, GlobalAveragePooling2D,
         GlobalAveragePooling3D, GlobalMaxPooling1D, GlobalMaxPooling2D, GlobalMaxPooling3D,
         MaxPooling1D, MaxPooling2D, MaxPooling3D, Flatten, Reshape]

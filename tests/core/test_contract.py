@@ -47,6 +47,10 @@ def layer_cases():
         yield f"batchnorm{rank}d", rank, lambda: layers.BatchNormalization()
         yield f"dropout{rank}d", rank, lambda: layers.Dropout(0.4)
         yield f"flatten{rank}d", rank, lambda: layers.Flatten()
+        yield f"branches{rank}d-add", rank, lambda r=rank: layers.Branches(
+            [[CONV[r](4, 2, padding="same", activation="relu"), layers.BatchNormalization()], []], merge="add")
+        yield f"branches{rank}d-concat", rank, lambda r=rank: layers.Branches(
+            [[CONV[r](3, 1)], [MAXPOOL[r](3, strides=1, padding="same"), layers.Dropout(0.3)]], merge="concat")
     yield "dense", 1, lambda: layers.Dense(5, activation="gelu")
     yield "dense-softmax", 1, lambda: layers.Dense(5, activation="softmax")
     yield "activation", 1, lambda: layers.Activation("sigmoid")

@@ -89,6 +89,18 @@ def test_dropout_gradients(float64):
     check_layer(layers.Dropout(0.4, seed=1), rng.normal(size=(4, 6, 3)), rng)
 
 
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_branches_gradients(float64, rank):
+    """A residual block (add) with a nested inception-like split (concat)."""
+    rng = np.random.default_rng(20 + rank)
+    x = rng.normal(size=(2,) + SPATIAL[rank] + (4,))
+    inner = layers.Branches([[CONV[rank](2, 1, activation="tanh")], [POOLS[rank][0](3, strides=1, padding="same"),
+                                                                      CONV[rank](2, 1)]], merge="concat")
+    block = layers.Branches([[CONV[rank](4, 2, padding="same", activation="tanh"), layers.BatchNormalization(), inner],
+                             [CONV[rank](4, 1)]], merge="add")
+    check_layer(block, x, rng)
+
+
 @pytest.mark.parametrize("layer", [layers.Flatten(), layers.Reshape((3, -1))])
 def test_reshape_gradients(float64, layer):
     rng = np.random.default_rng(2)

@@ -84,13 +84,13 @@ def test_read_ts_unequal_length_errors_unless_asked(tmp_path):
     path = write(tmp_path / "u.ts", UNEQUAL)
     with pytest.raises(DataFormatError, match=r"u\.ts, line 10: series length 2 differs from 3.*unequal='pad'"):
         har.read_ts(path)
-    X, _ = har.read_ts(path, unequal="pad")
+    X, _ = har.read_ts(path, unequal="pad")  # NaN marks where a shorter series ends
     assert X.shape == (2, 3, 2)
-    np.testing.assert_array_equal(X[1, :, 0], [7, 8, 0])
+    np.testing.assert_array_equal(X[1, :, 0], [7, 8, np.nan])
     X, _ = har.read_ts(path, unequal="pad", pad_value="edge")
     np.testing.assert_array_equal(X[1, :, 1], [9, 10, 10])
-    X, _ = har.read_ts(path, unequal="pad", pad_value=np.nan)
-    assert np.isnan(X[1, 2]).all()
+    X, _ = har.read_ts(path, unequal="pad", pad_value=0.0)
+    np.testing.assert_array_equal(X[1, :, 0], [7, 8, 0])
     X, _ = har.read_ts(path, unequal="truncate")
     assert X.shape == (2, 2, 2)
     np.testing.assert_array_equal(X[0, :, 1], [4, 5])
@@ -333,3 +333,70 @@ def test_load_csv_errors(tmp_path):
         har.load_csv(path, axes="ax")
     with pytest.raises(DataFileNotFoundError):
         har.load_csv(tmp_path / "none.csv", axes=["ax"])
+
+
+def test_read_ts_length_makes_test_match_train(tmp_path):
+    train = write(tmp_path / "u_TRAIN.ts", UNEQUAL)
+    test = write(tmp_path / "u_TEST.ts", UNEQUAL.replace("1,2,3:4,5,6:a", "1,2:4,5:a"))
+    Xtr, _ = har.read_ts(train, unequal="pad")
+    Xte, _ = har.read_ts(test, unequal="pad")
+    assert Xtr.shape[1] == 3 and Xte.shape[1] == 2  # each file padded to its own longest series
+    Xte, _ = har.read_ts(test, unequal="pad", length=Xtr.shape[1])
+    assert Xte.shape == (2, 3, 2)
+    np.testing.assert_array_equal(Xte[0, :, 0], [1, 2, np.nan])
+    Xcut, _ = har.read_ts(train, unequal="pad", length=2, pad_value=0.0)
+    np.testing.assert_array_equal(Xcut[:, :, 0], [[1, 2], [7, 8]])
+    with pytest.raises(InputError, match="length"):
+        har.read_ts(train, unequal="pad", length=0)
+
+
+def test_read_ts_skips_percent_comments(tmp_path):
+    text = ("% written by aeon\n@problemName P\n% a comment between tags\n@univariate true\n"
+            "@classLabel true a b\n@data\n% a comment among the cases\n1,2,3:a\n4,5,6:b\n")
+    X, y = har.read_ts(write(tmp_path / "p.ts", text))
+    assert X.shape == (2, 3, 1) and y.tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("value", ["inf", "-Infinity", "1e999", "1e50"])
+def test_read_ts_refuses_values_float32_cannot_hold(tmp_path, value):
+    text = f"@problemName P\n@univariate true\n@classLabel true a b\n@data\n1,2,3:a\n4,{value},6:b\n"
+    with pytest.raises(DataFormatError, match=r"h\.ts, line 6, dimension 1, value 2: expected a finite number"):
+        har.read_ts(write(tmp_path / "h.ts", text))
+
+
+@pytest.mark.parametrize("value", ["inf", "1e999", "-1e50"])
+def test_load_csv_refuses_values_float32_cannot_hold(tmp_path, value):
+    path = write(tmp_path / "h.csv", f"t,ax\n0,1.0\n0.02,{value}\n")
+    with pytest.raises(DataFormatError, match=r"h\.csv, line 3: column 'ax' expected a finite number"):
+        har.load_csv(path, axes=["ax"], time="t")
+
+
+def test_broken_gzip_files_raise_data_format_error(tmp_path):
+    good = gzip.compress(("@problemName P\n@univariate true\n@classLabel true a b\n@data\n"
+                          + "1,2,3:a\n" * 400).encode())
+    cases = {"plain.ts.gz": b"@problemName P\n@data\n",          # plain text named .gz
+             "cut.ts.gz": good[: len(good) // 2],                  # truncated
+             "bad.ts.gz": good[:20] + bytes(64) + good[84:]}       # damaged stream
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(DataFormatError, match=name.replace(".", r"\.")):
+            har.read_ts(path)
+    csv_gz = gzip.compress(b"t,ax\n" + b"0,1.0\n" * 2000)
+    (tmp_path / "rec.csv.gz").write_bytes(csv_gz[: len(csv_gz) // 2])
+    with pytest.raises(DataFormatError, match=r"rec\.csv\.gz.*truncated"):
+        har.load_csv(tmp_path / "rec.csv.gz", axes=["ax"])
+
+
+def test_load_csv_parses_iso_timestamps(tmp_path):
+    path = write(tmp_path / "iso.csv", "time,ax,ay\n2024-05-01T12:00:00Z,1,2\n2024-05-01T12:00:00.020Z,3,4\n"
+                                       "2024-05-01 12:00:00.040,5,6\n")
+    table = har.load_csv(path, axes=["ax", "ay"], time="time")
+    t = table["time"].to_numpy()
+    np.testing.assert_allclose(np.diff(t), [0.02, 0.02], atol=1e-6)
+    assert t[0] == pytest.approx(1714564800.0)
+    ms = har.load_csv(path, axes=["ax", "ay"], time="time", time_unit="ms")["time"].to_numpy()
+    np.testing.assert_allclose(np.diff(ms), [20.0, 20.0], atol=1e-3)
+    bad = write(tmp_path / "iso_bad.csv", "time,ax\n2024-05-01T12:00:00Z,1\nyesterday,3\n")
+    with pytest.raises(DataFormatError, match=r"iso_bad\.csv, line 3: column 'time' holds ISO-8601"):
+        har.load_csv(bad, axes=["ax"], time="time")
