@@ -248,6 +248,55 @@ class ScanClassifier(BaseClassifier):
         """The base class's augmentation hook: random shifts when ``augment`` is on."""
         return self._augment_shift if self.augment and self.max_shift > 0 else None
 
+    # ------------------------------------------------------------ explain
+    def explain(self, X, label=None, method=None, layer=None, smooth=0, seed=0):
+        """Relevance volumes ``(N, D, H, W)`` float32 on the network's grid (``shape``, RAS axes).
+
+        Where in each scan (paths or arrays, as for ``predict``) the network
+        found ``label`` (default: the predicted class); see
+        :meth:`core.estimator.BaseClassifier.explain` for the methods. For a
+        map in the original scan's own space, use :meth:`save_explanation`.
+        """
+        return super().explain(X, label=label, method=method, layer=layer, smooth=smooth, seed=seed)
+
+    def _draw_explanation(self, sample, relevance, path, title):
+        from core.plots import plot_volume_relevance
+
+        plot_volume_relevance(sample, relevance, path, title=title)
+
+    def save_explanation(self, scan_path, out_path, label=None, method=None, layer=None):
+        """Write the relevance map of one NIfTI scan as NIfTI in that scan's own space.
+
+        The scan is read and preprocessed as for ``predict``; its map on the
+        network's grid is then resampled back onto the scan's voxel grid
+        through the inverse of the preprocessing (reorientation, resampling,
+        crop/pad; see :mod:`medical.explanation`) and written to ``out_path``
+        (``.nii`` or ``.nii.gz``) with the scan's affine, so it overlays the
+        scan in FSLeyes, ITK-SNAP or 3D Slicer. Returns the map as written,
+        float32 of the scan's spatial shape.
+        """
+        from . import explanation
+        from .scans import _open, load_scan, scan_info
+
+        self._require_fitted("save_explanation")
+        method = self._check_explain_method(method, 0, layer)
+        if not _is_path(scan_path):
+            raise InputError(f"{type(self).__name__}.save_explanation: scan_path must be the path of a NIfTI "
+                             f"file, got {type(scan_path).__name__}")
+        scan_path = os.fspath(scan_path)
+        if os.path.isdir(scan_path):
+            raise InputError(f"{type(self).__name__}.save_explanation: scan_path {scan_path!r} is a folder; "
+                             f"give a NIfTI file (.nii or .nii.gz)")
+        s = self._settings()
+        info = scan_info(scan_path)
+        volume, prep = load_scan(scan_path, return_info=True, **s)
+        maps, _ = self._explain_network_input(self._network_input(volume[None]), label, method, layer, 0, 0)
+        data = explanation.map_to_scan_space(maps[0], prep["affine"], info["affine"], info["shape"][:3],
+                                             outside_zero=s["shape_mode"] == "crop_or_pad")
+        explanation.write_map(data, info["affine"], out_path, like=_open(scan_path)[0],
+                              description=f"{method} relevance")
+        return data
+
     # -------------------------------------------------------- persistence
     def _get_state(self):
         # Nothing is learned from the data: every setting is a constructor
