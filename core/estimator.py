@@ -281,7 +281,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
     # ----------------------------------------------------------- explain
     #: what ``explain(method=...)`` accepts
-    EXPLAIN_METHODS = ("grad_cam", "hires_cam", "saliency", "integrated_gradients")
+    EXPLAIN_METHODS = ("grad_cam", "hires_cam", "guided_grad_cam", "saliency", "integrated_gradients")
     #: the method ``explain`` uses by default; a domain whose networks end in Flatten + Dense picks "hires_cam"
     default_explain_method = "grad_cam"
 
@@ -322,9 +322,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if method != "saliency" and smooth:
             raise InputError(f"{name}.explain: smooth={smooth!r} applies to method='saliency' only (SmoothGrad), "
                              f"not to {method!r}")
-        if method not in ("grad_cam", "hires_cam") and layer is not None:
-            raise InputError(f"{name}.explain: layer applies to methods 'grad_cam' and 'hires_cam' only, not to "
-                             f"{method!r}")
+        if method not in ("grad_cam", "hires_cam", "guided_grad_cam") and layer is not None:
+            raise InputError(f"{name}.explain: layer applies to the Grad-CAM methods only, not to {method!r}")
         return method
 
     def _explain_network_input(self, Xt, label, method, layer, smooth, seed):
@@ -338,6 +337,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         if method in ("grad_cam", "hires_cam"):
             maps = explain.grad_cam(model, Xt, classes, layer=layer,
                                     weighting="mean" if method == "grad_cam" else "elementwise")
+        elif method == "guided_grad_cam":
+            maps = explain.guided_grad_cam(model, Xt, classes, layer=layer)
         elif method == "saliency":
             grads = explain.saliency(model, Xt, classes, smooth=smooth, seed=seed)
             maps = np.abs(grads).max(axis=-1)      # the strongest channel at each position
@@ -359,7 +360,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             ``layer``), carried back to the input grid through the layers'
             geometry (see :mod:`core.explain`); non-negative. ``"hires_cam"``:
             HiResCAM, the same with the gradient applied position by position
-            (better for networks that end in Flatten + Dense). ``"saliency"``:
+            (better for networks that end in Flatten + Dense).
+            ``"guided_grad_cam"``: Grad-CAM times the smoothed input-gradient
+            magnitude (finer than the last convolution's grid). ``"saliency"``:
             the largest absolute input gradient over the channels at each
             position; with ``smooth=n``, SmoothGrad over n noisy copies
             (seeded by ``seed``). ``"integrated_gradients"``: the absolute
@@ -393,7 +396,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             raise ShapeError(f"{type(self).__name__}.plot_explanation: {len(maps)} sample(s) but {len(paths)} "
                              f"path(s); give one path per sample")
         proba = self.predict_proba(X)
-        names = {"grad_cam": "Grad-CAM", "hires_cam": "HiResCAM", "saliency": "saliency",
+        names = {"grad_cam": "Grad-CAM", "hires_cam": "HiResCAM", "guided_grad_cam": "guided Grad-CAM",
+                 "saliency": "saliency",
                  "integrated_gradients": "integrated gradients"}
         for i, p in enumerate(paths):
             pred = int(proba[i].argmax())

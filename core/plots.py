@@ -429,18 +429,20 @@ def _take(X, idx):
 def classifier_figures(clf, X, y, folder, per_class=2, wrong_per_class=1, method=None):
     """Write the pictures a report shows for a fitted classifier, into ``folder``.
 
-    For every class, the first ``per_class`` test samples it classified
-    correctly and the first ``wrong_per_class`` it got wrong (explained for
-    the class it predicted), each drawn by ``clf.plot_explanation``; the
-    first convolution's kernels (``filters.png``); for two classes the ROC
-    curve (``roc_curve.png``).
+    The first convolution's kernels (``filters.png``); the feature maps of the
+    first sample after the first convolution block (``feature_maps.png``); for two classes the
+    ROC curve (``roc_curve.png``); for every class, the first ``per_class``
+    samples it classified correctly and the first ``wrong_per_class`` it got
+    wrong (explained for the class it predicted), each drawn by
+    ``clf.plot_explanation`` into ``explanations/<class>-<correct|wrong>-<index>.png``.
 
     Returns a list of ``(file name relative to folder, caption)``, in the
     order a report should show them.
     """
     from .explain import conv_layers
+    from .explain import feature_maps as explain_feature_maps
 
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.join(folder, "explanations"), exist_ok=True)
     y = np.asarray(y)
     proba = clf.predict_proba(X)
     classes = clf.classes_
@@ -455,6 +457,14 @@ def classifier_figures(clf, X, y, folder, per_class=2, wrong_per_class=1, method
         layer = model.layers[convs[0]]
         plot_kernels(layer, os.path.join(folder, name))
         figures.append((name, f"Learned kernels of the first convolution ({layer.name})"))
+    if convs and len(y):
+        name = "feature_maps.png"
+        first = _take(X, [0])
+        xt = clf._network_input(clf._checked_X(first, fitting=False))
+        layer = model.layers[convs[0]]
+        plot_feature_maps(explain_feature_maps(model, xt, convs[0])[0], os.path.join(folder, name),
+                          title=f"Feature maps of test sample 0 (true {y[0]}) after {layer.name} and its activation")
+        figures.append((name, f"Feature maps of test sample 0 after the first convolution block ({layer.name})"))
     if len(classes) == 2 and len(np.unique(y)) == 2:
         name = "roc_curve.png"
         plot_roc(y == classes[1], proba[:, 1], os.path.join(folder, name),
@@ -470,7 +480,7 @@ def classifier_figures(clf, X, y, folder, per_class=2, wrong_per_class=1, method
         idx = [i for i, _ in chosen]
         names = []
         for (i, kind) in chosen:
-            stem = f"explain-{_slug(y[i])}-{kind}-{i}.png"
+            stem = f"explanations/{_slug(y[i])}-{kind}-{i}.png"
             names.append(stem)
         clf.plot_explanation(_take(X, idx), [os.path.join(folder, n) for n in names], method=method,
                              true_labels=y[idx])

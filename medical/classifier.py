@@ -249,13 +249,22 @@ class ScanClassifier(BaseClassifier):
         return self._augment_shift if self.augment and self.max_shift > 0 else None
 
     # ------------------------------------------------------------ explain
+    #: Grad-CAM sharpened by the input gradient: the last convolution of the default network works on
+    #: cells of 4 voxels, too coarse to put a peak on a lesion of 2-4 voxels (see :func:`core.explain.guided_grad_cam`)
+    default_explain_method = "guided_grad_cam"
+
     def explain(self, X, label=None, method=None, layer=None, smooth=0, seed=0):
         """Relevance volumes ``(N, D, H, W)`` float32 on the network's grid (``shape``, RAS axes).
 
         Where in each scan (paths or arrays, as for ``predict``) the network
         found ``label`` (default: the predicted class); see
-        :meth:`core.estimator.BaseClassifier.explain` for the methods. For a
-        map in the original scan's own space, use :meth:`save_explanation`.
+        :meth:`core.estimator.BaseClassifier.explain` for the methods. The
+        default is ``"guided_grad_cam"``: Grad-CAM of the last convolution
+        (cells of 4 voxels in the default network) times the smoothed
+        input-gradient magnitude, which puts the peak on the finding rather
+        than on the nearest cell centre; ``method="grad_cam"`` gives plain
+        Grad-CAM. For a map in the original scan's own space, use
+        :meth:`save_explanation`.
         """
         return super().explain(X, label=label, method=method, layer=layer, smooth=smooth, seed=seed)
 
@@ -284,6 +293,7 @@ class ScanClassifier(BaseClassifier):
             raise InputError(f"{type(self).__name__}.save_explanation: scan_path must be the path of a NIfTI "
                              f"file, got {type(scan_path).__name__}")
         scan_path = os.fspath(scan_path)
+        out_path = explanation.check_out_path(out_path)
         if os.path.isdir(scan_path):
             raise InputError(f"{type(self).__name__}.save_explanation: scan_path {scan_path!r} is a folder; "
                              f"give a NIfTI file (.nii or .nii.gz)")

@@ -26,7 +26,7 @@ from scipy import ndimage
 from core.exceptions import InputError, ShapeError
 from core.io import atomic_write
 
-__all__ = ["map_to_scan_space", "write_map"]
+__all__ = ["map_to_scan_space", "write_map", "check_out_path"]
 
 
 def map_to_scan_space(volume_map, model_affine, scan_affine, scan_shape, outside_zero=False):
@@ -69,16 +69,26 @@ def map_to_scan_space(volume_map, model_affine, scan_affine, scan_shape, outside
     return out
 
 
-def write_map(data, affine, path, like=None, description="relevance"):
-    """Write a 3-D float map as NIfTI (``.nii`` or ``.nii.gz``), atomically.
-
-    ``like``: a nibabel image whose sform/qform codes and spatial units are
-    copied (the scan the map belongs to); the affine is ``affine``.
-    """
-    path = os.fspath(path)
+def check_out_path(path):
+    """``path`` as a ``str`` after checking it names a NIfTI file (``.nii`` or ``.nii.gz``)."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise InputError(f"out_path must be a path (str or os.PathLike), got {type(path).__name__}") from None
     lower = path.lower()
     if not (lower.endswith(".nii") or lower.endswith(".nii.gz")):
         raise InputError(f"out_path must end in .nii or .nii.gz (a NIfTI file), got {path!r}")
+    return path
+
+
+def write_map(data, affine, path, like=None, description="relevance"):
+    """Write a 3-D float map as NIfTI (``.nii`` or ``.nii.gz``), atomically.
+
+    ``like``: a nibabel image whose sform/qform codes are copied (the scan
+    the map belongs to); the affine is ``affine``.
+    """
+    path = check_out_path(path)
+    lower = path.lower()
     data = np.asarray(data, dtype=np.float32)
     cls = nib.Nifti1Image if max(data.shape) <= 32767 else nib.Nifti2Image
     img = cls(data, np.asarray(affine, np.float64))

@@ -95,17 +95,15 @@ def read_npz(path):
 
 
 def _new_figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from core.plots import new_figure  # Agg, with no pyplot state and no display needed
 
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)  # Agg, with no pyplot state and no display needed
-    return fig
+    return new_figure(width, height)
 
 
 def _save_figure(fig, path):
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", bbox_inches="tight")
+    from core.plots import save_figure
+
+    save_figure(fig, path)
 
 
 def history_rows(history):

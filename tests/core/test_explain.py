@@ -4,8 +4,8 @@ import pytest
 
 from core import Input, Sequential, config, layers
 from core.exceptions import ConfigError, InputError, ShapeError
-from core.explain import (feature_maps, find_conv_layer, grad_cam, integrated_gradients, receptive_field_centres,
-                          saliency, to_input_grid)
+from core.explain import (feature_maps, find_conv_layer, grad_cam, guided_grad_cam, integrated_gradients,
+                          receptive_field_centres, saliency, to_input_grid)
 
 
 def _model(rank, head="gap", classes=3):
@@ -108,6 +108,21 @@ def test_grad_cam_is_the_weighted_sum_of_the_block_output():
     expected = to_input_grid(cam, model, 0, "linear")
     np.testing.assert_allclose(grad_cam(model, x, class_index=2, layer=0, interpolation="linear"), expected,
                                rtol=1e-10, atol=1e-12)
+
+
+def test_guided_grad_cam_is_grad_cam_times_the_smoothed_gradient_magnitude():
+    from scipy import ndimage
+
+    with config.floatx_scope("float64"):
+        model = _model(3)
+    x = np.random.default_rng(3).normal(size=(2,) + model.input_shape[1:])
+    cam, cls = grad_cam(model, x, return_classes=True)
+    grad = np.abs(saliency(model, x, class_index=cls)).max(axis=-1)
+    expected = cam * ndimage.gaussian_filter(grad, (0, 1.0, 1.0, 1.0), mode="nearest")
+    np.testing.assert_allclose(guided_grad_cam(model, x), expected, rtol=1e-10)
+    np.testing.assert_allclose(guided_grad_cam(model, x, smoothing=0), cam * grad, rtol=1e-10)
+    with pytest.raises(InputError, match="smoothing"):
+        guided_grad_cam(model, x, smoothing=-1)
 
 
 def test_receptive_field_centres_follow_strides_padding_and_pooling():
