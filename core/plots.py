@@ -37,7 +37,7 @@ __all__ = ["new_figure", "save_figure", "plot_signal_relevance", "plot_image_rel
 
 RELEVANCE_CMAP = "inferno"
 KERNEL_CMAP = "RdBu_r"
-OVERLAY_ALPHA = 0.5
+OVERLAY_ALPHA = 0.85
 
 
 # ------------------------------------------------------------------ figures
@@ -80,6 +80,21 @@ def _unit(relevance):
     r = np.maximum(relevance, 0)
     top = r.max() if r.size else 0.0
     return r / top if top > 0 else r
+
+
+def _overlay(ax, relevance, **kwargs):
+    """Draw ``relevance`` (in [0, 1]) over what ``ax`` shows: colour from the relevance colour map,
+    opacity growing with the relevance, so that what is irrelevant stays visible underneath.
+    Returns a mappable for the colour bar."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    cmap = colormaps[RELEVANCE_CMAP]
+    rgba = cmap(relevance)
+    rgba[..., 3] = OVERLAY_ALPHA * np.clip(relevance, 0, 1) ** 0.7
+    ax.imshow(rgba, interpolation="bilinear", **kwargs)
+    return ScalarMappable(norm=Normalize(0, 1), cmap=cmap)
 
 
 def _colorbar(fig, mappable, ax, label):
@@ -169,8 +184,7 @@ def plot_image_relevance(image, relevance, path=None, title=None):
     ax1.imshow(shown, cmap=cmap, interpolation="nearest")
     ax1.set_title("input", fontsize=9)
     ax2.imshow(shown, cmap=cmap, interpolation="nearest")
-    over = ax2.imshow(_unit(relevance), cmap=RELEVANCE_CMAP, vmin=0, vmax=1, alpha=OVERLAY_ALPHA,
-                      interpolation="bilinear")
+    over = _overlay(ax2, _unit(relevance))
     ax2.set_title("relevance overlay", fontsize=9)
     for ax in (ax1, ax2):
         ax.set_xlabel("x (pixels)")
@@ -225,8 +239,7 @@ def plot_volume_relevance(volume, relevance, path=None, title=None, spacing=None
             ax = axes[row, col]
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="lower", aspect=aspect, interpolation="nearest")
             if row == 1:
-                over = ax.imshow(heat, cmap=RELEVANCE_CMAP, vmin=0, vmax=1, alpha=OVERLAY_ALPHA, origin="lower",
-                                 aspect=aspect, interpolation="bilinear")
+                over = _overlay(ax, heat, origin="lower", aspect=aspect)
             ax.axvline(point[h], color="#2ecc71", linewidth=0.7, alpha=0.8)
             ax.axhline(point[v], color="#2ecc71", linewidth=0.7, alpha=0.8)
             ax.set_xlabel(f"voxel -> {hname}", fontsize=8)
@@ -335,11 +348,11 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
                 ax.set_xticks([])
                 ax.set_yticks([])
                 if f == 0:
-                    ax.set_title(f"slice {d}", fontsize=7)
+                    ax.set_title(f"slice {d} of axis 0", fontsize=7)
                 if d == 0:
                     ax.set_ylabel(f"filter {f}", fontsize=7)
         _colorbar(fig, image, list(axes.flat), "weight")
-    shape = "x".join(map(str, k.shape[:-2]))
+    shape = f"{k.shape[0]}-tap" if rank == 1 else "x".join(map(str, k.shape[:-2]))
     fig.suptitle(title or f"{name}: {k.shape[-1]} learned {shape} kernels over {cin} input channel(s)"
                  + (f" (first {filters} shown)" if filters < k.shape[-1] else ""), fontsize=10)
     return _finish(fig, path)
@@ -426,7 +439,7 @@ def _take(X, idx):
     return np.asarray(X)[idx]
 
 
-def classifier_figures(clf, X, y, folder, per_class=2, wrong_per_class=1, method=None):
+def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, method=None):
     """Write the pictures a report shows for a fitted classifier, into ``folder``.
 
     The first convolution's kernels (``filters.png``); the feature maps of the
@@ -435,6 +448,9 @@ def classifier_figures(clf, X, y, folder, per_class=2, wrong_per_class=1, method
     samples it classified correctly and the first ``wrong_per_class`` it got
     wrong (explained for the class it predicted), each drawn by
     ``clf.plot_explanation`` into ``explanations/<class>-<correct|wrong>-<index>.png``.
+
+    ``per_class`` None: 2 for up to 4 classes, else 1 (each picture takes a
+    fraction of a second to draw).
 
     Returns a list of ``(file name relative to folder, caption)``, in the
     order a report should show them.
@@ -449,6 +465,8 @@ def classifier_figures(clf, X, y, folder, per_class=2, wrong_per_class=1, method
     if classes.dtype.kind in "US":
         y = y.astype(str)
     pred = proba.argmax(axis=1)
+    if per_class is None:
+        per_class = 2 if len(classes) <= 4 else 1
     figures = []
     model = clf.model_
     convs = conv_layers(model)

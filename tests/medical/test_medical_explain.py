@@ -145,8 +145,9 @@ def test_map_to_scan_space_inverts_load_scan(tmp_path):
     del volume
 
 
-def test_save_explanation_refuses_bad_paths(trained, tmp_path):
-    X, _, _ = lesion_volumes(2, seed=4)
+def test_save_explanation_refuses_bad_paths(tmp_path):
+    X, y, _ = lesion_volumes(4, seed=4)
+    trained = medical.ScanClassifier(shape=(12, 12, 12), filters=(2, 2), epochs=1).fit(X, y)
     scan = str(tmp_path / "s.nii")
     write_nifti(scan, X[0], affine=np.diag([2.0, 2.0, 2.0, 1.0]))
     with pytest.raises(ValueError, match="out_path must end in .nii or .nii.gz"):
