@@ -81,6 +81,12 @@ def run_task(name, args, engine, workdir):
     clf.fit(*spec["fit"], **spec["fit_kwargs"])
     seconds = time.perf_counter() - start
     report = clf.evaluate(*spec["test"])
+    if getattr(args, "plots", None):
+        from core.plots import classifier_figures
+
+        folder = os.path.join(args.plots, spec["domain"])
+        figures = classifier_figures(clf, *spec["test"], folder)
+        print(f"[{spec['domain']}] wrote {len(figures)} pictures to {folder}", flush=True)
     return {"domain": spec["domain"], "convolution": spec["conv"], "data": spec["data"],
             "train/test": f"{len(spec['fit'][1])}/{len(spec['test'][1])}", "parameters": clf.model_.count_params(),
             "epochs": clf.epochs_trained_, "train time (s)": round(seconds, 1), "test accuracy": report["accuracy"]}
@@ -104,6 +110,8 @@ def parse_args(argv, prog):
     p.add_argument("--epochs", type=int, help="most epochs per task (default: each classifier's default)")
     p.add_argument("--seed", type=int, default=0, help="seed of data, splits, weights and shuffling (default 0)")
     p.add_argument("--quick", action="store_true", help="small data and 3 epochs: a smoke run of a few seconds")
+    p.add_argument("--plots", metavar="DIR", help="also write pictures per network into DIR/<domain>/: relevance "
+                                                  "maps of test samples, learned filters, feature maps, ROC curve")
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be at least 1, got {args.epochs}")

@@ -113,6 +113,11 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         return [p.name for p in sig.parameters.values()
                 if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
+    def _inference_batch_size(self):
+        """Batch size for predictions: at least 64, more when training used larger batches."""
+        bs = self.batch_size
+        return max(bs, 64) if isinstance(bs, int) and not isinstance(bs, bool) else 64
+
     def _validate_params(self):
         """Every setting against ``_parameter_constraints``, then the subclass's own
         cross-setting checks (``_check_settings``); raises ``ConfigError``."""
@@ -281,15 +286,19 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
         self._require_fitted("predict_proba")
-        X = self._checked_X(X, fitting=False)
+        Xt = self._network_input(self._checked_X(X, fitting=False))
+        if getattr(self, "keras_model_", None) is not None:  # trained with engine="keras": Keras predicts
+            return self.keras_model_.predict(Xt, batch_size=self._inference_batch_size(), verbose=0)
+        return self.model_.predict(Xt, batch_size=self._inference_batch_size())
+
+    def _network_input(self, X):
+        """Checked input -> the network's input (``_transform``), its shape checked against the model."""
         Xt = self._transform(X)
         expected = self.model_.input_shape[1:]
         if tuple(Xt.shape[1:]) != tuple(expected):
             raise ShapeError(f"{type(self).__name__}: the model was trained on inputs of shape {self.input_shape_} "
                              f"(network input {expected}), got inputs giving {tuple(Xt.shape[1:])}")
-        if getattr(self, "keras_model_", None) is not None:  # trained with engine="keras": Keras predicts
-            return self.keras_model_.predict(Xt, batch_size=max(self.batch_size, 64), verbose=0)
-        return self.model_.predict(Xt, batch_size=max(self.batch_size, 64))
+        return Xt
 
     def predict(self, X):
         """Predicted labels ``(N,)``, of the same kind as the training labels."""
@@ -334,6 +343,134 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
             report["roc_auc"] = float(skm.roc_auc_score(y == labels[1], proba[:, 1]))
         report.update(self._decision_report())
         return report
+
+    # ----------------------------------------------------------- explain
+    #: what ``explain(method=...)`` accepts
+    EXPLAIN_METHODS = ("grad_cam", "hires_cam", "guided_grad_cam", "saliency", "integrated_gradients")
+    #: the method ``explain`` uses by default; a domain whose networks end in Flatten + Dense picks "hires_cam"
+    default_explain_method = "grad_cam"
+
+    def _class_indices(self, label, n):
+        """``label`` (None, one label of ``classes_`` or one per sample) -> None or class indices ``(n,)``."""
+        if label is None:
+            return None
+        known = self.classes_.tolist()
+        arr = np.asarray(label)
+        if self.classes_.dtype.kind in "US" and arr.dtype.kind not in "US":
+            arr = arr.astype(str)
+        values = [arr.item()] if arr.ndim == 0 else arr.reshape(-1).tolist()
+        if arr.ndim > 1 or (arr.ndim == 1 and len(values) != n):
+            raise ShapeError(f"{type(self).__name__}.explain: label must be one class or one per sample ({n}), "
+                             f"found shape {arr.shape}")
+        index = {c: i for i, c in enumerate(known)}
+        unknown = [v for v in values if v not in index]
+        if unknown:
+            raise InputError(f"{type(self).__name__}.explain: label {unknown[0]!r} is not a class of this "
+                             f"model; its classes are {known}")
+        out = np.array([index[v] for v in values], dtype=np.int64)
+        return np.full(n, out[0]) if arr.ndim == 0 else out
+
+    def _explain(self, X, label=None, method=None, layer=None, smooth=0, seed=0):
+        """``(maps (N, *spatial), explained class indices (N,), checked X, method)``."""
+        self._require_fitted("explain")
+        method = self._check_explain_method(method, smooth, layer)
+        Xc = self._checked_X(X, fitting=False)
+        maps, classes = self._explain_network_input(self._network_input(Xc), label, method, layer, smooth, seed)
+        return maps, classes, Xc, method
+
+    def _check_explain_method(self, method, smooth, layer):
+        """The method to use (``None``: the domain's default), after checking the arguments that go with it."""
+        name = type(self).__name__
+        method = self.default_explain_method if method is None else method
+        if method not in self.EXPLAIN_METHODS:
+            raise InputError(f"{name}.explain: method must be one of {list(self.EXPLAIN_METHODS)}, got {method!r}")
+        if method != "saliency" and smooth:
+            raise InputError(f"{name}.explain: smooth={smooth!r} applies to method='saliency' only (SmoothGrad), "
+                             f"not to {method!r}")
+        if method not in ("grad_cam", "hires_cam", "guided_grad_cam") and layer is not None:
+            raise InputError(f"{name}.explain: layer applies to the Grad-CAM methods only, not to {method!r}")
+        return method
+
+    def _explain_network_input(self, Xt, label, method, layer, smooth, seed):
+        """Maps ``(N, *spatial)`` float32 and the explained class indices for the network input ``Xt``."""
+        from . import explain
+
+        classes = self._class_indices(label, len(Xt))
+        model = self.model_
+        if classes is None:
+            classes = model.predict(Xt, batch_size=self._inference_batch_size()).argmax(axis=1)
+        if method in ("grad_cam", "hires_cam"):
+            maps = explain.grad_cam(model, Xt, classes, layer=layer,
+                                    weighting="mean" if method == "grad_cam" else "elementwise")
+        elif method == "guided_grad_cam":
+            maps = explain.guided_grad_cam(model, Xt, classes, layer=layer)
+        elif method == "saliency":
+            grads = explain.saliency(model, Xt, classes, smooth=smooth, seed=seed)
+            maps = np.abs(grads).max(axis=-1)      # the strongest channel at each position
+        else:
+            maps = np.abs(explain.integrated_gradients(model, Xt, classes).sum(axis=-1))
+        return maps.astype(np.float32), classes
+
+    def explain(self, X, label=None, method=None, layer=None, smooth=0, seed=0):
+        """Relevance maps: where in each input the network found the evidence for a class.
+
+        Parameters
+        ----------
+        X : the domain's input (as for ``predict``).
+        label : None, a class label, or one label per sample
+            The class explained; None: each sample's predicted class.
+        method : None, "grad_cam", "hires_cam", "saliency" or "integrated_gradients"
+            None: the domain's default (``default_explain_method``).
+            ``"grad_cam"``: Grad-CAM of the last convolution (or of
+            ``layer``), carried back to the input grid through the layers'
+            geometry (see :mod:`core.explain`); non-negative. ``"hires_cam"``:
+            HiResCAM, the same with the gradient applied position by position
+            (better for networks that end in Flatten + Dense).
+            ``"guided_grad_cam"``: Grad-CAM times the smoothed input-gradient
+            magnitude (finer than the last convolution's grid). ``"saliency"``:
+            the largest absolute input gradient over the channels at each
+            position; with ``smooth=n``, SmoothGrad over n noisy copies
+            (seeded by ``seed``). ``"integrated_gradients"``: the absolute
+            sum over channels of the integrated gradients from a zero
+            (training-mean) input.
+        layer : index, name or layer of a convolution, for Grad-CAM.
+
+        Returns
+        -------
+        float32 array ``(N, *spatial)``: the network input's grid without the
+        channel axis (windows ``(N, steps)``, images ``(N, H, W)``, volumes
+        ``(N, D, H, W)``); the domain classifiers document theirs.
+        """
+        return self._explain(X, label, method, layer, smooth, seed)[0]
+
+    def _draw_explanation(self, sample, relevance, path, title):
+        """Draw one checked input sample (no batch axis) with its relevance map; the domains
+        implement it with :mod:`core.plots`."""
+        raise NotImplementedError(f"{type(self).__name__} does not draw explanations")
+
+    def plot_explanation(self, X, path, label=None, method=None, layer=None, true_labels=None):
+        """Draw each sample of ``X`` with its relevance map (:meth:`explain`) as a PNG.
+
+        ``path``: one file name (``X`` must then hold one sample) or one per
+        sample. ``true_labels`` (optional, one per sample) goes into the
+        titles. Returns the relevance maps.
+        """
+        maps, classes, Xc, method = self._explain(X, label, method, layer)
+        paths = [path] if isinstance(path, (str, bytes)) or hasattr(path, "__fspath__") else list(path)
+        if len(paths) != len(maps):
+            raise ShapeError(f"{type(self).__name__}.plot_explanation: {len(maps)} sample(s) but {len(paths)} "
+                             f"path(s); give one path per sample")
+        proba = self.predict_proba(X)
+        names = {"grad_cam": "Grad-CAM", "hires_cam": "HiResCAM", "guided_grad_cam": "guided Grad-CAM",
+                 "saliency": "saliency",
+                 "integrated_gradients": "integrated gradients"}
+        for i, p in enumerate(paths):
+            pred = int(proba[i].argmax())
+            parts = [] if true_labels is None else [f"true {_native(np.asarray(true_labels)[i])}"]
+            parts.append(f"predicted {_native(self.classes_[pred])} ({proba[i, pred]:.2f})")
+            parts.append(f"{names[method]} for {_native(self.classes_[classes[i]])}")
+            self._draw_explanation(Xc[i], maps[i], p, ", ".join(parts))
+        return maps
 
     # ---------------------------------------------------------- save/load
     def save(self, path):

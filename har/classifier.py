@@ -442,6 +442,23 @@ class ActivityClassifier(BaseClassifier):
         self.standardizer_ = ChannelStandardizer().set_state(config.get("standardizer", {}), arrays)
         self.normalize_ = config.get("normalize", "channel")
 
+    # ------------------------------------------------------------ explain
+    def explain(self, X, label=None, method=None, layer=None, smooth=0, seed=0):
+        """Relevance over time of each window: ``(N, steps)`` float32.
+
+        Which samples of each window decided ``label`` (default: the predicted
+        activity); see :meth:`core.estimator.BaseClassifier.explain` for the
+        methods. Grad-CAM's map of the last convolution is carried back to the
+        window's samples through the poolings and paddings in between.
+        """
+        return super().explain(X, label=label, method=method, layer=layer, smooth=smooth, seed=seed)
+
+    def _draw_explanation(self, sample, relevance, path, title):
+        from core.plots import plot_signal_relevance
+
+        plot_signal_relevance(sample, relevance, path, title=title,
+                              channel_names=[f"axis {c}" for c in range(sample.shape[-1])])
+
     # -------------------------------------------------------- recordings
     def predict_recording(self, signal, step=None, batch_size=1024):
         """Label a long recording window by window.

@@ -16,6 +16,9 @@ Output layout (``--output-dir``, default ``outputs/``)::
             train.json           settings, timing, epochs trained      (written last by Train)
             metrics.json         the classifier's evaluate() on the test split, with timing
             confusion_matrix.csv, confusion_matrix.png
+            filters.png          the first convolution's learned kernels
+            roc_curve.png        (two classes) the ROC curve on the test split
+            explanations/        relevance maps of a few test samples per class, correct and misclassified
             report.md            a short human-readable summary        (written last by Evaluate)
         sweeps/sweep-<hash>/leaderboard.csv
 
@@ -41,6 +44,7 @@ import numpy as np
 
 from core.exceptions import CNNError, ConfigError, InputError
 from core.filecheck import regular_file
+from core.plots import classifier_figures
 
 from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps,
                       short_hash, slug, write_csv, write_json, write_npz, write_text)
@@ -428,7 +432,7 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
     """Score the trained model on the test split; write metrics, the confusion matrix and a report."""
 
     train_class = None
-    output_names = ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png", "report.md")
+    output_names = ("metrics.json", "confusion_matrix.csv", "confusion_matrix.png", "filters.png", "report.md")
 
     def output_folder(self):
         return self.run_folder()
@@ -468,8 +472,10 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
                   [[c] + row for c, row in zip(classes, cm.tolist())])
         plot_confusion(cm, classes, self.path("confusion_matrix.png"),
                        f"{self.domain}: accuracy {report['accuracy']:.3f}, macro F1 {report['macro_f1']:.3f}")
-        extra = self.extra_report(clf, self.model_inputs(arrays, "test"), arrays["y_test"], report)
-        write_text(self.path("report.md"), self.report_text(metrics, train_info, data_info) + extra)  # last
+        inputs = self.model_inputs(arrays, "test")
+        figures = classifier_figures(clf, inputs, arrays["y_test"], folder)
+        extra = self.extra_report(clf, inputs, arrays["y_test"], report)
+        write_text(self.path("report.md"), self.report_text(metrics, train_info, data_info, figures) + extra)  # last
         self._clean_temps(started)
         logger.info("%s: accuracy %.4f, macro F1 %.4f on %d test samples -> %s", self.task_family,
                     report["accuracy"], report["macro_f1"], metrics["n_test"], folder)
@@ -479,7 +485,7 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
         markdown to append to the report. Default: nothing."""
         return ""
 
-    def report_text(self, metrics, train_info, data_info):
+    def report_text(self, metrics, train_info, data_info, figures=()):
         classes = [str(c) for c in metrics["classes"]]
         per_class = [[c, f"{metrics['precision'][c]:.3f}", f"{metrics['recall'][c]:.3f}",
                       f"{metrics['f1'][c]:.3f}", metrics["support"][c]] for c in classes]
@@ -515,7 +521,14 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
                   "Confusion matrix (rows: true class, columns: predicted):", "",
                   _markdown_table(["true \\ predicted"] + classes, cm_rows), "",
                   "Files: `model.npz`, `history.csv`, `learning_curve.png`, `metrics.json`, "
-                  "`confusion_matrix.csv`, `confusion_matrix.png`.", ""]
+                  "`confusion_matrix.csv`, `confusion_matrix.png`, `filters.png`, `explanations/`.", ""]
+        if figures:
+            lines += ["## What the network saw", "",
+                      "Relevance maps of test samples (the method is named in each title; bright: where the "
+                      "network found the evidence for the class it predicted), the first layer's learned "
+                      "kernels and, for two classes, the ROC curve.", ""]
+            for name, caption in figures:
+                lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
         if data_info.get("warnings"):
             lines += ["## Data warnings", ""] + [f"- {w}" for w in data_info["warnings"]] + [""]
         return "\n".join(lines)

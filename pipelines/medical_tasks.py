@@ -30,7 +30,7 @@ from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError
 
 from .base import (PIPELINE_VERSION, DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams,
                    classifier_defaults, subsample)
-from .outputs import calibration_table, plot_calibration, plot_roc, short_hash
+from .outputs import calibration_table, plot_calibration, short_hash
 from .params import SizeParameter, SpacingParameter
 
 __all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical", "SweepMedical"]
@@ -250,14 +250,13 @@ class EvaluateMedical(MedicalData, MedicalTrainParams, EvaluateBase):
     train_class = TrainMedical
 
     def extra_report(self, clf, inputs, y, report):
-        """For two classes: ``roc_curve.png`` (with the model's threshold marked) and ``calibration.png``."""
+        """For two classes: ``calibration.png`` and the decision threshold (``roc_curve.png``, with the
+        threshold's operating point, comes with every domain's report pictures)."""
         if len(report["classes"]) != 2 or "roc_auc" not in report:
             return ""
         scores = clf.predict_proba(inputs)[:, 1]
         positive = np.asarray(y).astype(str) == str(report["classes"][1])
         t = report.get("threshold")
-        plot_roc(positive, scores, self.path("roc_curve.png"),
-                 f"medical: ROC AUC {report['roc_auc']:.3f} (positive: {report['classes'][1]})", threshold=t)
         plot_calibration(positive, scores, self.path("calibration.png"), "medical: calibration on the test split")
         rows = calibration_table(positive, scores)
         lines = ["## Decision and calibration", ""]

@@ -95,17 +95,15 @@ def read_npz(path):
 
 
 def _new_figure(width, height):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from core.plots import new_figure  # Agg, with no pyplot state and no display needed
 
-    fig = Figure(figsize=(width, height), dpi=100)
-    FigureCanvasAgg(fig)  # Agg, with no pyplot state and no display needed
-    return fig
+    return new_figure(width, height)
 
 
 def _save_figure(fig, path):
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", bbox_inches="tight")
+    from core.plots import save_figure
+
+    save_figure(fig, path)
 
 
 def history_rows(history):
@@ -163,32 +161,6 @@ def plot_confusion(matrix, classes, path, title):
             for j in range(k):
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
                         color="white" if cm[i, j] > threshold else "black")
-    ax.set_title(title)
-    _save_figure(fig, path)
-
-
-def plot_roc(y_true, scores, path, title, threshold=None):
-    """ROC curve of a binary task (``y_true`` bool, ``scores`` the positive class's probability) as a PNG,
-    with the operating point of ``threshold`` marked when given."""
-    from sklearn import metrics as skm
-
-    y_true = np.asarray(y_true, dtype=bool)
-    fpr, tpr, _ = skm.roc_curve(y_true, scores)
-    fig = _new_figure(4.6, 4.2)
-    ax = fig.subplots()
-    ax.plot(fpr, tpr, "-", marker="o", markersize=3, label=f"AUC {skm.auc(fpr, tpr):.3f}")
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    if threshold is not None:
-        pred = np.asarray(scores) >= threshold
-        sens = (pred & y_true).sum() / max(1, y_true.sum())
-        fp = (pred & ~y_true).sum() / max(1, (~y_true).sum())
-        ax.plot([fp], [sens], "s", color="red", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("false positive rate (1 - specificity)")
-    ax.set_ylabel("true positive rate (sensitivity)")
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="lower right")
     ax.set_title(title)
     _save_figure(fig, path)
 

@@ -1,5 +1,6 @@
 """Each domain's Prepare -> Train -> Evaluate chain, built in-process with the local scheduler."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -51,6 +52,13 @@ def check_run_outputs(task):
     assert np.array([[int(v) for v in r[1:]] for r in rows[1:]]).tolist() == cm.tolist()
     report = open(os.path.join(folder, "report.md"), encoding="utf-8").read()
     assert f"{metrics['accuracy']:.4f}" in report
+    # the pictures the report shows: first-layer kernels, explanations of test samples, ROC for two classes
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert "filters.png" in images and any(i.startswith("explanations/") for i in images)
+    assert ("roc_curve.png" in images) == (len(metrics["classes"]) == 2)
+    for image in images:
+        with open(os.path.join(folder, image), "rb") as handle:
+            assert handle.read(8) == PNG, image
     # The saved model reproduces the reported accuracy on the test split.
     clf = task.classifier_class().load(os.path.join(folder, "model.npz"))
     assert clf.evaluate(task.model_inputs(arrays, "test"), arrays["y_test"])["accuracy"] == pytest.approx(

@@ -1,0 +1,68 @@
+"""The picture functions run headless (Agg, no pyplot) and write non-empty PNGs; bad input gets our errors."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from core import Input, Sequential, layers
+from core.exceptions import InputError, ShapeError
+from core.explain import feature_maps
+from core.plots import (plot_feature_maps, plot_image_relevance, plot_kernels, plot_roc, plot_signal_relevance,
+                        plot_volume_relevance)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _png(path):
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    return head == PNG and os.path.getsize(path) > 2000
+
+
+def test_pictures_are_written_headless(tmp_path):
+    rng = np.random.default_rng(0)
+    steps = 64
+    rel = np.exp(-0.5 * ((np.arange(steps) - 20) / 4.0) ** 2)
+    paths = {
+        "signal": plot_signal_relevance(rng.normal(size=(steps, 3)), rel, tmp_path / "signal.png", title="walking",
+                                        sample_rate=50),
+        "image": plot_image_relevance(rng.uniform(0, 16, (8, 8)), rng.uniform(size=(8, 8)), tmp_path / "image.png"),
+        "rgb": plot_image_relevance(rng.uniform(0, 255, (12, 10, 3)), rng.uniform(size=(12, 10)),
+                                    tmp_path / "rgb.png"),
+        "volume": plot_volume_relevance(rng.normal(size=(10, 12, 9, 1)), rng.uniform(size=(10, 12, 9)),
+                                        tmp_path / "volume.png", spacing=(1, 1, 2)),
+        "roc": plot_roc(rng.integers(0, 2, 40), rng.uniform(size=40), tmp_path / "roc.png"),
+    }
+    for rank, shape in ((1, (5, 3, 6)), (2, (3, 3, 1, 12)), (2, (3, 3, 3, 4)), (3, (3, 3, 3, 1, 5))):
+        name = f"kernels{rank}-{shape[-2]}"
+        plot_kernels(rng.normal(size=shape), tmp_path / f"{name}.png")
+        paths[name] = None
+    model = Sequential([Input((6, 6, 5, 1)), layers.Conv3D(4, 3, padding="same", activation="relu"),
+                        layers.GlobalMaxPooling3D(), layers.Dense(2, activation="softmax")], seed=0)
+    plot_kernels(model.layers[0], tmp_path / "layer.png")
+    for rank, x in ((1, rng.normal(size=(16, 7))), (2, rng.normal(size=(9, 9, 5))),
+                    (3, feature_maps(model, rng.normal(size=(1, 6, 6, 5, 1)))[0])):
+        plot_feature_maps(x, tmp_path / f"maps{rank}.png")
+    written = sorted(p.name for p in tmp_path.iterdir())
+    assert len(written) == 13, written
+    for name in written:
+        assert _png(tmp_path / name), name
+    assert "matplotlib.pyplot" not in sys.modules     # no pyplot global state was touched
+    assert paths["signal"].get_axes()                 # the figure is returned for further use
+
+
+def test_pictures_refuse_bad_input(tmp_path):
+    with pytest.raises(ShapeError, match="relevance must have one value per step"):
+        plot_signal_relevance(np.zeros((10, 3)), np.zeros(9))
+    with pytest.raises(ShapeError, match="relevance must have the image's height and width"):
+        plot_image_relevance(np.zeros((8, 8)), np.zeros((4, 4)))
+    with pytest.raises(ShapeError, match="relevance must have the volume's shape"):
+        plot_volume_relevance(np.zeros((4, 4, 4)), np.zeros((4, 4, 3)))
+    with pytest.raises(InputError, match="relevance contains NaN"):
+        plot_image_relevance(np.zeros((8, 8)), np.full((8, 8), np.nan))
+    with pytest.raises(ShapeError, match="kernel must have 3 or 4 or 5 dimensions"):
+        plot_kernels(np.zeros((3, 3)))
+    with pytest.raises(InputError, match="both classes"):
+        plot_roc(np.ones(5), np.linspace(0, 1, 5))
+    assert not list(tmp_path.iterdir())
