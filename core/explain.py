@@ -55,13 +55,14 @@ import numpy as np
 from .exceptions import ConfigError, InputError, ShapeError
 from .layers.activation import Activation
 from .layers.base import ActivationMixin
+from .layers.branches import Branches
 from .layers.conv import Conv
 from .layers.dropout import Dropout
 from .layers.normalization import BatchNormalization
 from .utils import check_array, check_int
 from .workspace import Workspace
 
-__all__ = ["grad_cam", "guided_grad_cam", "saliency", "integrated_gradients", "conv_layers", "find_conv_layer",
+__all__ = ["grad_cam", "guided_grad_cam", "saliency", "integrated_gradients", "conv_layers", "first_convolution", "find_conv_layer",
            "receptive_field_centres", "feature_maps"]
 
 #: layers that act on each position (and channel) alone: they keep a convolution's grid
@@ -124,9 +125,28 @@ def _check_batch_size(batch_size, what):
     return check_int(batch_size, f"{what}: batch_size")
 
 
+def _convolutions(layer):
+    """The convolutions inside ``layer``: itself, or those of a ``Branches`` block, in order."""
+    if isinstance(layer, Conv):
+        return [layer]
+    if isinstance(layer, Branches):
+        return [c for stack in layer.branches for lay in stack for c in _convolutions(lay)]
+    return []
+
+
 def conv_layers(model):
-    """Indices of the convolution layers of ``model``, first to last."""
-    return [i for i, layer in enumerate(model.layers) if isinstance(layer, Conv)]
+    """Indices of the layers of ``model`` that convolve: convolutions, and blocks of
+    parallel branches (residual, inception) holding convolutions; first to last."""
+    return [i for i, layer in enumerate(model.layers) if _convolutions(layer)]
+
+
+def first_convolution(model):
+    """The first convolution layer of ``model``, inside a block of branches if need be (or None)."""
+    for layer in model.layers:
+        found = _convolutions(layer)
+        if found:
+            return found[0]
+    return None
 
 
 def find_conv_layer(model, layer=None, what="grad_cam"):
@@ -161,8 +181,8 @@ def find_conv_layer(model, layer=None, what="grad_cam"):
         index = matches[0]
     if index not in convs:
         found = model.layers[index]
-        raise ConfigError(f"{what}: layer={layer!r} is {found.name!r} ({type(found).__name__}), not a convolution; "
-                          f"the model's convolutions are {names}")
+        raise ConfigError(f"{what}: layer={layer!r} is {found.name!r} ({type(found).__name__}), not a convolution "
+                          f"(or a block holding convolutions); the model's convolutions are {names}")
     return index
 
 
@@ -188,22 +208,38 @@ def receptive_field_centres(model, index):
     to map through (``Flatten``, global pooling...).
     """
     rank = len(model.input_shape) - 2
-    scale, offset, size = [1.0] * rank, [0.0] * rank, [1] * rank
+    field = ([1.0] * rank, [0.0] * rank, [1] * rank)
     for i in range(index, -1, -1):
-        layer = model.layers[i]
-        geo = getattr(layer, "geometry", None)
-        if geo is not None:
-            for a in range(rank):
-                span = (geo.kernel[a] - 1) * geo.dilation[a] + 1
-                stride, before = geo.strides[a], geo.pads[a][0]
-                offset[a] = stride * offset[a] - before + (span - 1) / 2.0
-                scale[a] *= stride
-                size[a] = (size[a] - 1) * stride + span
-        elif tuple(layer.output_shape[:-1]) != tuple(layer.input_shape[:-1]):
-            raise ConfigError(f"layer {i} ({layer.name!r}, {type(layer).__name__}) changes the spatial grid "
-                              f"{tuple(layer.input_shape[:-1])} -> {tuple(layer.output_shape[:-1])} without a "
-                              f"window geometry: a map after it cannot be carried back to the input")
-    return [(s, o, z) for s, o, z in zip(scale, offset, size)]
+        field = _through(model.layers[i], field, f"layer {i}")
+    return list(zip(*field))
+
+
+def _through(layer, field, where):
+    """``(scale, offset, size)`` per axis of a position after ``layer``, in terms of its input."""
+    scale, offset, size = (list(f) for f in field)
+    geo = getattr(layer, "geometry", None)
+    if geo is not None:
+        for a in range(len(scale)):
+            span = (geo.kernel[a] - 1) * geo.dilation[a] + 1
+            stride, before = geo.strides[a], geo.pads[a][0]
+            offset[a] = stride * offset[a] - before + (span - 1) / 2.0
+            scale[a] *= stride
+            size[a] = (size[a] - 1) * stride + span
+        return scale, offset, size
+    if isinstance(layer, Branches):  # every branch ends on the same grid: follow the one that sees the most
+        best = None
+        for b, stack in enumerate(layer.branches):
+            branch = (scale, offset, size)
+            for j in range(len(stack) - 1, -1, -1):
+                branch = _through(stack[j], branch, f"{where} ({layer.name!r}), branch {b}")
+            if best is None or sum(branch[2]) > sum(best[2]):
+                best = branch
+        return best
+    if tuple(layer.output_shape[:-1]) != tuple(layer.input_shape[:-1]):
+        raise ConfigError(f"{where} ({layer.name!r}, {type(layer).__name__}) changes the spatial grid "
+                          f"{tuple(layer.input_shape[:-1])} -> {tuple(layer.output_shape[:-1])} without a "
+                          f"window geometry: a map after it cannot be carried back to the input")
+    return scale, offset, size
 
 
 def to_input_grid(maps, model, index, interpolation="linear"):

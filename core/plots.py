@@ -461,7 +461,7 @@ def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, met
     Returns a list of ``(file name relative to folder, caption)``, in the
     order a report should show them.
     """
-    from .explain import conv_layers
+    from .explain import conv_layers, first_convolution
     from .explain import feature_maps as explain_feature_maps
 
     os.makedirs(os.path.join(folder, "explanations"), exist_ok=True)
@@ -478,7 +478,7 @@ def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, met
     convs = conv_layers(model)
     if convs:
         name = "filters.png"
-        layer = model.layers[convs[0]]
+        layer = first_convolution(model)
         plot_kernels(layer, os.path.join(folder, name))
         figures.append((name, f"Learned kernels of the first convolution ({layer.name})"))
     if convs and len(y):

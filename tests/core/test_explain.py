@@ -179,3 +179,27 @@ def test_bad_input_raises_our_errors_naming_the_argument():
     with pytest.raises(ConfigError, match="no convolution layer"):
         grad_cam(dense_only, np.zeros((1, 4)))
     assert find_conv_layer(model) == 4 and find_conv_layer(model, model.layers[0]) == 0
+
+
+def test_grad_cam_through_residual_and_inception_blocks():
+    """Blocks of parallel branches (core.layers.Branches) count as convolutions: Grad-CAM
+    explains them by default, and their geometry is that of the branch that sees the most."""
+    from core import Input, Sequential, layers
+    from core.explain import conv_layers, first_convolution, grad_cam, receptive_field_centres
+
+    model = Sequential([
+        Input((24, 2)),
+        layers.Branches([[layers.Conv1D(3, 3, padding="same", activation="relu"),
+                          layers.Conv1D(3, 5, padding="same")], [layers.Conv1D(3, 1)]], merge="add"),
+        layers.Activation("relu"),
+        layers.Branches([[layers.Conv1D(2, 3, strides=2, padding="same")], [layers.Conv1D(2, 1, strides=2)]],
+                        merge="concat"),
+        layers.GlobalAveragePooling1D(), layers.Dense(2, activation="softmax")], seed=0)
+    assert conv_layers(model) == [0, 2]
+    assert first_convolution(model) is model.layers[0].branches[0][0]
+    assert receptive_field_centres(model, 0) == [(1.0, 0.0, 7)]
+    (scale, offset, size), = receptive_field_centres(model, 2)
+    assert scale == 2.0 and size == 9 and offset == 1.0  # a stride-2 "same" window of 3 centres output 0 on input 1
+    x = np.random.default_rng(0).normal(size=(3, 24, 2)).astype(np.float32)
+    maps = grad_cam(model, x)
+    assert maps.shape == (3, 24) and np.isfinite(maps).all() and (maps >= 0).all()
