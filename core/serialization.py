@@ -391,9 +391,19 @@ def load_model_with_extras(filepath, compile=True):
     return model, meta.get("extra", {}), extra
 
 
-def _build(archive, meta):
-    from .model import Sequential
+#: the model classes a file can rebuild, by name; ``core.model`` registers ``Sequential``
+#: (so this module, which ``core.model`` uses to save, does not import it back)
+MODEL_CLASSES = {}
 
+
+def register_model_class(cls):
+    """Class decorator: ``load_model`` can rebuild models of ``cls`` (from ``cls.from_config``)."""
+    MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def _build(archive, meta):
+    Sequential = MODEL_CLASSES["Sequential"]
     path = archive.path
     try:
         with limits.model_budget("the architecture"):

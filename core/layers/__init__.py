@@ -1,6 +1,6 @@
 """Layers with Keras 3 names and arguments (channels last)."""
 from .activation import Activation, ReLU, Softmax
-from .base import Layer
+from .base import LAYER_CLASSES, Layer
 from .branches import Branches
 from .conv import Conv1D, Conv2D, Conv3D
 from .dense import Dense
@@ -17,7 +17,7 @@ _ALL = [Activation, ReLU, Softmax, Branches, Conv1D, Conv2D, Conv3D, Dense, Drop
         MaxPooling1D, MaxPooling2D, MaxPooling3D, Flatten, Reshape]
 
 #: class name -> class, used when a saved model is rebuilt
-LAYER_CLASSES = {c.__name__: c for c in _ALL}
+LAYER_CLASSES.update({c.__name__: c for c in _ALL})
 # Keras aliases
 MaxPool1D, MaxPool2D, MaxPool3D = MaxPooling1D, MaxPooling2D, MaxPooling3D
 AvgPool1D, AvgPool2D, AvgPool3D = AveragePooling1D, AveragePooling2D, AveragePooling3D

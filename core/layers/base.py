@@ -32,8 +32,13 @@ import numpy as np
 
 from .. import activations, config, initializers, limits, regularizers
 from ..exceptions import ConfigError, InputError, NotFittedError, ShapeError
+from ..input import Input
 from ..registry import serialize
 from ..workspace import UNPOOLED
+
+#: layer class name -> class, for rebuilding saved models; filled by ``core.layers``
+LAYER_CLASSES = {}
+
 
 class Context(dict):
     """What a layer's forward pass kept for its backward pass (a dict), and
@@ -141,7 +146,6 @@ class Layer:
         return UNPOOLED if workspace is None else workspace
 
     def __call__(self, x, training=False):
-        from ..model import Input  # the one place a layer meets the functional API
         if isinstance(x, Input):
             raise ConfigError(f"layer {self.name!r} ({type(self).__name__}) was called on an Input: the functional "
                               f"API is not supported; put the Input first in a Sequential instead: "

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..exceptions import ConfigError, ShapeError
 from ..registry import serialize
-from .base import Layer
+from .base import LAYER_CLASSES, Layer
 
 
 class _Flat:
@@ -68,7 +68,6 @@ class Branches(Layer):
             raise ConfigError(f"Branches: merge must be 'add' or 'concat', got {merge!r}")
         if not isinstance(branches, (list, tuple)) or not branches:
             raise ConfigError("Branches: branches must be a non-empty list of lists of layers")
-        from . import LAYER_CLASSES  # the registry that includes this class
         self.branches = []
         for stack in branches:
             if not isinstance(stack, (list, tuple)):

@@ -48,8 +48,19 @@ def test_pictures_are_written_headless(tmp_path):
     assert len(written) == 13, written
     for name in written:
         assert _png(tmp_path / name), name
-    assert "matplotlib.pyplot" not in sys.modules     # no pyplot global state was touched
     assert paths["signal"].get_axes()                 # the figure is returned for further use
+
+
+def test_pictures_need_no_pyplot(tmp_path):
+    """In a fresh process (other tests' libraries may load pyplot): drawing touches no pyplot global state."""
+    import subprocess
+    code = ("import sys, numpy as np\n"
+            "from core.plots import plot_image_relevance\n"
+            f"plot_image_relevance(np.ones((8, 8)), np.ones((8, 8)), {str(tmp_path / 'x.png')!r})\n"
+            "assert 'matplotlib.pyplot' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert _png(tmp_path / "x.png")
 
 
 def test_pictures_refuse_bad_input(tmp_path):
