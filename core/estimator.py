@@ -225,7 +225,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         cbs = []
         fit_kwargs = {}
         if len(val):
-            cbs.append(callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True))
+            if getattr(self, "early_stopping", True):   # a subclass may keep the split for other uses only
+                cbs.append(callbacks.EarlyStopping(monitor="val_loss", patience=self.patience,
+                                                   restore_best_weights=True))
             fit_kwargs["validation_data"] = (Xt[val], y_idx[val])
         history = model.fit(Xt[train], y_idx[train], batch_size=self.batch_size, epochs=self.epochs,
                             verbose=self.verbose, callbacks=cbs, shuffle=True,
