@@ -46,7 +46,7 @@ SCAN_SUFFIXES = _NIFTI + _PAIR + _MGH + (".dcm",)
 def _as_path(path):
     """``path`` as str after checking it names an existing regular file or a folder."""
     try:
-        raw = os.fspath(path)
+        raw = os.fsdecode(os.fspath(path))
     except TypeError:
         raise InputError(f"scan: expected a path (str or os.PathLike), got {type(path).__name__}") from None
     if os.path.isdir(raw):
