@@ -256,7 +256,7 @@ class EvaluateMedical(MedicalData, MedicalTrainParams, EvaluateBase):
                  f"medical: ROC AUC {report['roc_auc']:.3f} (positive: {report['classes'][1]})", threshold=t)
         plot_calibration(positive, scores, self.path("calibration.png"), "medical: calibration on the test split")
         rows = calibration_table(positive, scores)
-        lines = ["", "## Decision and calibration", ""]
+        lines = ["## Decision and calibration", ""]
         if t is not None:
             lines.append(f"- Decision threshold on P({report['classes'][1]}): **{t:.4f}** "
                          f"({report.get('threshold_source', '')})")
