@@ -10,7 +10,8 @@ accepts and what it got. A subclass extends its parent's table::
                               "window": [None, Interval(int, 1, None)]}
 
 A constraint is ``None`` (the value None), an ``Interval``, ``Options``,
-``Boolean()``, ``Callable()``, ``Mapping()``, a type (``str``: any instance),
+``Boolean()``, ``Callable()``, ``Mapping()``, ``Checked(function, description)``,
+a type (``str``: any instance),
 or any object with ``accepts(value) -> bool`` and a ``str()`` that describes it.
 """
 import numbers
@@ -116,6 +117,25 @@ class Mapping:
         return "a dict" + inner
 
 
+class Checked:
+    """Whatever ``check(value)`` accepts without raising ``ValueError`` (a domain's own
+    validation function, for settings with a structure of their own); ``description``
+    says what it accepts."""
+
+    def __init__(self, check, description):
+        self.check, self.description = check, description
+
+    def accepts(self, value):
+        try:
+            self.check(value)
+        except (ValueError, TypeError):
+            return False
+        return True
+
+    def __str__(self):
+        return self.description
+
+
 def _accepts(constraint, value):
     if constraint is None:
         return value is None
@@ -144,4 +164,4 @@ def validate_settings(owner, constraints, settings):
             raise ConfigError(f"{owner}: {name} must be {expected}, got {value!r}")
 
 
-__all__ = ["Interval", "Options", "Boolean", "Callable", "Mapping", "validate_settings"]
+__all__ = ["Interval", "Options", "Boolean", "Callable", "Mapping", "Checked", "validate_settings"]

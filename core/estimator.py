@@ -268,11 +268,13 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         """Train the compiled ``model`` on network inputs ``x`` and class indices ``y``; return its History.
 
         The default: at most ``epochs`` passes, early stopping on the
-        validation loss (when there is a validation part) with the best
-        weights restored. A domain overrides this hook to train another way.
+        validation loss (when there is a validation part, unless the
+        subclass sets ``early_stopping = False``) with the best weights
+        restored. A domain overrides this hook to train another way.
         """
         cbs = []
-        if validation_data is not None:
+        if validation_data is not None and getattr(self, "early_stopping", True):
+            # a subclass may keep the validation part for other uses only (a decision threshold)
             cbs.append(callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True))
         return model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, verbose=self.verbose, callbacks=cbs,
                          shuffle=True, batch_transform=self._augment, validation_data=validation_data,

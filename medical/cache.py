@@ -33,7 +33,7 @@ def _fingerprint(path):
         for entry in entries:
             if entry.is_file():
                 st = entry.stat()
-                out.append([entry.name, st.st_size, st.st_mtime_ns])
+                out.append([os.fsdecode(entry.name), st.st_size, st.st_mtime_ns])
     return sorted(out)
 
 

@@ -1,11 +1,12 @@
 """``ScanClassifier``: a Conv3D classifier of MRI/CT volumes, from NIfTI files or arrays."""
-import numbers
 import os
+import warnings
 
 import nibabel as nib
 import numpy as np
 
 from core import Input, Sequential, layers
+from core.constraints import Boolean, Checked, Interval, Options
 from core.estimator import BaseClassifier
 from core.exceptions import ConfigError, InputError, ModelFileError, ShapeError
 
@@ -68,6 +69,17 @@ def _is_path(x):
     return isinstance(x, (str, os.PathLike))
 
 
+def _required(value):
+    if value is None:
+        raise ValueError("shape must be set: the network needs one input size")
+
+
+def _check_filters(filters):
+    values = [int(f) for f in filters]
+    if not values or min(values) < 1 or any(isinstance(f, bool) or int(f) != f for f in filters):
+        raise ValueError(f"filters must be a non-empty list of positive ints, got {filters!r}")
+
+
 class ScanClassifier(BaseClassifier):
     """Classify 3-D scans (MRI, CT) with a small 3-D convolutional network.
 
@@ -118,7 +130,17 @@ class ScanClassifier(BaseClassifier):
         Adam; with ``validation_split > 0``, early stopping on a stratified
         validation split (or one grouped by ``groups`` in ``fit``, e.g.
         subjects), best weights restored. The default is no split and a fixed
-        (validation note pending)
+        25 epochs: with a few dozen scans, a validation set of a handful is
+        too noisy to stop on (measured on the synthetic set: stopping on 9
+        validation scans ended training after 10 epochs at 53-73 % test
+        accuracy, where 25 epochs on all scans gave 100 %; on volumes built
+        from nibabel's real scans, stopping on one held-out subject cut the
+        test ROC AUC from 0.875 to 0.55). With ``validation_split > 0`` and
+        ``early_stopping=False`` the validation scans only choose the decision
+        threshold. Use ``validation_split=0.2`` from a few hundred scans on.
+    early_stopping : bool
+        Stop on the validation loss (and restore the best weights) when there
+        is a validation split. False keeps the split for the threshold only.
     cache_dir : str, optional
         Keep preprocessed volumes there (see :class:`medical.ScanCache`); a second
         fit or predict on the same files skips reading and resampling.
@@ -139,8 +161,8 @@ class ScanClassifier(BaseClassifier):
 
     def __init__(self, shape=(32, 32, 32), spacing=None, normalize="zscore", shape_mode="resample", volume=None,
                  channels=False, filters=(8, 16, 32), pooling="max", augment=False, max_shift=2, threshold="youden",
-                 epochs=25, batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0, patience=6,
-                 cache_dir=None, verbose=0, engine="numpy", class_weight=None):
+                 threshold_cv=0, epochs=25, batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0,
+                 early_stopping=True, patience=6, cache_dir=None, verbose=0, engine="numpy", class_weight=None):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
         self.class_weight = class_weight
@@ -155,37 +177,41 @@ class ScanClassifier(BaseClassifier):
         self.augment = augment
         self.max_shift = max_shift
         self.threshold = threshold
+        self.early_stopping = early_stopping
+        self.threshold_cv = threshold_cv
         self.cache_dir = cache_dir
 
     # -------------------------------------------------------------- input
+    _parameter_constraints = {
+        **BaseClassifier._parameter_constraints,
+        "shape": [Checked(lambda v: pp.check_shape(v) or _required(v), "an int or 3 ints >= 1 (not None)")],
+        "spacing": [Checked(pp.check_spacing, "None, a positive number or 3 positive numbers (mm)")],
+        "normalize": [Checked(pp.check_normalize, "'zscore', 'minmax', 'percentile', None or ('ct', level, width)")],
+        "shape_mode": [Checked(pp.check_shape_mode, "'resample' or 'crop_or_pad'")],
+        "volume": [None, Interval(int, 0, None), Options("mean", "first")],
+        "channels": [Boolean()],
+        "filters": [Checked(_check_filters, "a non-empty list of positive ints")],
+        "pooling": [Options("max", "average")],
+        "augment": [Boolean(), Checked(check_augment, "True, False or a dict of augmentation settings")],
+        "max_shift": [Interval(int, 0, None)],
+        "threshold": [Checked(check_threshold, "'youden', ('sensitivity', s), ('specificity', s), a number in "
+                                               "[0, 1] or None")],
+        "threshold_cv": [Options(0), Interval(int, 2, None)],
+        "early_stopping": [Boolean()],
+        "cache_dir": [None, str, os.PathLike],
+    }
+
+    def _check_settings(self):
+        check_augment(self.augment, self.max_shift, f"{type(self).__name__}: augment")  # depends on max_shift
+
     def _settings(self):
-        """Validated preprocessing settings (raises ConfigError naming the bad one)."""
-        name = type(self).__name__
+        """The preprocessing settings in the form ``load_scan`` takes (validated by ``fit``)."""
         try:
-            shape = pp.check_shape(self.shape)
-            spacing = pp.check_spacing(self.spacing)
-            normalize = pp.check_normalize(self.normalize)
-            pp.check_shape_mode(self.shape_mode)
-        except InputError as exc:
-            raise ConfigError(f"{name}: {exc}") from None
-        if shape is None:
-            raise ConfigError(f"{name}: shape must be set (the network needs one input size), got None")
-        if self.volume is not None and (isinstance(self.volume, bool) or not isinstance(self.volume, numbers.Integral)):
-            raise ConfigError(f"{name}: volume must be an int or None, got {self.volume!r}")
-        if not isinstance(self.channels, (bool, np.bool_)):
-            raise ConfigError(f"{name}: channels must be True or False, got {self.channels!r}")
-        if isinstance(self.max_shift, bool) or not isinstance(self.max_shift, numbers.Integral) or self.max_shift < 0:
-            raise ConfigError(f"{name}: max_shift must be an int >= 0, got {self.max_shift!r}")
-        check_augment(self.augment, self.max_shift, f"{name}: augment")
-        check_threshold(self.threshold, f"{name}: threshold")
-        try:
-            filters = [int(f) for f in self.filters]
-        except (TypeError, ValueError):
-            filters = []
-        if not filters or min(filters) < 1:
-            raise ConfigError(f"{name}: filters must be a non-empty list of positive ints, got {self.filters!r}")
-        return {"shape": shape, "spacing": spacing, "normalize": normalize, "shape_mode": self.shape_mode,
-                "volume": self.volume, "channels": bool(self.channels)}
+            return {"shape": pp.check_shape(self.shape), "spacing": pp.check_spacing(self.spacing),
+                    "normalize": pp.check_normalize(self.normalize), "shape_mode": self.shape_mode,
+                    "volume": self.volume, "channels": bool(self.channels)}
+        except InputError as exc:  # a setting changed after fit
+            raise ConfigError(f"{type(self).__name__}: {exc}") from None
 
     def _check_X(self, X, fitting):
         """Paths or arrays -> float32 ``(N, D, H, W, C)`` preprocessed volumes."""
@@ -253,6 +279,53 @@ class ScanClassifier(BaseClassifier):
         return lambda xb, rng: augment_batch(xb, rng, settings)
 
     # ----------------------------------------------------------- decision
+    def fit(self, X, y, groups=None):
+        """Train on scans ``X`` (paths or volumes) and labels ``y``; ``groups`` (e.g. subjects) keeps
+        a group on one side of every split. With ``threshold_cv=k`` (binary tasks), ``k`` extra
+        networks are first trained on k-fold splits (grouped when ``groups`` is given), and the
+        decision threshold is chosen on their out-of-fold probabilities. Returns ``self``."""
+        k = self.threshold_cv
+        rule = check_threshold(self.threshold)
+        if not k or rule is None or isinstance(rule, float):
+            return super().fit(X, y, groups=groups)
+        self._check_settings()
+        classes, y_idx = np.unique(np.asarray(y).astype(str) if np.asarray(y).dtype == object else np.asarray(y),
+                                   return_inverse=True)
+        if len(classes) != 2:
+            return super().fit(X, y, groups=groups)
+        scores = self._out_of_fold(X, y_idx, groups, int(k))
+        super().fit(X, y, groups=groups)
+        t, details = choose_threshold(y_idx == 1, scores, rule)
+        rule_name = rule if isinstance(rule, str) else f"{rule[0]} {rule[1]:g}"
+        self.threshold_ = t
+        self.threshold_info_ = {"threshold_source": f"{rule_name} on out-of-fold probabilities of {len(scores)} "
+                                                    f"scans ({k}-fold{', grouped' if groups is not None else ''})",
+                                **{k_.replace("val_", "oof_"): v for k_, v in details.items()}}
+        return self
+
+    def _out_of_fold(self, X, y_idx, groups, k):
+        from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+        volumes = self._checked_X(X, fitting=True)          # read and preprocessed once
+        if groups is not None:
+            groups = np.asarray(groups)
+            if len(np.unique(groups)) < k:
+                raise InputError(f"{type(self).__name__}: threshold_cv={k} needs at least {k} groups, "
+                                 f"found {len(np.unique(groups))}")
+            folds = GroupKFold(n_splits=k).split(volumes, y_idx, groups)
+        else:
+            folds = StratifiedKFold(n_splits=k, shuffle=True, random_state=self.seed).split(volumes, y_idx)
+        scores = np.full(len(y_idx), np.nan)
+        params = dict(self.get_params(), threshold=None, threshold_cv=0, normalize=None, spacing=None,
+                      cache_dir=None, verbose=0)
+        for tr, te in folds:
+            if len(np.unique(y_idx[tr])) < 2:
+                raise InputError(f"{type(self).__name__}: a fold of threshold_cv={k} leaves a single class "
+                                 f"in training; use fewer folds")
+            inner = type(self)(**params).fit(volumes[tr], y_idx[tr], groups=None if groups is None else groups[tr])
+            scores[te] = inner.predict_proba(volumes[te])[:, 1]
+        return scores
+
     def _fit_decision(self, x_val, y_val):
         rule = check_threshold(self.threshold)
         self.threshold_ = None
@@ -274,6 +347,22 @@ class ScanClassifier(BaseClassifier):
         rule_name = rule if isinstance(rule, str) else f"{rule[0]} {rule[1]:g}"
         self.threshold_ = t
         self.threshold_info_ = {"threshold_source": f"{rule_name} on {len(x_val)} validation scans", **details}
+
+    def evaluate(self, X, y):
+        """The base report (see :meth:`core.estimator.BaseClassifier.evaluate`), plus the decision
+        threshold for binary tasks. Warns when the ranking is informative (ROC AUC above 0.5) but
+        every scan got the same class: the threshold does not fit these scans."""
+        report = super().evaluate(X, y)
+        cm = np.asarray(report["confusion_matrix"])
+        if cm.shape == (2, 2) and (cm.sum(axis=1) > 0).all() and (cm.sum(axis=0) == 0).any() and \
+                report.get("roc_auc", 0.5) > 0.5:
+            only = report["classes"][int(np.argmax(cm.sum(axis=0)))]
+            warnings.warn(f"{type(self).__name__}.evaluate: every scan was called {only!r} although the "
+                          f"probabilities rank the classes (ROC AUC {report['roc_auc']:.3f}); the decision "
+                          f"threshold ({report.get('threshold', 0.5):.3f}) does not fit these scans. Choose it "
+                          f"on held-out subjects: validation_split with groups, or threshold_cv",
+                          UserWarning, stacklevel=2)
+        return report
 
     def _decide(self, proba):
         t = getattr(self, "threshold_", None)

@@ -1,9 +1,10 @@
 """Choosing a binary decision threshold on validation data.
 
-A network's probabilities rank scans well long before 0.5 is the right place
-to cut them: on scans of subjects it has not seen, every probability may move
-to one side (measured on scans built from nibabel's test data: ROC AUC 0.875,
-every test probability above 0.8, accuracy 0.5). The threshold is therefore
+A network's probabilities can rank scans well while 0.5 is the wrong place to
+cut them: on scans of subjects it has not seen, every probability may move to
+one side (measured on scans built from nibabel's test data: ROC AUC 0.875,
+every test probability above 0.88, accuracy 0.5; there the cause was a
+shortcut no threshold undoes, see the README). The threshold is therefore
 chosen on held-out validation scans, by Youden's J (the point of the ROC curve
 farthest above the diagonal, i.e. the largest sensitivity + specificity - 1)
 or for a target sensitivity or specificity, and saved with the model.

@@ -279,8 +279,9 @@ class DicomSource:
         slope, inter = _scaling(ds, p)
         key = tuple(float(_get(ds, k, p, 0) or 0) for k in
                     ("TemporalPositionIdentifier", "AcquisitionNumber", "InstanceNumber"))
-        return _Slice(p, None, _floats(ipp, 3, p, "ImagePositionPatient"), _floats(iop, 6, p, "ImageOrientationPatient"),
-                      _floats(ps, 2, p, "PixelSpacing"), slope, inter, key)
+        return _Slice(p, None, _floats(ipp, 3, p, "ImagePositionPatient"),
+                      _floats(iop, 6, p, "ImageOrientationPatient"), _floats(ps, 2, p, "PixelSpacing"), slope, inter,
+                      key)
 
     @staticmethod
     def _frames(p, ds, n):

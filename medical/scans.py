@@ -47,7 +47,7 @@ def _as_path(path):
     """``path`` as str after checking it names an existing regular file (``check_path``
     refuses FIFOs and devices unopened) or a folder."""
     try:
-        raw = os.fspath(path)
+        raw = os.fsdecode(os.fspath(path))
     except TypeError:
         raise InputError(f"scan: expected a path (str or os.PathLike), got {type(path).__name__}") from None
     if os.path.isdir(raw):
@@ -133,7 +133,10 @@ def _sniff_nifti(path):
             "named .gz but not gzip-compressed"
         raise DataFormatError(f"{path!r} is a NIfTI file {state}; rename it (.nii.gz for compressed, .nii otherwise)")
     # vox_offset as stored (nibabel's in-memory header does not keep it)
-    offset = struct.unpack(order + "f", block[108:112])[0] if version == 1 else struct.unpack(order + "q", block[168:176])[0]
+    if version == 1:
+        offset = struct.unpack(order + "f", block[108:112])[0]
+    else:
+        offset = struct.unpack(order + "q", block[168:176])[0]
     minimum = 352 if version == 1 else 544
     if not offset >= minimum:
         raise DataFormatError(f"{path!r}: the header's vox_offset is {offset:g}; a single-file NIfTI-{version} "

@@ -14,20 +14,26 @@ NIBABEL_SCANS = (("anatomical.nii", None), ("example4d.nii.gz", 0), ("functional
                  ("tiny.mnc", None))
 
 
-def _dipy_scans():
-    try:
-        from dipy.data import get_fnames
-    except ImportError:
+def _dipy_scans(limit=4):
+    """3-D/4-D NIfTI files shipping inside the dipy package, if it is installed (read from its folder:
+    dipy's fetchers would download)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("dipy")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "data", "files")
+    if not os.path.isdir(folder):
         return []
     out = []
-    for name in ("t1_coronal_slice", "small_64D", "small_25"):
-        try:
-            f = get_fnames(name)
-        except Exception:   # a data set that needs a download is skipped
-            continue
-        f = f[0] if isinstance(f, (tuple, list)) else f
-        if isinstance(f, str) and f.endswith((".nii", ".nii.gz")) and os.path.exists(f):
-            out.append((f, 0))
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".nii", ".nii.gz")) and len(out) < limit:
+            try:
+                shape = nib.load(os.path.join(folder, name)).shape
+            except Exception:
+                continue
+            if len(shape) >= 3 and min(shape[:3]) >= 8:
+                out.append((os.path.join(folder, name), 0))
     return out
 
 
@@ -39,6 +45,7 @@ def anatomies(shape=(16, 16, 16)):
         data = np.asarray(img.dataobj, dtype=np.float32)
         if data.ndim == 4:
             data = data[..., vol]
+        data = data.reshape(data.shape[:3])
         data, _ = medical.reorient_to_ras(data, img.affine)
         data = medical.resize_volume(data, shape)
         data -= data.min()

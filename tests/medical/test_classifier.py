@@ -121,7 +121,7 @@ def test_bad_inputs(small_set, tmp_path):
 
 @pytest.mark.parametrize("setting,value", [("shape", None), ("shape", (8, 8)), ("normalize", "ct"),
                                            ("shape_mode", "stretch"), ("filters", ()), ("augment", "yes"),
-                                           ("max_shift", -1), ("volume", "first"), ("pooling", "sum")])
+                                           ("max_shift", -1), ("volume", "last"), ("volume", -1), ("pooling", "sum")])
 def test_bad_settings_raise_config_error(setting, value):
     X, y = _blobs(4, size=8)
     clf = medical.ScanClassifier(**{**FAST, setting: value})

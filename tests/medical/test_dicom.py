@@ -190,3 +190,17 @@ def test_series_folders_in_a_manifest_and_the_classifier(tmp_path):
     assert cache.entry_path(paths[0], shape=(8, 8, 8)) != before       # a rewritten slice misses the cache
     clf = medical.ScanClassifier(shape=(8, 8, 8), filters=(2,), epochs=1).fit(paths, labels)
     assert clf.predict(paths).shape == (4,)
+
+
+def test_pipeline_source_folder_of_series_folders(tmp_path):
+    from pipelines.medical_tasks import _read_folder, detect_format
+    for label in ("healthy", "lesion"):
+        for i in range(2):
+            write_series(tmp_path / "src" / label / f"sub{i}", _volume((6, 6, 5), seed=i), ACQUISITIONS["axial"])
+    fmt, where = detect_format(str(tmp_path / "src"))
+    paths, labels, _ = _read_folder(where)
+    assert fmt == "folder" and len(paths) == 4 and sorted(set(labels)) == ["healthy", "lesion"]
+    assert all(os.path.isdir(p) for p in paths)
+    assert medical.load_scans(paths, shape=(6, 6, 6), cache_dir=tmp_path / "c").shape == (4, 6, 6, 6, 1)
+    # paths given as bytes (as a prepared .npz may hold them) work through the cache too
+    assert medical.ScanCache(tmp_path / "c").load(os.fsencode(paths[0]), shape=(6, 6, 6)).shape == (6, 6, 6, 1)
