@@ -155,7 +155,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def _checked_X(self, X, fitting):
         """The domain's ``_check_X``, then the one check every domain needs: finite values."""
         X = self._check_X(X, fitting)
-        check_finite(X, "X")
+        if isinstance(X, np.ndarray):  # a domain may return data it reads on demand (checked as it is read)
+            check_finite(X, "X")
         return X
 
     # ------------------------------------------------------------- hooks
@@ -272,13 +273,16 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         subclass sets ``early_stopping = False``) with the best weights
         restored. A domain overrides this hook to train another way.
         """
-        cbs = []
-        if validation_data is not None and getattr(self, "early_stopping", True):
-            # a subclass may keep the validation part for other uses only (a decision threshold)
-            cbs.append(callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True))
-        return model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, verbose=self.verbose, callbacks=cbs,
-                         shuffle=True, batch_transform=self._augment, validation_data=validation_data,
-                         class_weight=class_weight)
+        return model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, verbose=self.verbose,
+                         callbacks=self._training_callbacks(validation_data is not None), shuffle=True,
+                         batch_transform=self._augment, validation_data=validation_data, class_weight=class_weight)
+
+    def _training_callbacks(self, validating):
+        """Early stopping on the validation loss with the best weights restored, when there is a
+        validation part and the subclass does not keep it for other uses (``early_stopping = False``)."""
+        if validating and getattr(self, "early_stopping", True):
+            return [callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)]
+        return []
 
     # ----------------------------------------------------------- predict
     def _require_fitted(self, what):
@@ -288,10 +292,21 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
         self._require_fitted("predict_proba")
-        Xt = self._network_input(self._checked_X(X, fitting=False))
+        return self._predict_network(self._network_input(self._checked_X(X, fitting=False)))
+
+    def _predict_network(self, Xt):
+        """Class probabilities for network inputs ``Xt``: an array, or data read on demand that
+        offers ``batches(size)`` (predicted a batch at a time, so memory holds one batch)."""
+        bs = self._inference_batch_size()
         if getattr(self, "keras_model_", None) is not None:  # trained with engine="keras": Keras predicts
-            return self.keras_model_.predict(Xt, batch_size=self._inference_batch_size(), verbose=0)
-        return self.model_.predict(Xt, batch_size=self._inference_batch_size())
+            def predict(a):
+                return self.keras_model_.predict(a, batch_size=bs, verbose=0)
+        else:
+            def predict(a):
+                return self.model_.predict(a, batch_size=bs)
+        if isinstance(Xt, np.ndarray) or not hasattr(Xt, "batches"):
+            return predict(Xt)
+        return np.concatenate([predict(b) for b in Xt.batches(bs)], axis=0)
 
     def _network_input(self, X):
         """Checked input -> the network's input (``_transform``), its shape checked against the model."""
@@ -400,7 +415,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         classes = self._class_indices(label, len(Xt))
         model = self.model_
         if classes is None:
-            classes = model.predict(Xt, batch_size=self._inference_batch_size()).argmax(axis=1)
+            classes = self._predict_network(Xt).argmax(axis=1)
         if method in ("grad_cam", "hires_cam"):
             maps = explain.grad_cam(model, Xt, classes, layer=layer,
                                     weighting="mean" if method == "grad_cam" else "elementwise")

@@ -1,5 +1,7 @@
 """``ScanClassifier``: a Conv3D classifier of MRI/CT volumes, from NIfTI files or arrays."""
+import math
 import os
+import tempfile
 import warnings
 
 import nibabel as nib
@@ -14,6 +16,10 @@ from . import preprocessing as pp
 from .augment import augment_batch, check_augment
 from .cache import load_scans
 from .decision import check_threshold, choose_threshold
+from .streaming import ScanBatches, ScanVolumes
+
+#: with ``stream="auto"``, training data larger than this (preprocessed, float32) stays on disk
+STREAM_BYTES = 1 << 30
 
 
 def conv3d_network(input_shape, n_classes, filters=(8, 16, 32), pooling="max", batch_norm=True, seed=0):
@@ -144,6 +150,15 @@ class ScanClassifier(BaseClassifier):
     cache_dir : str, optional
         Keep preprocessed volumes there (see :class:`medical.ScanCache`); a second
         fit or predict on the same files skips reading and resampling.
+    stream : {"auto", True, False}
+        Train on paths without loading every scan: the volumes stay on disk in
+        the cache (``cache_dir``, or a temporary folder for the fit) and
+        batches are read by background threads while the previous batch
+        trains (:mod:`medical.streaming`), so memory holds a few batches, not
+        the data set; predictions on paths go a batch at a time. ``"auto"``
+        (default) streams when the preprocessed volumes would take more than
+        ``STREAM_BYTES`` (1 GiB). The weights are the ones in-memory training
+        gives for the same seed.
 
     Input
     -----
@@ -162,7 +177,8 @@ class ScanClassifier(BaseClassifier):
     def __init__(self, shape=(32, 32, 32), spacing=None, normalize="zscore", shape_mode="resample", volume=None,
                  channels=False, filters=(8, 16, 32), pooling="max", augment=False, max_shift=2, threshold="youden",
                  threshold_cv=0, epochs=25, batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0,
-                 early_stopping=True, patience=6, cache_dir=None, verbose=0, engine="numpy", class_weight=None):
+                 early_stopping=True, patience=6, cache_dir=None, stream="auto", verbose=0, engine="numpy",
+                 class_weight=None):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
         self.class_weight = class_weight
@@ -180,6 +196,7 @@ class ScanClassifier(BaseClassifier):
         self.early_stopping = early_stopping
         self.threshold_cv = threshold_cv
         self.cache_dir = cache_dir
+        self.stream = stream
 
     # -------------------------------------------------------------- input
     _parameter_constraints = {
@@ -199,6 +216,7 @@ class ScanClassifier(BaseClassifier):
         "threshold_cv": [Options(0), Interval(int, 2, None)],
         "early_stopping": [Boolean()],
         "cache_dir": [None, str, os.PathLike],
+        "stream": [Options("auto"), Boolean()],
     }
 
     def _check_settings(self):
@@ -216,12 +234,19 @@ class ScanClassifier(BaseClassifier):
     def _check_X(self, X, fitting):
         """Paths or arrays -> float32 ``(N, D, H, W, C)`` preprocessed volumes."""
         s = self._settings()
+        if isinstance(X, ScanVolumes):  # scans read on demand (a fold of a streamed data set)
+            return X
         if _is_path(X):
             raise InputError(f"{type(self).__name__} expects a list of scan paths or an array of volumes, "
                              f"got the single path {os.fspath(X)!r}; wrap it in a list")
         if isinstance(X, (list, tuple)) and len(X) and all(_is_path(x) for x in X) or \
                 (isinstance(X, np.ndarray) and X.dtype.kind in "US"):
-            out = load_scans([os.fspath(x) for x in X], cache_dir=self.cache_dir, progress=bool(self.verbose), **s)
+            paths = [os.fspath(x) for x in X]
+            if self._streams(paths, s):
+                cache = self.cache_dir if self.cache_dir is not None else getattr(self, "_stream_cache", None)
+                out = ScanVolumes(paths, cache, s)
+            else:
+                out = load_scans(paths, cache_dir=self.cache_dir, progress=bool(self.verbose), **s)
         else:
             if isinstance(X, (list, tuple)) and any(_is_path(x) for x in X):
                 raise InputError(f"{type(self).__name__}: X mixes paths and arrays; give a list of paths or one array")
@@ -232,6 +257,40 @@ class ScanClassifier(BaseClassifier):
                 raise ShapeError(f"{type(self).__name__}: the model was trained on scans with {c} channel(s), "
                                  f"got {out.shape[-1]}")
         return out
+
+    def _streams(self, paths, settings):
+        if self.stream != "auto":
+            return bool(self.stream)
+        voxels = math.prod(settings["shape"]) * (4 if settings["channels"] else 1)  # at most 4 channels
+        return len(paths) * voxels * 4 > STREAM_BYTES
+
+    def fit(self, X, y, groups=None):
+        """Train on scan paths (or volumes) ``X`` and labels ``y``; see the class docstring.
+        Streaming without a ``cache_dir`` keeps the preprocessed volumes in a temporary
+        folder for the duration of the fit."""
+        if self.cache_dir is None and isinstance(X, (list, tuple)) and len(X) and all(_is_path(x) for x in X) \
+                and self.stream is not False:
+            with tempfile.TemporaryDirectory(prefix="numpy-cnn-scans-") as tmp:
+                self._stream_cache = tmp
+                try:
+                    return self._fit_and_decide(X, y, groups)
+                finally:
+                    self._stream_cache = None
+        return self._fit_and_decide(X, y, groups)
+
+    def _train_network(self, model, x, y, validation_data, class_weight):
+        if not isinstance(x, ScanVolumes):
+            return super()._train_network(model, x, y, validation_data, class_weight)
+        if self.engine == "keras":  # the Keras twin reads arrays
+            val = None if validation_data is None else (np.asarray(validation_data[0]), validation_data[1])
+            return super()._train_network(model, np.asarray(x), y, val, class_weight)
+        source = ScanBatches(x, y, self.batch_size, seed=self.seed, shuffle=True)
+        val = None
+        if validation_data is not None:
+            val = ScanBatches(validation_data[0], validation_data[1], self.batch_size, shuffle=False)
+        return model.fit(source, epochs=self.epochs, verbose=self.verbose, class_weight=class_weight,
+                         callbacks=self._training_callbacks(val is not None), batch_transform=self._augment,
+                         validation_data=val)
 
     def _check_arrays(self, X, s):
         name = type(self).__name__
@@ -279,7 +338,7 @@ class ScanClassifier(BaseClassifier):
         return lambda xb, rng: augment_batch(xb, rng, settings)
 
     # ----------------------------------------------------------- decision
-    def fit(self, X, y, groups=None):
+    def _fit_and_decide(self, X, y, groups=None):
         """Train on scans ``X`` (paths or volumes) and labels ``y``; ``groups`` (e.g. subjects) keeps
         a group on one side of every split. With ``threshold_cv=k`` (binary tasks), ``k`` extra
         networks are first trained on k-fold splits (grouped when ``groups`` is given), and the
@@ -288,7 +347,7 @@ class ScanClassifier(BaseClassifier):
         rule = check_threshold(self.threshold)
         if not k or rule is None or isinstance(rule, float):
             return super().fit(X, y, groups=groups)
-        self._check_settings()
+        self._validate_params()
         classes, y_idx = np.unique(np.asarray(y).astype(str) if np.asarray(y).dtype == object else np.asarray(y),
                                    return_inverse=True)
         if len(classes) != 2:
@@ -339,10 +398,7 @@ class ScanClassifier(BaseClassifier):
             self.threshold_ = 0.5
             self.threshold_info_ = {"threshold_source": "default 0.5: no validation scans (validation_split=0)"}
             return
-        if getattr(self, "keras_model_", None) is not None:
-            proba = self.keras_model_.predict(x_val, verbose=0)
-        else:
-            proba = self.model_.predict(x_val, batch_size=max(int(self.batch_size), 64))
+        proba = self._predict_network(x_val)
         t, details = choose_threshold(np.asarray(y_val) == 1, proba[:, 1], rule)
         rule_name = rule if isinstance(rule, str) else f"{rule[0]} {rule[1]:g}"
         self.threshold_ = t
