@@ -11,6 +11,7 @@ from core import Input, Sequential, layers
 from core.constraints import Boolean, Checked, Interval, Options
 from core.estimator import BaseClassifier
 from core.exceptions import ConfigError, InputError, ModelFileError, ShapeError
+from core.utils import check_finite
 
 from . import preprocessing as pp
 from .augment import augment_batch, check_augment
@@ -309,10 +310,7 @@ class ScanClassifier(BaseClassifier):
                              f"paths; found an array of shape {arr.shape}")
         if arr.shape[0] == 0 or min(arr.shape[1:]) < 1:
             raise InputError(f"{name}: X is empty (shape {arr.shape})")
-        if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-            raise InputError(f"{name}: X contains {bad} NaN or infinite voxels; clean them first "
-                             f"(medical.load_scan replaces them when reading files)")
+        check_finite(arr, f"{name}: X")  # before normalization, which would spread them
         out = np.empty((arr.shape[0],) + s["shape"] + arr.shape[-1:], dtype=np.float32)
         for i in range(arr.shape[0]):
             vol = pp.normalize_intensity(arr[i].astype(np.float32), s["normalize"], copy=False)
