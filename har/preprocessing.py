@@ -242,6 +242,65 @@ def segment(table, window, step, *, axes=None, label=None, subject=None, time=No
     if rate is not None:
         rate = check_rate(rate, "rate")
     gap = check_rate(gap, "gap")
+    axes, label, subject, time, time_unit = _segment_columns(table, axes, label, subject, time, time_unit)
+    if target_rate is not None and time is None and rate is None:
+        raise InputError("target_rate needs the recording's rate: pass rate=<Hz> or a time column")
+    if len(table) == 0:
+        raise InputError("table has no rows")
+
+    report = {"no_label": 0, "interpolated": 0, "dropped_nan": 0, "empty_channel_runs": 0,
+              "duplicate_time": 0, "short_runs": 0, "short_samples": 0}
+    runs, values, t, label_codes, label_uniques = _runs(table, axes, label, subject, time, time_unit, rate, gap,
+                                                        report)
+    subjects_all = table[subject].to_numpy() if subject is not None else None
+    pieces_X, pieces_y, pieces_s, run_rates = [], [], [], []
+    for rows, sel in runs:
+        run_values, run_t, codes = values[rows], t[sel], label_codes[sel]
+        repaired = _repair_run(run_values, run_t, codes, missing, time is not None, report)
+        if repaired is None:
+            continue
+        run_values, run_t, codes = repaired
+        native = rate
+        if time is not None and len(run_t) > 1:
+            native = 1.0 / float(np.median(np.diff(run_t)))
+            run_rates.append(native)
+        if target_rate is not None and len(run_values) > 1:
+            run_values, codes = _resample_run(run_values, run_t if time is not None else None, codes, native,
+                                              target_rate)
+        if len(run_values) < window:
+            report["short_runs"] += 1
+            report["short_samples"] += len(run_values)
+            continue
+        windows, labels = _window_run(run_values, codes if label is not None else None, len(label_uniques),
+                                      window, step, mixed, dtype)
+        pieces_X.append(windows)
+        if labels is not None:
+            pieces_y.append(labels)
+        if subject is not None:
+            pieces_s.append(np.repeat(subjects_all[rows[0]], len(windows)))
+
+    if target_rate is None and len(run_rates) > 1:
+        lo, hi = min(run_rates), max(run_rates)
+        if hi > 1.1 * lo:
+            warn_quality(f"runs have different sampling rates ({lo:.3g} to {hi:.3g} Hz); windows of "
+                         f"{window} samples then cover different durations. Pass target_rate=<Hz> to resample.")
+    _warn_repairs(report)
+    if not pieces_X or sum(len(p) for p in pieces_X) == 0:
+        raise InputError(
+            f"no window of {window} samples could be made: {len(runs)} run(s), the longest shorter than the "
+            "window or every window mixing labels" + (" (mixed='drop')" if mixed == "drop" else ""))
+    X = np.concatenate(pieces_X, axis=0)
+    y = None
+    if label is not None:
+        y = np.asarray(label_uniques)[np.concatenate(pieces_y)]
+        if y.dtype == object and all(isinstance(v, str) for v in y[:1000]):
+            y = y.astype(str)
+    subjects_out = np.concatenate(pieces_s) if subject is not None else None
+    return X, y, subjects_out
+
+
+def _segment_columns(table, axes, label, subject, time, time_unit):
+    """The signal, label, subject and time columns ``segment`` uses, and the time unit, checked."""
     meta = table.attrs.get("har") if isinstance(table.attrs.get("har"), dict) else {}
     if axes is None:
         axes = meta.get("axes") or ["x", "y", "z"]
@@ -261,13 +320,19 @@ def segment(table, window, step, *, axes=None, label=None, subject=None, time=No
         time_unit = meta.get("time_unit") or "s"
     if time_unit not in _TIME_UNITS:
         raise InputError(f"time_unit must be one of {sorted(_TIME_UNITS)}, got {time_unit!r}")
-    if target_rate is not None and time is None and rate is None:
-        raise InputError("target_rate needs the recording's rate: pass rate=<Hz> or a time column")
-    if len(table) == 0:
-        raise InputError("table has no rows")
+    if time is not None and not pd.api.types.is_numeric_dtype(table[time]):
+        raise InputError(f"time column {time!r} must be numeric, got dtype {table[time].dtype}")
+    return axes, label, subject, time, time_unit
 
-    report = {"no_label": 0, "interpolated": 0, "dropped_nan": 0, "empty_channel_runs": 0,
-              "duplicate_time": 0, "short_runs": 0, "short_samples": 0}
+
+def _runs(table, axes, label, subject, time, time_unit, rate, gap, report):
+    """Split the usable rows into runs: ``(runs, values, t, label_codes, label_uniques)``.
+
+    ``runs`` lists ``(rows, sel)`` per run: its table rows and their positions in
+    ``t`` / ``label_codes`` (the kept rows, in order). A run ends where the
+    subject changes, time goes backwards or jumps by more than ``gap`` median
+    steps; rows without label, subject or time, and rows repeating the previous
+    timestamp, are left out and counted in ``report``."""
     values = table[axes].to_numpy(dtype=np.float64)
     keep = np.ones(len(table), dtype=bool)
     for column in (label, subject):
@@ -275,28 +340,21 @@ def segment(table, window, step, *, axes=None, label=None, subject=None, time=No
             keep &= table[column].notna().to_numpy()
     report["no_label"] = int((~keep).sum())
     if time is not None:
-        if not pd.api.types.is_numeric_dtype(table[time]):
-            raise InputError(f"time column {time!r} must be numeric, got dtype {table[time].dtype}")
         seconds = table[time].to_numpy(dtype=np.float64) * _TIME_UNITS[time_unit]
         missing_time = ~np.isfinite(seconds)
         report["no_label"] += int((missing_time & keep).sum())
         keep &= ~missing_time
     else:
         seconds = np.arange(len(table), dtype=np.float64) / (rate or 1.0)
-
-    labels_all = table[label].to_numpy() if label is not None else None
-    subjects_all = table[subject].to_numpy() if subject is not None else None
     idx = np.flatnonzero(keep)
     if subject is not None and len(idx):
-        subj_codes = pd.factorize(subjects_all[idx])[0]
+        subj_codes = pd.factorize(table[subject].to_numpy()[idx])[0]
     else:
         subj_codes = np.zeros(len(idx), dtype=np.int64)
     if label is not None:
-        label_codes, label_uniques = pd.factorize(labels_all[idx])
+        label_codes, label_uniques = pd.factorize(table[label].to_numpy()[idx])
     else:
         label_codes, label_uniques = np.zeros(len(idx), dtype=np.int64), np.array([None])
-
-    # Run boundaries: subject changes, time going backwards, or gaps.
     t = seconds[idx]
     dt = np.diff(t)
     positive = dt[dt > 0]
@@ -305,84 +363,71 @@ def segment(table, window, step, *, axes=None, label=None, subject=None, time=No
     if len(idx):
         boundary[0] = True
     boundary[1:] |= subj_codes[1:] != subj_codes[:-1]
+    duplicate = np.zeros(len(idx), dtype=bool)
     if time is not None:
         boundary[1:] |= (dt < 0) | (dt > gap * median_dt)
-        duplicate = np.zeros(len(idx), dtype=bool)
         duplicate[1:] = (dt == 0) & ~boundary[1:]
         report["duplicate_time"] = int(duplicate.sum())
-    else:
-        duplicate = np.zeros(len(idx), dtype=bool)
-    run_ids = np.cumsum(boundary) - 1
-    n_runs = int(run_ids[-1]) + 1 if len(idx) else 0
-    run_starts = np.flatnonzero(boundary)
-    run_stops = np.append(run_starts[1:], len(idx))
-
-    pieces_X, pieces_y, pieces_s, run_rates = [], [], [], []
-    for r in range(n_runs):
-        sel = np.arange(run_starts[r], run_stops[r])
+    starts = np.flatnonzero(boundary)
+    stops = np.append(starts[1:], len(idx))
+    runs = []
+    for a, b in zip(starts, stops):
+        sel = np.arange(a, b)
         sel = sel[~duplicate[sel]]
-        rows = idx[sel]
-        run_values = values[rows]
-        run_t = t[sel]
-        codes = label_codes[sel]
-        if missing == "drop":
-            ok = ~np.isnan(run_values).any(axis=1)
-            report["dropped_nan"] += int((~ok).sum())
-            run_values, run_t, codes = run_values[ok], run_t[ok], codes[ok]
-        else:
-            filled = _fill_missing(run_values, run_t if time is not None else np.arange(len(run_t), dtype=float),
-                                   report)
-            if filled is None:
-                report["empty_channel_runs"] += 1
-                continue
-            run_values = filled
-        if len(run_values) == 0:
-            continue
-        if time is not None and len(run_t) > 1:
-            run_dt = np.diff(run_t)
-            native = 1.0 / float(np.median(run_dt))
-            run_rates.append(native)
-        else:
-            native = rate
-        if target_rate is not None and len(run_values) > 1:
-            if time is not None:
-                # Uniform grid at the run's own rate, then polyphase resampling.
-                n_uniform = int(np.floor((run_t[-1] - run_t[0]) * native + 1e-9)) + 1
-                grid = run_t[0] + np.arange(n_uniform) / native
-                uniform = np.column_stack([np.interp(grid, run_t, run_values[:, c])
-                                           for c in range(run_values.shape[1])])
-                resampled = resample(uniform, native, target_rate)
-                out_t = run_t[0] + np.arange(len(resampled)) / target_rate
-                nearest = np.clip(np.searchsorted(run_t, out_t), 1, len(run_t) - 1)
-                left_closer = (out_t - run_t[nearest - 1]) <= (run_t[nearest] - out_t)
-                nearest = nearest - left_closer
-            else:
-                resampled = resample(run_values, native, target_rate)
-                nearest = np.clip(np.round(np.arange(len(resampled)) * native / target_rate).astype(np.int64),
-                                  0, len(run_values) - 1)
-            run_values, codes = resampled, codes[nearest]
-        if len(run_values) < window:
-            report["short_runs"] += 1
-            report["short_samples"] += len(run_values)
-            continue
-        windows = sliding_windows(run_values, window, step)
-        if label is not None:
-            best, count = _majority(codes, len(label_uniques), window, step)
-            chosen = np.ones(len(best), dtype=bool) if mixed == "majority" else count == window
-            pieces_X.append(np.asarray(windows[chosen], dtype=dtype))
-            pieces_y.append(best[chosen])
-            n_kept = int(chosen.sum())
-        else:
-            pieces_X.append(np.asarray(windows, dtype=dtype))
-            n_kept = len(windows)
-        if subject is not None:
-            pieces_s.append(np.repeat(subjects_all[rows[0]], n_kept))
+        runs.append((idx[sel], sel))
+    return runs, values, t, label_codes, label_uniques
 
-    if target_rate is None and len(run_rates) > 1:
-        lo, hi = min(run_rates), max(run_rates)
-        if hi > 1.1 * lo:
-            warn_quality(f"runs have different sampling rates ({lo:.3g} to {hi:.3g} Hz); windows of "
-                         f"{window} samples then cover different durations. Pass target_rate=<Hz> to resample.")
+
+def _repair_run(run_values, run_t, codes, missing, has_time, report):
+    """NaN samples of one run interpolated (or dropped): ``(values, t, codes)``, or None when
+    nothing usable is left (a channel without a valid sample, or no sample)."""
+    if missing == "drop":
+        ok = ~np.isnan(run_values).any(axis=1)
+        report["dropped_nan"] += int((~ok).sum())
+        run_values, run_t, codes = run_values[ok], run_t[ok], codes[ok]
+    else:
+        filled = _fill_missing(run_values, run_t if has_time else np.arange(len(run_t), dtype=float), report)
+        if filled is None:
+            report["empty_channel_runs"] += 1
+            return None
+        run_values = filled
+    if len(run_values) == 0:
+        return None
+    return run_values, run_t, codes
+
+
+def _resample_run(run_values, run_t, codes, native, target_rate):
+    """One run at ``target_rate``: ``(values, codes)``; labels follow the nearest original sample.
+    With times ``run_t``, the run is first put on a uniform grid at its own rate ``native``."""
+    if run_t is not None:
+        n_uniform = int(np.floor((run_t[-1] - run_t[0]) * native + 1e-9)) + 1
+        grid = run_t[0] + np.arange(n_uniform) / native
+        uniform = np.column_stack([np.interp(grid, run_t, run_values[:, c]) for c in range(run_values.shape[1])])
+        resampled = resample(uniform, native, target_rate)
+        out_t = run_t[0] + np.arange(len(resampled)) / target_rate
+        nearest = np.clip(np.searchsorted(run_t, out_t), 1, len(run_t) - 1)
+        left_closer = (out_t - run_t[nearest - 1]) <= (run_t[nearest] - out_t)
+        nearest = nearest - left_closer
+    else:
+        resampled = resample(run_values, native, target_rate)
+        nearest = np.clip(np.round(np.arange(len(resampled)) * native / target_rate).astype(np.int64),
+                          0, len(run_values) - 1)
+    return resampled, codes[nearest]
+
+
+def _window_run(run_values, codes, n_labels, window, step, mixed, dtype):
+    """One run cut into windows: ``(windows, label codes or None)``; with labels, a window
+    takes its majority label, or is dropped (``mixed="drop"``) when it mixes labels."""
+    windows = sliding_windows(run_values, window, step)
+    if codes is None:
+        return np.asarray(windows, dtype=dtype), None
+    best, count = _majority(codes, n_labels, window, step)
+    chosen = np.ones(len(best), dtype=bool) if mixed == "majority" else count == window
+    return np.asarray(windows[chosen], dtype=dtype), best[chosen]
+
+
+def _warn_repairs(report):
+    """One data-quality warning listing what ``segment`` dropped or repaired."""
     notes = []
     if report["no_label"]:
         notes.append(f"{report['no_label']} rows without label/subject/time dropped")
@@ -399,19 +444,6 @@ def segment(table, window, step, *, axes=None, label=None, subject=None, time=No
                      "left out")
     if notes:
         warn_quality("segment: " + "; ".join(notes))
-
-    if not pieces_X or sum(len(p) for p in pieces_X) == 0:
-        raise InputError(
-            f"no window of {window} samples could be made: {n_runs} run(s), the longest shorter than the "
-            "window or every window mixing labels" + (" (mixed='drop')" if mixed == "drop" else ""))
-    X = np.concatenate(pieces_X, axis=0)
-    y = None
-    if label is not None:
-        y = np.asarray(label_uniques)[np.concatenate(pieces_y)]
-        if y.dtype == object and all(isinstance(v, str) for v in y[:1000]):
-            y = y.astype(str)
-    subjects_out = np.concatenate(pieces_s) if subject is not None else None
-    return X, y, subjects_out
 
 
 # ----------------------------------------------------------------- standardization

@@ -241,7 +241,6 @@ def read_ts(path, *, unequal="error", pad_value=np.nan, length=None, dtype=np.fl
     header, start = _ts_parse_header(path, lines)
 
     labelled = bool(header["classlabel"]) or bool(header["targetlabel"])
-    class_values = header["class_values"]
     n_dims = header["dimensions"]
     if header["univariate"] and n_dims not in (None, 1):
         raise DataFormatError(f"{path}: header says @univariate true but @dimensions {n_dims}")
@@ -253,27 +252,9 @@ def read_ts(path, *, unequal="error", pad_value=np.nan, length=None, dtype=np.fl
         text = lines[index].strip()
         if not text or text.startswith(("#", "%")):
             continue
-        fields = _split_outside_parentheses(text) if header["timestamps"] else text.split(":")
+        fields, label = _ts_fields(path, lineno, text, header, labelled)
         if labelled:
-            if len(fields) < 2:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: expected the series followed by ':' and a label, "
-                    f"found no ':' in {text[:60]!r}")
-            label = fields[-1].strip()
-            fields = fields[:-1]
-            if header["classlabel"]:
-                if class_values is not None and label not in class_values:
-                    raise DataFormatError(
-                        f"{path}, line {lineno}: class label {label!r} is not among the values declared by "
-                        f"@classLabel ({', '.join(class_values)})")
-                labels.append(label)
-            else:
-                try:
-                    labels.append(float(label))
-                except ValueError:
-                    raise DataFormatError(
-                        f"{path}, line {lineno}: @targetLabel true, so expected a numeric target last, "
-                        f"found {label!r}") from None
+            labels.append(label)
         if n_dims is None:
             n_dims = len(fields)
             first_line["dims"] = lineno
@@ -284,31 +265,65 @@ def read_ts(path, *, unequal="error", pad_value=np.nan, length=None, dtype=np.fl
                 f"{path}, line {lineno}: expected {n_dims} dimension(s) (from {origin}), "
                 f"found {len(fields)} ':'-separated series" + (" before the label" if labelled else ""))
         case = [_ts_values(path, lineno, c, field, header["timestamps"]) for c, field in enumerate(fields)]
-        lengths = {len(v) for v in case}
-        if header["serieslength"] is not None and header["equallength"] is not False:
-            for c, v in enumerate(case):
-                if len(v) != header["serieslength"]:
-                    raise DataFormatError(
-                        f"{path}, line {lineno}, dimension {c + 1}: @seriesLength is {header['serieslength']}, "
-                        f"found {len(v)} values")
-        if len(lengths) > 1 and unequal == "error":
-            raise DataFormatError(
-                f"{path}, line {lineno}: the dimensions of this case have different lengths "
-                f"({', '.join(str(len(v)) for v in case)}); pass unequal='pad' or unequal='truncate' "
-                "to read unequal-length series")
-        if series and unequal == "error":
-            expected = len(series[0][0])
-            if len(case[0]) != expected:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: series length {len(case[0])} differs from {expected} "
-                    f"(line {first_line['case']}); pass unequal='pad' or unequal='truncate' to read "
-                    "unequal-length series")
+        _ts_check_lengths(path, lineno, case, header, unequal, series, first_line)
         if not series:
             first_line["case"] = lineno
         series.append(case)
     if not series:
         raise DataFormatError(f"{path}: @data is followed by no cases")
+    X = _ts_stack(path, series, n_dims, unequal, length, pad_value, dtype)
+    y = None
+    if labelled:
+        y = np.asarray(labels, dtype=str if header["classlabel"] else np.float64)
+    return X, y
 
+
+def _ts_fields(path, lineno, text, header, labelled):
+    """One ``.ts`` data line: its ``:``-separated series fields and its label (None without)."""
+    fields = _split_outside_parentheses(text) if header["timestamps"] else text.split(":")
+    if not labelled:
+        return fields, None
+    if len(fields) < 2:
+        raise DataFormatError(f"{path}, line {lineno}: expected the series followed by ':' and a label, "
+                              f"found no ':' in {text[:60]!r}")
+    label = fields[-1].strip()
+    if header["classlabel"]:
+        class_values = header["class_values"]
+        if class_values is not None and label not in class_values:
+            raise DataFormatError(f"{path}, line {lineno}: class label {label!r} is not among the values declared "
+                                  f"by @classLabel ({', '.join(class_values)})")
+        return fields[:-1], label
+    try:
+        return fields[:-1], float(label)
+    except ValueError:
+        raise DataFormatError(f"{path}, line {lineno}: @targetLabel true, so expected a numeric target last, "
+                              f"found {label!r}") from None
+
+
+def _ts_check_lengths(path, lineno, case, header, unequal, series, first_line):
+    """A case's series lengths against ``@seriesLength``, each other and the first case."""
+    if header["serieslength"] is not None and header["equallength"] is not False:
+        for c, v in enumerate(case):
+            if len(v) != header["serieslength"]:
+                raise DataFormatError(f"{path}, line {lineno}, dimension {c + 1}: @seriesLength is "
+                                      f"{header['serieslength']}, found {len(v)} values")
+    if unequal != "error":
+        return
+    if len({len(v) for v in case}) > 1:
+        raise DataFormatError(
+            f"{path}, line {lineno}: the dimensions of this case have different lengths "
+            f"({', '.join(str(len(v)) for v in case)}); pass unequal='pad' or unequal='truncate' "
+            "to read unequal-length series")
+    if series and len(case[0]) != len(series[0][0]):
+        raise DataFormatError(
+            f"{path}, line {lineno}: series length {len(case[0])} differs from {len(series[0][0])} "
+            f"(line {first_line['case']}); pass unequal='pad' or unequal='truncate' to read "
+            "unequal-length series")
+
+
+def _ts_stack(path, series, n_dims, unequal, length, pad_value, dtype):
+    """The cases as one ``(n_cases, steps, n_dims)`` array, padded or cut to ``length`` (default:
+    the longest series with ``"pad"``, the shortest otherwise)."""
     all_lengths = [len(v) for case in series for v in case]
     steps = max(all_lengths) if unequal == "pad" else min(all_lengths)
     if length is not None:
@@ -322,10 +337,7 @@ def read_ts(path, *, unequal="error", pad_value=np.nan, length=None, dtype=np.fl
             X[i, :n, c] = v[:n]
             if n < steps:
                 X[i, n:, c] = v[-1] if pad_value == "edge" else pad_value
-    y = None
-    if labelled:
-        y = np.asarray(labels, dtype=str if header["classlabel"] else np.float64)
-    return X, y
+    return X
 
 
 # ----------------------------------------------------------------------- UCI HAR
