@@ -227,7 +227,7 @@ def plot_volume_relevance(volume, relevance, path=None, title=None, spacing=None
         point = np.unravel_index(int(np.argmax(relevance)), relevance.shape)
     point = tuple(int(p) for p in point)
     rel = _unit(relevance)
-    lo, hi = np.percentile(volume, (0.5, 99.5))
+    lo, hi = np.percentile(volume, 0.5), volume.max()   # the top not clipped: a bright finding stays visible
     fig = new_figure(10.5, 7.0)
     axes = fig.subplots(2, 3)
     over = None

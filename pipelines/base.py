@@ -521,7 +521,8 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
                   "Confusion matrix (rows: true class, columns: predicted):", "",
                   _markdown_table(["true \\ predicted"] + classes, cm_rows), "",
                   "Files: `model.npz`, `history.csv`, `learning_curve.png`, `metrics.json`, "
-                  "`confusion_matrix.csv`, `confusion_matrix.png`, `filters.png`, `explanations/`.", ""]
+                  "`confusion_matrix.csv`, `confusion_matrix.png`, `filters.png`, `feature_maps.png`"
+                  + (", `roc_curve.png`" if len(classes) == 2 else "") + ", `explanations/`.", ""]
         if figures:
             lines += ["## What the network saw", "",
                       "Relevance maps of test samples (the method is named in each title; bright: where the "

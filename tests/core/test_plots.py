@@ -1,5 +1,6 @@
 """The picture functions run headless (Agg, no pyplot) and write non-empty PNGs; bad input gets our errors."""
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +13,7 @@ from core.plots import (plot_feature_maps, plot_image_relevance, plot_kernels, p
                         plot_volume_relevance)
 
 PNG = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _png(path):
@@ -51,16 +53,17 @@ def test_pictures_are_written_headless(tmp_path):
     assert paths["signal"].get_axes()                 # the figure is returned for further use
 
 
-def test_pictures_need_no_pyplot(tmp_path):
-    """In a fresh process (other tests' libraries may load pyplot): drawing touches no pyplot global state."""
-    import subprocess
-    code = ("import sys, numpy as np\n"
-            "from core.plots import plot_image_relevance\n"
-            f"plot_image_relevance(np.ones((8, 8)), np.ones((8, 8)), {str(tmp_path / 'x.png')!r})\n"
-            "assert 'matplotlib.pyplot' not in sys.modules\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert _png(tmp_path / "x.png")
+def test_pictures_need_no_pyplot_and_no_display(tmp_path):
+    """In a fresh process without a display, drawing leaves pyplot (global figure state) unimported."""
+    code = ("import sys, numpy as np; from core.plots import plot_image_relevance; "
+            f"plot_image_relevance(np.ones((4, 4)), np.eye(4), {str(tmp_path / 'a.png')!r}); "
+            "print('matplotlib.pyplot' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
+    env["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"
+    assert _png(tmp_path / "a.png")
 
 
 def test_pictures_refuse_bad_input(tmp_path):

@@ -131,7 +131,6 @@ def test_save_explanation_writes_the_map_in_the_scans_own_space(trained, tmp_pat
 def test_map_to_scan_space_inverts_load_scan(tmp_path):
     """A map equal to the preprocessed volume, carried back, matches the stored scan's own voxels."""
     rng = np.random.default_rng(7)
-    volume = ndimage.gaussian_filter(rng.normal(size=(GRID,) * 3), 2.0).astype(np.float32)
     affine, shape = _scan_geometry(rng)
     path = str(tmp_path / "scan.nii")
     raw = ndimage.gaussian_filter(rng.normal(size=shape), 2.5).astype(np.float32) + 5
@@ -142,7 +141,6 @@ def test_map_to_scan_space_inverts_load_scan(tmp_path):
         seen = back != 0
         corr = np.corrcoef(back[seen], raw[seen])[0, 1]
         assert corr > 0.97, (mode, corr)
-    del volume
 
 
 def test_save_explanation_refuses_bad_paths(tmp_path):
