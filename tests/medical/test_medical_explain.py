@@ -156,3 +156,27 @@ def test_save_explanation_refuses_bad_paths(tmp_path):
         trained.save_explanation(str(tmp_path), str(tmp_path / "m.nii"))
     with pytest.raises(ValueError, match="not a convolution"):
         trained.save_explanation(scan, str(tmp_path / "m.nii"), layer=1)
+
+
+@pytest.mark.slow
+def test_save_explanation_of_a_dicom_series(trained, tmp_path):
+    """A DICOM series folder gets its map as NIfTI with the series' own RAS affine, peak at the lesion."""
+    from .dicom_writer import write_series
+
+    X, y, centres = lesion_volumes(16, seed=2, central=True)
+    i = int(np.flatnonzero(y)[0])
+    nifti = str(tmp_path / "scan.nii")
+    affine, centre_world = _write_scan(nifti, X[i], centres[i], np.random.default_rng(5))
+    raw = np.asarray(nib.load(nifti).dataobj)
+    folder = str(tmp_path / "series")
+    write_series(folder, np.round(raw).astype(np.int16), affine)
+    info = medical.scan_info(folder)
+    np.testing.assert_allclose(info["affine"], affine, atol=1e-4)
+    out = str(tmp_path / "map.nii.gz")
+    written = trained.save_explanation(folder, out)
+    img = nib.load(out)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-4)
+    assert img.shape == tuple(info["shape"][:3]) == written.shape
+    peak = np.unravel_index(int(written.argmax()), written.shape)
+    offset = np.linalg.inv(affine[:3, :3]) @ ((affine @ np.append(peak, 1.0))[:3] - centre_world)
+    assert np.abs(offset).max() <= 1.5
