@@ -72,6 +72,8 @@ class Options:
                    if _comparable(value, v))
 
     def __str__(self):
+        if len(self.values) == 1:
+            return repr(self.values[0])
         return "one of " + ", ".join(repr(v) for v in self.values)
 
 
@@ -160,7 +162,8 @@ def validate_settings(owner, constraints, settings):
         if allowed is None:
             continue
         if not any(_accepts(c, value) for c in allowed):
-            expected = " or ".join(_describe(c) for c in allowed)
+            kinds = [_describe(c) for c in allowed]
+            expected = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
             raise ConfigError(f"{owner}: {name} must be {expected}, got {value!r}")
 
 

@@ -7,7 +7,7 @@ from threadpoolctl import threadpool_limits
 
 import har
 from core import config, optimizers
-from core.exceptions import InputError, ShapeError
+from core.exceptions import ConfigError, InputError, ShapeError
 from har import networks
 
 
@@ -223,7 +223,7 @@ def test_class_weight_balanced_and_dict():
     assert clf._class_weight_indices(*np.unique(y, return_inverse=True)) == {1: 5.0}
     with pytest.raises(InputError, match="label 'missing', which is not in y"):
         har.ActivityClassifier(epochs=1, class_weight={"missing": 2.0}).fit(X, y)
-    with pytest.raises(InputError, match="class_weight must be None, 'balanced' or a dict"):
+    with pytest.raises(ConfigError, match="class_weight must be None, 'balanced' or a dict"):
         har.ActivityClassifier(epochs=1, class_weight="even").fit(X, y)
 
 
