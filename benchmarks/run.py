@@ -8,7 +8,7 @@ Usage::
     python benchmarks/run.py --engines ours      # our engine alone (also the fallback without PyTorch)
 
 How it measures: for every (thread count, case) pair it starts one fresh
-``python`` per engine (``benchmarks.worker``), with ``OMP_NUM_THREADS``,
+``python`` per engine (``benchmarks.worker``), with ``NUMPY_CNN_THREADS`` (our engine), ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set in that child's
 environment (and ``torch.set_num_threads`` in PyTorch's). Both children build
 their model and data and wait; the parent then asks them in turn for one run
@@ -45,7 +45,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
 from benchmarks.cases import CASES, DEFAULT_CASES, forward_flops  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_CNN_THREADS")
 SLOW_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 #: columns of the per-engine table, in order (the smoke test checks them)

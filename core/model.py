@@ -185,11 +185,12 @@ class Sequential:
         y = np.asarray(y)
         if y.ndim == 0 or y.shape[0] != n:
             raise ShapeError(f"{what}: x has {n} samples but y has {y.shape[0] if y.ndim else 'no'} entries")
-        if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == bool):
-            raise InputError(f"{what}: y must hold numbers, found dtype {y.dtype}")
-        if np.issubdtype(y.dtype, np.complexfloating):
+        kind = y.dtype.kind  # (dtype kinds: a cheap test on a hot path)
+        if kind == "c":
             raise InputError(f"{what}: y must be real numbers, found complex dtype {y.dtype}")
-        if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        if kind not in "biuf":
+            raise InputError(f"{what}: y must hold numbers, found dtype {y.dtype}")
+        if kind == "f" and not np.isfinite(y).all():
             raise InputError(f"{what}: y contains NaN or infinite values")
         return self.loss.check_targets(y, self.layers[-1].output_shape[-1])
 
@@ -244,13 +245,14 @@ class Sequential:
         return grad, grads
 
     def _outputs_and_loss(self, x, y, sample_weight, training, step=None):
-        """Forward pass and loss of one batch: ``(probabilities, loss, d loss / d last output, contexts)``."""
+        """Forward pass and loss of one batch: ``(outputs, loss, d loss / d last output, contexts)``;
+        the outputs (probabilities) are computed only when metrics need them (else None)."""
         fused = self._fused_output()
         outputs, contexts = self.run_forward(x, training, context=training, logits=fused, step=step)
         out = outputs[-1]
         if fused:
             value, grad = self.loss.value_and_grad_logits(y, out, sample_weight)
-            out = self.layers[-1].activation.forward(out)
+            out = self.layers[-1].activation.forward(out) if self._metrics else None
         else:
             value, grad = self.loss.value_and_grad(y, out, sample_weight)
         if self._loss_weight != 1.0:
@@ -512,12 +514,12 @@ class Sequential:
         return {k: v / count for k, v in totals.items()}
 
     def _predict_batch(self, xb):
-        """Inference-mode outputs of one checked batch, as a new array."""
-        self.workspace.reclaim()
-        outputs, _ = self.run_forward(xb, training=False, context=False)
-        out = outputs[-1]
-        self.workspace.reclaim()
-        return np.array(out, copy=True)
+        """Inference-mode outputs of one checked batch, as a new array (no contexts kept)."""
+        ws = self.workspace
+        ws.reclaim()
+        for layer in self.layers:
+            xb, _ = layer.forward(xb, False, None, context=False, workspace=ws)
+        return np.array(xb, copy=True)
 
     def predict(self, x, batch_size=None, verbose=0):
         """Model outputs for ``x`` ``(N, *input_shape)`` (or each batch of a data source

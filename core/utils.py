@@ -85,7 +85,7 @@ def check_array(x, name, ndim=None, allow_nan=False):
         raise InputError(f"{name} holds complex numbers (dtype {arr.dtype}); the engine computes on real values "
                          f"and will not drop the imaginary part silently: pass np.real({name}) or "
                          f"np.abs({name}) explicitly")
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if arr.dtype.kind not in "biuf":  # bool, ints, floats (complex was refused above)
         raise InputError(f"{name} must hold numbers, found dtype {arr.dtype}")
     if arr.size == 0:
         raise InputError(f"{name} is empty (shape {arr.shape}); at least one sample is needed")
@@ -99,7 +99,7 @@ def check_array(x, name, ndim=None, allow_nan=False):
 def check_finite(arr, name):
     """Raise ``InputError`` naming ``name`` and the count when a float array holds
     NaN or infinite values (a float32 array also shows values that overflowed)."""
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         extra = " or values too large for float32" if arr.dtype == np.float32 else ""
         raise InputError(f"{name} contains {bad} NaN or infinite values{extra}; clean, impute or rescale them first")

@@ -268,7 +268,7 @@ class KernelMixin:
         return sum(r(self.params[n]) for n, r in self._regularizers() if r is not None and n in self.params)
 
     def regularization_grads(self):
-        if not self.trainable:
+        if not self.trainable or (self.kernel_regularizer is None and self.bias_regularizer is None):
             return {}
         return {n: r.gradient(self.params[n]) for n, r in self._regularizers() if r is not None and n in self.params}
 
