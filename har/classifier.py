@@ -136,7 +136,7 @@ def forward_macs(model):
     return count(model.layers)
 
 
-#: gradient steps the automatic epoch count aims at (20 to 500 epochs), see har/README.md
+#: gradient steps the automatic epoch count aims at (10 to 500 epochs), see har/README.md
 STEPS_TARGET = 2000
 #: at most this many forward multiply-adds (per sample x samples x epochs) in an automatic fit:
 #: with the numpy engine about 1e10 per second on 2 cores, so about 2 minutes (see har/README.md)
@@ -163,7 +163,7 @@ class ActivityClassifier(BaseClassifier):
       ``har.read_ts(path, unequal="pad")`` returns them) are each stretched
       linearly to the padded length, so no padding enters the global pooling;
     * **training**: a fixed budget of epochs (``epochs="auto"``: about
-      :data:`STEPS_TARGET` gradient steps, 20 to 500 epochs, fewer when a fit
+      :data:`STEPS_TARGET` gradient steps, 10 to 500 epochs, fewer when a fit
       would cost more than :data:`MAC_BUDGET` multiply-adds), Adam, the learning rate halved when the
       training loss stops falling, and the weights of the epoch with the
       lowest training loss kept (the lowest validation loss when
@@ -396,7 +396,7 @@ class ActivityClassifier(BaseClassifier):
             epochs = int(self.epochs)
         else:
             steps_per_epoch = math.ceil(n / batch)
-            epochs = int(np.clip(math.ceil(STEPS_TARGET / steps_per_epoch), 20, 500))
+            epochs = int(np.clip(math.ceil(STEPS_TARGET / steps_per_epoch), 10, 500))
             affordable = int(MAC_BUDGET / (max(forward_macs(model), 1) * n))
             epochs = max(min(epochs, affordable), 5)
         patience = self.patience if self.patience != "auto" else max(5, epochs // 8)

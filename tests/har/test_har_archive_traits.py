@@ -267,3 +267,13 @@ def test_every_domain_classifier_takes_class_weight():
         assert clf.get_params()["class_weight"] == "balanced"
         assert clf._class_weight_indices(np.array(["a", "b"]), np.array([0, 0, 0, 1])) == {
             0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+@pytest.mark.parametrize("network", ["resnet", "inception"])
+def test_classifier_with_other_networks_saves_and_loads(tmp_path, network):
+    X, y = cbf(4, seed=3, length=48)
+    clf = har.ActivityClassifier(network=network, width=0.125, epochs=1, seed=0).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    again = har.ActivityClassifier.load(tmp_path / "m.npz")
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert again.normalize_ == clf.normalize_ and again.get_params()["network"] == network
