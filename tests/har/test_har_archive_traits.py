@@ -277,3 +277,17 @@ def test_classifier_with_other_networks_saves_and_loads(tmp_path, network):
     again = har.ActivityClassifier.load(tmp_path / "m.npz")
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=1e-5, atol=1e-6)
     assert again.normalize_ == clf.normalize_ and again.get_params()["network"] == network
+
+
+def test_gravity_triples_finds_accelerometers_only():
+    from har.classifier import gravity_triples
+    X, _, _ = har.make_synthetic(seed=0, n_subjects=3, windows_per_activity=3)
+    assert gravity_triples(X) == [(0, 1, 2)]                       # m/s^2
+    assert gravity_triples(X / 9.80665) == [(0, 1, 2)]             # in g
+    assert gravity_triples(np.concatenate([X, X / 50], axis=2)) == [(0, 1, 2), (3, 4, 5)]  # + a gyroscope
+    assert gravity_triples(X - X.mean(axis=(0, 1))) == []          # gravity removed
+    assert gravity_triples(X[:, :, :2]) == []                      # not triples
+    rng = np.random.default_rng(0)
+    assert gravity_triples(rng.normal(size=(50, 30, 12))) == []    # e.g. 12 LPC coefficients
+    clf = har.ActivityClassifier(epochs=1).fit(X, np.arange(len(X)) % 2)
+    assert clf.sensor_triples_ == [(0, 1, 2)] and clf.normalize_ == "channel"
