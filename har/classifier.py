@@ -13,7 +13,7 @@ from core.layers import Branches
 from . import networks
 from .preprocessing import ChannelStandardizer, sliding_windows
 
-__all__ = ["ActivityClassifier", "conv1d_network", "series_lengths", "stretch", "znorm_series"]
+__all__ = ["ActivityClassifier", "conv1d_network", "series_lengths", "stretch", "znorm_series", "gravity_triples"]
 
 
 def conv1d_network(input_shape, n_classes, seed=0, filters=(32, 64, 64), kernel_sizes=(7, 5, 3), dropout=0.3):
@@ -123,6 +123,26 @@ def looks_series_normalized(X, tol=0.05):
     return bool(ok.mean() >= 0.95)
 
 
+def gravity_triples(X, tolerance=0.15, spread=1.5):
+    """Channel triples (0, 1, 2), (3, 4, 5), ... of ``X`` that look like accelerometers: when one
+    does, every aligned triple (gyroscope, magnetometer of the same device) is returned.
+
+    A triple is an accelerometer when the length of its mean vector over each
+    series (gravity, while the wearer moves about it) is, in the median over
+    series, within ``tolerance`` of 9.80665 (m/s^2) or 1 (g), and steady: the
+    90th percentile at most ``spread`` times the 10th."""
+    channels = X.shape[2]
+    if channels % 3:
+        return []
+    for c in range(0, channels, 3):
+        norms = np.linalg.norm(X[:, :, c:c + 3].mean(axis=1, dtype=np.float64), axis=1)
+        median = float(np.median(norms))
+        steady = np.percentile(norms, 90) <= spread * max(np.percentile(norms, 10), 1e-12)
+        if steady and any(abs(median / g - 1.0) < tolerance for g in (9.80665, 1.0)):
+            return [(k, k + 1, k + 2) for k in range(0, channels, 3)]
+    return []
+
+
 def forward_macs(model):
     """Multiply-adds of one forward pass of one sample through ``model`` (conv and dense layers)."""
     def count(layer_list):
@@ -136,7 +156,7 @@ def forward_macs(model):
     return count(model.layers)
 
 
-#: gradient steps the automatic epoch count aims at (20 to 500 epochs), see har/README.md
+#: gradient steps the automatic epoch count aims at (10 to 500 epochs), see har/README.md
 STEPS_TARGET = 2000
 #: at most this many forward multiply-adds (per sample x samples x epochs) in an automatic fit:
 #: with the numpy engine about 1e10 per second on 2 cores, so about 2 minutes (see har/README.md)
@@ -163,16 +183,17 @@ class ActivityClassifier(BaseClassifier):
       ``har.read_ts(path, unequal="pad")`` returns them) are each stretched
       linearly to the padded length, so no padding enters the global pooling;
     * **training**: a fixed budget of epochs (``epochs="auto"``: about
-      :data:`STEPS_TARGET` gradient steps, 20 to 500 epochs, fewer when a fit
+      :data:`STEPS_TARGET` gradient steps, 10 to 500 epochs, fewer when a fit
       would cost more than :data:`MAC_BUDGET` multiply-adds), Adam, the learning rate halved when the
       training loss stops falling, and the weights of the epoch with the
       lowest training loss kept (the lowest validation loss when
       ``validation_split > 0``). No early stopping: on tens of series a
       validation split is too small to decide when to stop;
-    * **augmentation**: rotations of 3-axis sensor triples (``sensor_axes``)
-      and a random gain in [0.9, 1.1], only for sensor data
-      (``augment="auto"`` turns it on when ``sensor_axes`` is given and the
-      channels are standardised); none for other series.
+    * **augmentation** (``augment="auto"``, the same as True): every training
+      series scaled by a random gain in [0.9, 1.1]; and, only for channels
+      declared as x, y, z axes of a sensor (``sensor_axes``) and standardised
+      per channel, a random rotation of each triple. ``augment=False`` turns
+      both off.
 
     Parameters
     ----------
@@ -201,10 +222,12 @@ class ActivityClassifier(BaseClassifier):
         Epochs without a lower training loss before the learning rate halves
         (``"auto"``: an eighth of the epochs, at least 5).
     normalize : {"auto", "series", "channel"}
-    sensor_axes : None, "triples" or list of (int, int, int)
-        Channels that are the x, y, z axes of one sensor: ``"triples"`` for
-        channels (0, 1, 2), (3, 4, 5), ...; or explicit index triples.
-        Only these are rotated by the augmentation.
+    sensor_axes : "auto", None, "triples" or list of (int, int, int)
+        Channels that are the x, y, z axes of one sensor, the only ones the
+        augmentation rotates: ``"triples"`` for channels (0, 1, 2), (3, 4, 5),
+        ...; explicit index triples; None for none; ``"auto"`` (default):
+        ``"triples"`` when one aligned triple measures gravity (see
+        :func:`gravity_triples`), else none.
     augment : "auto", True or False
     rotation_range : float
         Largest augmentation rotation in degrees.
@@ -233,7 +256,7 @@ class ActivityClassifier(BaseClassifier):
     """
 
     def __init__(self, window=None, network="fcn", width=0.5, epochs="auto", batch_size="auto", learning_rate=1e-3,
-                 seed=0, validation_split=0.0, patience="auto", normalize="auto", sensor_axes=None, augment="auto",
+                 seed=0, validation_split=0.0, patience="auto", normalize="auto", sensor_axes="auto", augment="auto",
                  rotation_range=15.0, class_weight=None, verbose=0, engine="numpy"):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
@@ -267,9 +290,11 @@ class ActivityClassifier(BaseClassifier):
         if axes is None:
             return []
         if isinstance(axes, str):
+            if axes == "auto":
+                return list(getattr(self, "sensor_triples_", []))
             if axes != "triples":
-                raise ConfigError(f"ActivityClassifier: sensor_axes must be None, 'triples' or a list of "
-                                  f"channel index triples, found {axes!r}")
+                raise ConfigError(f"ActivityClassifier: sensor_axes must be 'auto', None, 'triples' or a list "
+                                  f"of channel index triples, found {axes!r}")
             if channels % 3:
                 raise ConfigError(f"ActivityClassifier: sensor_axes='triples' needs a channel count divisible by "
                                   f"3, X has {channels} channels")
@@ -324,6 +349,7 @@ class ActivityClassifier(BaseClassifier):
 
     # ---------------------------------------------------- preprocessing
     def _fit_preprocessing(self, X):
+        self.sensor_triples_ = gravity_triples(X) if self.sensor_axes == "auto" else []
         mode = self.normalize
         if mode == "auto":
             mode = "series" if looks_series_normalized(X) else "channel"
@@ -343,9 +369,10 @@ class ActivityClassifier(BaseClassifier):
         scale = self.standardizer_.scale_.astype(np.float32)
         raw = xb * scale + mean
         n, steps, channels = raw.shape
-        if self.rotation_range > 0 and self.normalize_ == "channel":
-            for triple in self._sensor_triples(channels):
-                R = _rotations(n, float(self.rotation_range), rng).astype(np.float32)
+        triples = self._sensor_triples(channels) if self.normalize_ == "channel" else []
+        if self.rotation_range > 0 and triples:
+            R = _rotations(n, float(self.rotation_range), rng).astype(np.float32)  # one turn of the device
+            for triple in triples:
                 raw[:, :, list(triple)] = np.einsum("nij,ntj->nti", R, raw[:, :, list(triple)])
         raw = raw * rng.uniform(0.9, 1.1, size=(n, 1, 1)).astype(np.float32)
         return (raw - mean) / scale
@@ -353,10 +380,7 @@ class ActivityClassifier(BaseClassifier):
     @property
     def _augment(self):
         """The base class's augmentation hook (see the class notes on augmentation)."""
-        on = self.augment
-        if on == "auto":
-            on = self.sensor_axes is not None and getattr(self, "normalize_", "channel") == "channel"
-        return self._augment_batch if on else None
+        return self._augment_batch if self.augment in ("auto", True) else None
 
     # ---------------------------------------------------------- network
     def build_network(self, input_shape, n_classes):
@@ -382,7 +406,7 @@ class ActivityClassifier(BaseClassifier):
             epochs = int(self.epochs)
         else:
             steps_per_epoch = math.ceil(n / batch)
-            epochs = int(np.clip(math.ceil(STEPS_TARGET / steps_per_epoch), 20, 500))
+            epochs = int(np.clip(math.ceil(STEPS_TARGET / steps_per_epoch), 10, 500))
             affordable = int(MAC_BUDGET / (max(forward_macs(model), 1) * n))
             epochs = max(min(epochs, affordable), 5)
         patience = self.patience if self.patience != "auto" else max(5, epochs // 8)

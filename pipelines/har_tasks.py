@@ -251,8 +251,8 @@ class HARTrainParams(TrainParams):
 
     augment = luigi.Parameter(default=str(_DEFAULTS["augment"]),
                               description="auto (rotations and gains for sensor triples), true or false")
-    sensor_axes = luigi.Parameter(default="", description="'triples' when channels are x, y, z axes of "
-                                                          "sensors (enables rotation augmentation)")
+    sensor_axes = luigi.Parameter(default="auto", description="auto (rotate triples when one measures gravity), "
+                                                              "triples (channels are x, y, z of sensors) or none")
     normalize = luigi.Parameter(default=_DEFAULTS["normalize"], description="auto, series or channel")
 
     def classifier_class(self):
@@ -265,7 +265,8 @@ class HARTrainParams(TrainParams):
         return "auto" if value == "auto" else value == "true"
 
     def domain_classifier_kwargs(self):
-        return {"augment": self._augment_value(), "sensor_axes": self.sensor_axes or None,
+        axes = str(self.sensor_axes).strip().lower()
+        return {"augment": self._augment_value(), "sensor_axes": None if axes in ("", "none") else axes,
                 "normalize": self.normalize}
 
     def domain_train_key(self):

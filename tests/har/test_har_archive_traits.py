@@ -271,3 +271,27 @@ def test_every_domain_classifier_takes_class_weight():
         assert clf.get_params()["class_weight"] == "balanced"
         assert clf._class_weight_indices(np.array(["a", "b"]), np.array([0, 0, 0, 1])) == {
             0: pytest.approx(4 / 6), 1: pytest.approx(2.0)}
+
+
+@pytest.mark.parametrize("network", ["resnet", "inception"])
+def test_classifier_with_other_networks_saves_and_loads(tmp_path, network):
+    X, y = cbf(4, seed=3, length=48)
+    clf = har.ActivityClassifier(network=network, width=0.125, epochs=1, seed=0).fit(X, y)
+    clf.save(tmp_path / "m.npz")
+    again = har.ActivityClassifier.load(tmp_path / "m.npz")
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), rtol=1e-5, atol=1e-6)
+    assert again.normalize_ == clf.normalize_ and again.get_params()["network"] == network
+
+
+def test_gravity_triples_finds_accelerometers_only():
+    from har.classifier import gravity_triples
+    X, _, _ = har.make_synthetic(seed=0, n_subjects=3, windows_per_activity=3)
+    assert gravity_triples(X) == [(0, 1, 2)]                       # m/s^2
+    assert gravity_triples(X / 9.80665) == [(0, 1, 2)]             # in g
+    assert gravity_triples(np.concatenate([X, X / 50], axis=2)) == [(0, 1, 2), (3, 4, 5)]  # + a gyroscope
+    assert gravity_triples(X - X.mean(axis=(0, 1))) == []          # gravity removed
+    assert gravity_triples(X[:, :, :2]) == []                      # not triples
+    rng = np.random.default_rng(0)
+    assert gravity_triples(rng.normal(size=(50, 30, 12))) == []    # e.g. 12 LPC coefficients
+    clf = har.ActivityClassifier(epochs=1).fit(X, np.arange(len(X)) % 2)
+    assert clf.sensor_triples_ == [(0, 1, 2)] and clf.normalize_ == "channel"
