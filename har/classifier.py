@@ -279,7 +279,7 @@ class ActivityClassifier(BaseClassifier):
         "network": [Options("fcn", "resnet", "inception", "small")],
         "width": [Interval(float, 0, 4, closed="right")],
         "normalize": [Options("auto", "series", "channel")],
-        "sensor_axes": [None, Options("triples"), list, tuple],
+        "sensor_axes": [None, Options("auto", "triples"), list, tuple],
         "augment": [Options("auto"), Boolean()],
         "rotation_range": [Interval(float, 0, 180)],
         "class_weight": [None, Options("balanced"), Mapping()],
