@@ -156,6 +156,8 @@ def sample_ranges(n, threads=None):
 def over_samples(fn, n, min_bytes=0, nbytes=0):
     """``fn(start, stop)`` for contiguous sample ranges covering ``range(n)``, in parallel
     when the work (``nbytes``) is at least ``min_bytes``; serially otherwise."""
-    threads = get_num_threads() if nbytes >= min_bytes else 1
-    ranges = sample_ranges(n, threads)
+    if nbytes < min_bytes or n < 2:
+        fn(0, n)
+        return
+    ranges = sample_ranges(n, get_num_threads())
     run(lambda chunk: [fn(a, b) for a, b in chunk], ranges, threads=len(ranges))
