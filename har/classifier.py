@@ -407,7 +407,8 @@ class ActivityClassifier(BaseClassifier):
         else:
             steps_per_epoch = math.ceil(n / batch)
             epochs = int(np.clip(math.ceil(STEPS_TARGET / steps_per_epoch), 10, 500))
-            affordable = int(MAC_BUDGET / (max(forward_macs(model), 1) * n))
+            network = getattr(model, "core", model)  # engine="keras": the core twin has the layers
+            affordable = int(MAC_BUDGET / (max(forward_macs(network), 1) * n))
             epochs = max(min(epochs, affordable), 5)
         patience = self.patience if self.patience != "auto" else max(5, epochs // 8)
         return epochs, batch, patience

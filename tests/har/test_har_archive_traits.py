@@ -295,3 +295,14 @@ def test_gravity_triples_finds_accelerometers_only():
     assert gravity_triples(rng.normal(size=(50, 30, 12))) == []    # e.g. 12 LPC coefficients
     clf = har.ActivityClassifier(epochs=1).fit(X, np.arange(len(X)) % 2)
     assert clf.sensor_triples_ == [(0, 1, 2)] and clf.normalize_ == "channel"
+
+
+@pytest.mark.keras
+@pytest.mark.slow
+def test_default_budget_works_with_the_keras_engine():
+    """The "auto" epoch budget counts the network's operations on the core twin of a Keras-trained model."""
+    pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(16, 24, 2)).astype(np.float32), np.arange(16) % 2
+    clf = har.ActivityClassifier(engine="keras", width=0.125, seed=0).fit(X, y)
+    assert clf.schedule_["epochs"] >= 5 and clf.predict(X).shape == (16,)
