@@ -12,7 +12,10 @@ regions the matrix products of small layers use all the BLAS threads.
 
 The number of threads is ``core.config.set_num_threads(n)`` or the
 environment variable ``NUMPY_CNN_THREADS``; by default all the cores this
-process may run on.
+process may run on, for BLAS. The engine's own block threads are used only
+when a number was set explicitly (``block_threads``): on this project's
+2-core machine they have not yet measured faster than one thread with a
+two-thread BLAS (benchmarks/RESULTS.md), so by default the work runs as before.
 """
 import concurrent.futures
 import os
@@ -50,6 +53,14 @@ def get_num_threads():
     if _state["threads"] is None:
         return _from_environment() or _available_cores()
     return _state["threads"]
+
+
+def block_threads():
+    """Threads for the engine's own block parallelism: the number set with ``set_num_threads``
+    or ``NUMPY_CNN_THREADS``; 1 when none was set."""
+    if _state["threads"] is not None:
+        return _state["threads"]
+    return _from_environment() or 1
 
 
 def set_num_threads(n):
@@ -118,7 +129,7 @@ def run(fn, parts, threads=None, blas=False):
     """``[fn(group) for group in groups(parts, threads)]``, the groups run at the same time
     (the calling thread takes the first). ``fn`` receives a list of parts. ``blas``: ``fn``
     calls BLAS, which is then limited to one thread per thread for the region."""
-    threads = get_num_threads() if threads is None else threads
+    threads = block_threads() if threads is None else threads
     if threads <= 1 or len(parts) < 2 or getattr(_local, "inside", False):
         return [fn(list(parts))]
     chunks = groups(list(parts), threads)
@@ -147,7 +158,7 @@ def _inside(fn, chunk):
 
 def sample_ranges(n, threads=None):
     """``[(start, stop), ...]``: ``range(n)`` in at most ``threads`` contiguous pieces."""
-    threads = get_num_threads() if threads is None else threads
+    threads = block_threads() if threads is None else threads
     k = max(1, min(threads, n))
     bounds = [round(i * n / k) for i in range(k + 1)]
     return [(bounds[i], bounds[i + 1]) for i in range(k)]
@@ -159,5 +170,5 @@ def over_samples(fn, n, min_bytes=0, nbytes=0):
     if nbytes < min_bytes or n < 2:
         fn(0, n)
         return
-    ranges = sample_ranges(n, get_num_threads())
+    ranges = sample_ranges(n, block_threads())
     run(lambda chunk: [fn(a, b) for a, b in chunk], ranges, threads=len(ranges))

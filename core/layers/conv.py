@@ -44,7 +44,7 @@ from .base import ActivationMixin, KernelMixin, Layer
 from .windows import WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, to_channels_first
 
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
-PARALLEL_BYTES = 1 << 20
+PARALLEL_BYTES = 8 << 20
 
 
 class Conv(ActivationMixin, KernelMixin, Layer):
@@ -137,7 +137,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _block_plan(self, n, ws, channels, dtype):
         """Samples split into one group per thread, and a column buffer for each group."""
         geo = self.geometry
-        sample_groups = parallel.groups(list(range(n)), parallel.get_num_threads())
+        sample_groups = parallel.groups(list(range(n)), parallel.block_threads())
         size = geo.size * channels * self._chunk_rows * math.prod(geo.out[1:])
         buffers = [ws.take("conv.chunk", (size,), dtype) for _ in sample_groups]
         return list(zip(buffers, sample_groups))
