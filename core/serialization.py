@@ -259,30 +259,29 @@ class _MetaChecker:
             raise self.fail("'model.seed'", "an integer", model["seed"])
         for i, spec in enumerate(layers):
             where = f"'model.layers[{i}]'"
-            if not isinstance(spec, dict):
-                raise self.fail(where, "an object {class_name, config}", spec)
-            if not isinstance(spec.get("class_name"), str):
-                raise self.fail(f"{where}.class_name", "a string", spec.get("class_name"))
-            cfg = spec.get("config", {})
-            if not isinstance(cfg, dict):
-                raise self.fail(f"{where}.config", "an object", cfg)
+            cfg = self.spec(where, spec, "an object {class_name, config}")
             dtype = cfg.get("dtype")
             if dtype is not None and dtype not in _FLOAT_DTYPES:
                 shown = dtype if isinstance(dtype, str) and len(dtype) < 20 else _kind(dtype)
                 raise ModelFileError(f"{self.path!r}: {where}.config.dtype must be one of {list(_FLOAT_DTYPES)}, "
                                      f"found {shown!r}")
 
-    def named(self, where, value, registry):
-        """A ``"name"`` or ``{"class_name": ..., "config": {...}}`` reference."""
-        if isinstance(value, str):
-            return None
+    def spec(self, where, value, expected):
+        """The ``config`` of a ``{"class_name": str, "config": {...}}`` object, its types checked."""
         if not isinstance(value, dict):
-            raise self.fail(where, "a name or an object {class_name, config}", value)
+            raise self.fail(where, expected, value)
         if not isinstance(value.get("class_name"), str):
             raise self.fail(f"{where}.class_name", "a string", value.get("class_name"))
         cfg = value.get("config", {})
         if not isinstance(cfg, dict):
             raise self.fail(f"{where}.config", "an object", cfg)
+        return cfg
+
+    def named(self, where, value, registry):
+        """A ``"name"`` or ``{"class_name": ..., "config": {...}}`` reference."""
+        if isinstance(value, str):
+            return None
+        cfg = self.spec(where, value, "a name or an object {class_name, config}")
         cls = registry.get(value["class_name"])
         if cls is not None:  # an unknown name is reported by the registry lookup itself
             known = set()  # **kwargs go on to the base classes: their names count too
