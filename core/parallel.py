@@ -119,10 +119,7 @@ def _pool(threads):
 
 def groups(parts, threads):
     """Split the list ``parts`` into at most ``threads`` contiguous groups of near-equal size."""
-    n = len(parts)
-    k = max(1, min(threads, n))
-    bounds = [round(i * n / k) for i in range(k + 1)]
-    return [parts[bounds[i]:bounds[i + 1]] for i in range(k)]
+    return [parts[a:b] for a, b in sample_ranges(len(parts), threads)]
 
 
 def run(fn, parts, threads=None, blas=False):

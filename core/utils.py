@@ -105,15 +105,6 @@ def check_finite(arr, name):
         raise InputError(f"{name} contains {bad} NaN or infinite values{extra}; clean, impute or rescale them first")
 
 
-def row_blocks(n, rows, block):
-    """``(sample, row0, row1)`` for every sample and every block of ``block`` output
-    rows (first spatial axis): the unit in which large layers work so that their
-    temporary arrays stay in the CPU cache."""
-    for i in range(n):
-        for r0 in range(0, rows, block):
-            yield i, r0, min(r0 + block, rows)
-
-
 def block_slice(r0, r1, offset, stride, dilation=1):
     """The first-axis slice that window offset ``offset`` reads for output rows ``r0:r1``."""
     start = r0 * stride + offset * dilation
