@@ -101,8 +101,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 f"padding='same' or a larger input")
         self.geometry = geo
         row_bytes = geo.size * channels * math.prod(geo.out[1:]) * np.dtype(self.dtype).itemsize
-        self._chunk_rows = geo.row_block(row_bytes, self.chunk_bytes)
+        self._chunk_rows = min(geo.row_block(row_bytes, self.chunk_bytes), geo.out[0])
         self._sample_column_bytes = column_bytes(geo, channels, 1, np.dtype(self.dtype).itemsize)
+        # when a whole sample fits in a block, a block holds as many whole samples as fit: one
+        # sample of a small image is too short a matrix product to run BLAS at speed
+        self._chunk_samples = (max(1, self.chunk_bytes // self._sample_column_bytes)
+                               if self._chunk_rows == geo.out[0] else 1)
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
         if self.use_bias:
@@ -138,23 +142,33 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Samples split into one group per thread, and a column buffer for each group."""
         geo = self.geometry
         sample_groups = parallel.groups(list(range(n)), parallel.block_threads())
-        size = geo.size * channels * self._chunk_rows * math.prod(geo.out[1:])
+        size = geo.size * channels * self._chunk_samples * self._chunk_rows * math.prod(geo.out[1:])
         buffers = [ws.take("conv.chunk", (size,), dtype) for _ in sample_groups]
         return list(zip(buffers, sample_groups))
 
     def _blocks(self, xt, flat, samples):
-        """Yield ``(sample, row0, row1, cols)`` for blocks of output rows (first spatial axis)
-        of ``samples``; ``cols`` is the ``(K*C, rows * prod(out[1:]))`` column matrix of the
-        block, built in the front of the flat buffer ``flat`` (reused from block to block)."""
+        """Yield ``(a, b, r0, r1, cols)`` for the blocks of ``samples`` (consecutive sample
+        indices): output rows ``r0:r1`` (first spatial axis) of samples ``a:b``, where a block
+        holds either several whole samples or a few rows of one. ``cols`` is the block's
+        ``(K*C, (b-a) * (r1-r0) * prod(out[1:]))`` column matrix, built in the front of the
+        flat buffer ``flat`` (reused from block to block)."""
         geo = self.geometry
         c = xt.shape[0]
+        if self._chunk_samples > 1:
+            for s0 in range(0, len(samples), self._chunk_samples):
+                a, b = samples[s0], samples[min(s0 + self._chunk_samples, len(samples)) - 1] + 1
+                shape = (geo.size, c, b - a) + geo.out
+                cols = flat[:math.prod(shape)].reshape(shape)
+                im2col(xt[:, a:b], geo, cols)
+                yield a, b, 0, geo.out[0], cols.reshape(geo.size * c, -1)
+            return
         for i in samples:
             for r0 in range(0, geo.out[0], self._chunk_rows):
                 r1 = min(r0 + self._chunk_rows, geo.out[0])
                 shape = (geo.size, c, r1 - r0) + geo.out[1:]
                 cols = flat[:math.prod(shape)].reshape(shape)
                 im2col_block(xt, geo, i, r0, r1, cols)
-                yield i, r0, r1, cols.reshape(geo.size * c, -1)
+                yield i, i + 1, r0, r1, cols.reshape(geo.size * c, -1)
 
     # ------------------------------------------------------------ forward
     def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
@@ -169,8 +183,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         if self._use_chunks(x):
             def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
                 for flat, samples in chunk:
-                    for i, r0, r1, cols in self._blocks(xt, flat, samples):
-                        np.matmul(cols.T, kmat, out=z[i, r0:r1].reshape(-1, self.filters))
+                    for a, b, r0, r1, cols in self._blocks(xt, flat, samples):
+                        np.matmul(cols.T, kmat, out=z[a:b, r0:r1].reshape(-1, self.filters))
             parallel.run(work, self._block_plan(n, ws, xt.shape[0], x.dtype), blas=True)
             saved = {"xt": xt, "cols": None}
         else:
@@ -245,12 +259,16 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         def work(chunk):  # each thread: whole samples (their input gradients do not overlap), its own dk
             dk = np.zeros_like(kmat)
             for flat, samples in chunk:
-                for i, r0, r1, cols in self._blocks(xt, flat, samples):
-                    dzc = dz[i, r0:r1].reshape(-1, self.filters)
+                for a, b, r0, r1, cols in self._blocks(xt, flat, samples):
+                    dzc = dz[a:b, r0:r1].reshape(-1, self.filters)
                     dk += cols @ dzc
-                    if need_input_grad:
-                        dcols = (kmat @ dzc.T).reshape((geo.size, -1, r1 - r0) + geo.out[1:])
-                        col2im_block_add(dcols, geo, i, r0, r1, dxt)
+                    if not need_input_grad:
+                        continue
+                    dcols = kmat @ dzc.T
+                    if b - a > 1 or (r0, r1) == (0, geo.out[0]):  # whole samples: theirs alone
+                        col2im(dcols.reshape((geo.size, -1, b - a) + geo.out), geo, dxt[:, a:b])
+                    else:
+                        col2im_block_add(dcols.reshape((geo.size, -1, r1 - r0) + geo.out[1:]), geo, a, r0, r1, dxt)
             return dk
         partial = parallel.run(work, self._block_plan(n, ws, xt.shape[0], xt.dtype), blas=True)
         dk = partial[0]
