@@ -49,22 +49,31 @@ class BatchNormalization(Layer):
 
     def forward(self, x, training=False, rng=None, *, context=None, workspace=None):
         keep = self._keep(training, context)
+        ws = self._workspace(workspace)
         gamma, beta = self._affine()
-        axes = tuple(range(x.ndim - 1))
         if training and self.trainable:  # a frozen layer normalizes with its moving statistics, as in Keras
-            mean = x.mean(axis=axes, dtype=x.dtype)
-            xhat = x - mean
-            var = np.mean(np.square(xhat), axis=axes, dtype=x.dtype)
+            x2 = x.reshape(-1, x.shape[-1])
+            m = x2.shape[0]
+            # sums over the rows as products with ones: NumPy's reductions over the leading axes
+            # of a (rows, few channels) array run several times slower than BLAS here
+            ones = ws.take("bn.ones", (m,), x.dtype, init=1)
+            mean = (ones @ x2) / x.dtype.type(m)
+            xhat = np.subtract(x, mean, out=ws.take("bn.xhat", x.shape, x.dtype))
+            square = np.multiply(xhat, xhat, out=ws.take("bn.square", x.shape, x.dtype))
+            var = (ones @ square.reshape(-1, x.shape[-1])) / x.dtype.type(m)
             inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
             xhat *= inv_std
-            m = x.dtype.type(self.momentum)
+            m_ = x.dtype.type(self.momentum)
             p = self.params  # state, not a trained weight: the forward pass of training updates it
-            p["moving_mean"] = p["moving_mean"] * m + mean * (1 - m)
-            p["moving_variance"] = p["moving_variance"] * m + var * (1 - m)
-            return xhat * gamma + beta, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=True)
+            p["moving_mean"] = p["moving_mean"] * m_ + mean * (1 - m_)
+            p["moving_variance"] = p["moving_variance"] * m_ + var * (1 - m_)
+            y = np.multiply(xhat, gamma, out=square)
+            y += beta
+            return y, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=True)
         inv_std = (1.0 / np.sqrt(self.params["moving_variance"] + self.epsilon)).astype(x.dtype)
         scale = gamma * inv_std
-        y = x * scale + (beta - self.params["moving_mean"] * scale)
+        y = np.multiply(x, scale, out=ws.take("bn.y", x.shape, x.dtype))
+        y += beta - self.params["moving_mean"] * scale
         if not keep:
             return y, None
         xhat = (x - self.params["moving_mean"]) * inv_std
@@ -72,11 +81,14 @@ class BatchNormalization(Layer):
 
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
         ctx = self._require_context(ctx)
+        ws = self._workspace(workspace)
         gamma, _ = self._affine()
-        axes = tuple(range(dy.ndim - 1))
+        c = dy.shape[-1]
         xhat, inv_std = ctx["xhat"], ctx["inv_std"]
-        dgamma = np.sum(dy * xhat, axis=axes, dtype=dy.dtype)
-        dbeta = dy.sum(axis=axes, dtype=dy.dtype)
+        ones = ws.take("bn.ones", (dy.size // c,), dy.dtype, init=1)
+        product = np.multiply(dy, xhat, out=ws.take("bn.dx", dy.shape, dy.dtype))
+        dgamma = ones @ product.reshape(-1, c)
+        dbeta = ones @ dy.reshape(-1, c)
         grads = {}
         if self.scale:
             grads["gamma"] = dgamma
@@ -87,11 +99,15 @@ class BatchNormalization(Layer):
         if not need_input_grad:
             return None, grads
         k = gamma * inv_std
+        dx = np.multiply(dy, k, out=product)
         if not ctx["batch_stats"]:
-            return dy * k, grads
-        m = dy.size // dy.shape[-1]
-        # dx = gamma * inv_std * (g - mean(g) - xhat * mean(g * xhat))
-        return (dy - dbeta / m - xhat * (dgamma / m)) * k, grads
+            return dx, grads
+        m = dy.dtype.type(dy.size // c)
+        # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
+        correction = np.multiply(xhat, k * (dgamma / m), out=ws.take("bn.correction", dy.shape, dy.dtype))
+        dx -= correction
+        dx -= k * (dbeta / m)
+        return dx, grads
 
     def get_config(self):
         cfg = super().get_config()
