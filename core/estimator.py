@@ -189,8 +189,11 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
     def _set_state(self, config_, arrays):
         pass
 
-    def _compile(self, model):
-        model.compile(optimizer=optimizers.Adam(learning_rate=self.learning_rate),
+    def _compile(self, model, learning_rate=None):
+        """Adam at ``learning_rate`` (a number or a ``core.optimizers`` schedule; default the
+        ``learning_rate`` setting) on the sparse cross-entropy, with accuracy reported."""
+        model.compile(optimizer=optimizers.Adam(learning_rate=self.learning_rate if learning_rate is None
+                                                else learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
     # ------------------------------------------------------------- split

@@ -1,13 +1,19 @@
 """``ImageClassifier``: a Conv2D classifier for small images, in scikit-learn's manner."""
+import math
 import warnings
 
 import numpy as np
 
+from core import optimizers
 from core.constraints import Boolean, Interval, Options
 from core.estimator import BaseClassifier
 from core.exceptions import InputError, ShapeError
 
 from . import networks
+from .augment import RandomAffine
+
+#: optimizer steps the "auto" epoch budget aims at (clipped to 15-60 epochs)
+STEPS_TARGET = 8000
 
 
 def resize_images(X, size):
@@ -37,34 +43,51 @@ def resize_images(X, size):
 class ImageClassifier(BaseClassifier):
     """Classify images with a small convolutional network.
 
+    The default recipe (measured in ``benchmarks/RESULTS.md``, vision): the
+    LeNet-5 layout with batch normalization (``"lenet5_bn"``), every training
+    batch randomly rotated, zoomed and shifted (``vision.augment``), Adam with
+    a cosine decay of the learning rate to zero over a fixed budget of
+    epochs, the weights with the best validation loss kept. On the 60,000
+    MNIST training images it reaches 0.995 on the 10,000 test images, where
+    LeNet-5 without these (``architecture="lenet5", augment=False``) stops at
+    about 0.990.
+
     Parameters
     ----------
-    architecture : {"lenet5", "tiny"}
-        "lenet5": LeNet-5's layout (two conv + pool stages, 32 and 64
-        filters of 3x3, a hidden dense layer of 128, softmax) adapted to the
-        image size, see :func:`vision.networks.lenet5`. "tiny": one 3x3 conv
-        with 8 filters, 2x2 max pooling, dense softmax.
-    epochs : int
-        Most passes over the training data; early stopping on the
-        validation loss usually ends training sooner.
-    batch_size : int
+    architecture : {"lenet5_bn", "lenet5", "tiny"}
+        "lenet5_bn" (default): LeNet-5's layout, two conv + pool stages of 32
+        and 64 filters of 3x3, each convolution followed by batch
+        normalization and ReLU, a hidden dense layer of 128 and softmax,
+        adapted to the image size, see :func:`vision.networks.lenet5_bn`.
+        "lenet5": the same without batch normalization. "tiny": one 3x3
+        conv with 8 filters, 2x2 max pooling, dense softmax.
+    epochs : int or "auto"
+        Passes over the training data. "auto": enough for about 8,000
+        optimizer steps, at least 15 and at most 60 epochs (19 on the 54,000
+        training images of MNIST, 60 on the 8x8 digits).
+    batch_size : int or "auto"
+        "auto": 128 from 10,000 training images on, 32 below.
     learning_rate : float
-        Adam's learning rate.
+        Adam's initial learning rate; it decays to zero along a half cosine
+        over the training steps.
     seed : int
         Seeds weight initialisation, dropout, shuffling, the validation split
         and augmentation: same seed, same model.
     validation_split : float in [0, 1)
-        Stratified fraction of the training data held out for early stopping
-        (0 disables it).
+        Stratified fraction of the training data held out to choose the
+        weights kept and for early stopping (0 disables both).
     patience : int
         Epochs without improvement of the validation loss before stopping;
         the best weights are restored.
     augment : bool
-        Shift each training image by a random whole number of pixels, up to
-        ``shift_range`` of its height / width (at least 1 pixel), edges
-        repeated.
+        Warp each training image with a random rotation, zoom and shift (one
+        bilinear resampling, edge pixels repeated), drawn from the seed.
+    rotation : float
+        Largest rotation in degrees, either way, when ``augment``.
+    zoom : float
+        Largest relative change of scale, either way, when ``augment``.
     shift_range : float
-        Largest shift as a fraction of the image size, used when ``augment``.
+        Largest shift as a fraction of the image size, when ``augment``.
     resize : bool
         If True, images given to ``predict``/``evaluate`` whose height and
         width differ from the training images are resized (bilinear) to the
@@ -100,21 +123,27 @@ class ImageClassifier(BaseClassifier):
     >>> clf.predict(X[:5])
     """
 
-    def __init__(self, architecture="lenet5", epochs=40, batch_size=32, learning_rate=2e-3, seed=0,
-                 validation_split=0.1, patience=6, augment=False, shift_range=0.1, resize=False, verbose=0,
-                 engine="numpy", class_weight=None):
+    def __init__(self, architecture="lenet5_bn", epochs="auto", batch_size="auto", learning_rate=2e-3, seed=0,
+                 validation_split=0.1, patience=6, augment=True, rotation=10.0, zoom=0.1, shift_range=0.1,
+                 resize=False, verbose=0, engine="numpy", class_weight=None):
         super().__init__(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
                          validation_split=validation_split, patience=patience, verbose=verbose, engine=engine)
         self.class_weight = class_weight
         self.architecture = architecture
         self.augment = augment
+        self.rotation = rotation
+        self.zoom = zoom
         self.shift_range = shift_range
         self.resize = resize
 
     # -------------------------------------------------------------- input
     _parameter_constraints = {**BaseClassifier._parameter_constraints,
+                              "epochs": [Options("auto"), Interval(int, 1, None)],
+                              "batch_size": [Options("auto"), Interval(int, 1, None)],
                               "architecture": [Options(*networks.ARCHITECTURES)],
                               "augment": [Boolean()],
+                              "rotation": [Interval(float, 0, 180, closed="left")],
+                              "zoom": [Interval(float, 0, 1, closed="left")],
                               "shift_range": [Interval(float, 0, 0.5, closed="left")],
                               "resize": [Boolean()]}
 
@@ -182,22 +211,32 @@ class ImageClassifier(BaseClassifier):
                           f"images ranged over [{lo:g}, {hi:g}]; give them in the same scale as for fit "
                           f"(for example uint8 0..255 both times)", UserWarning, stacklevel=4)
 
-    def _augment_shifts(self, xb, rng):
-        h, w = xb.shape[1:3]
-        sy = max(1, int(round(self.shift_range * h))) if h > 1 else 0
-        sx = max(1, int(round(self.shift_range * w))) if w > 1 else 0
-        padded = np.pad(xb, ((0, 0), (sy, sy), (sx, sx), (0, 0)), mode="edge")
-        dy = rng.integers(0, 2 * sy + 1, size=len(xb))
-        dx = rng.integers(0, 2 * sx + 1, size=len(xb))
-        out = np.empty_like(xb)
-        for i in range(len(xb)):
-            out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-        return out
-
     @property
     def _augment(self):
-        """The base class's augmentation hook: random shifts when ``augment`` is on."""
-        return self._augment_shifts if self.augment and self.shift_range > 0 else None
+        """The base class's augmentation hook: a random rotation, zoom and shift per image when
+        ``augment`` is on (``vision.augment.RandomAffine``)."""
+        if not self.augment or not (self.rotation or self.zoom or self.shift_range):
+            return None
+        return RandomAffine(rotation=float(self.rotation), zoom=float(self.zoom), shift=float(self.shift_range))
+
+    # ----------------------------------------------------------- training
+    def _schedule(self, n):
+        """``(epochs, batch_size)`` for ``n`` training images (the "auto" rules)."""
+        batch = self.batch_size if self.batch_size != "auto" else (128 if n >= 10_000 else 32)
+        if self.epochs != "auto":
+            return int(self.epochs), batch
+        return int(np.clip(math.ceil(STEPS_TARGET / math.ceil(n / batch)), 15, 60)), batch
+
+    def _train_network(self, model, x, y, validation_data, class_weight):
+        """The recipe (class notes): a fixed budget of epochs, the learning rate decayed to zero
+        along a half cosine, early stopping and the best weights kept on the validation loss."""
+        epochs, batch = self._schedule(len(x))
+        self.schedule_ = {"epochs": epochs, "batch_size": batch}
+        steps = epochs * math.ceil(len(x) / batch)
+        self._compile(model, optimizers.CosineDecay(float(self.learning_rate), decay_steps=steps))
+        return model.fit(x, y, batch_size=batch, epochs=epochs, verbose=self.verbose,
+                         callbacks=self._training_callbacks(validation_data is not None), shuffle=True,
+                         batch_transform=self._augment, validation_data=validation_data, class_weight=class_weight)
 
     # ------------------------------------------------------------ network
     def build_network(self, input_shape, n_classes):

@@ -2,7 +2,7 @@
 from core import Input, Sequential, layers
 from core.exceptions import ConfigError, ShapeError
 
-ARCHITECTURES = ("lenet5", "tiny")
+ARCHITECTURES = ("lenet5_bn", "lenet5", "tiny")
 
 
 def _pool_size(h, w):
@@ -10,7 +10,8 @@ def _pool_size(h, w):
     return (2 if h >= 4 else 1, 2 if w >= 4 else 1)
 
 
-def lenet5(input_shape, n_classes, seed=0, filters=(32, 64), kernel_size=3, dense=(128,), dropout=0.25):
+def lenet5(input_shape, n_classes, seed=0, filters=(32, 64), kernel_size=3, dense=(128,), dropout=0.25,
+           batch_norm=False):
     """LeCun's LeNet-5 layout with today's choices, sized to the input.
 
     Layout, as in LeNet-5: Conv2D -> pool -> Conv2D -> pool -> Flatten ->
@@ -45,6 +46,9 @@ def lenet5(input_shape, n_classes, seed=0, filters=(32, 64), kernel_size=3, dens
         Units of the hidden dense layers.
     dropout : float
         Dropout rate before each hidden dense layer (0 for none).
+    batch_norm : bool
+        Convolution (no bias) -> BatchNormalization -> ReLU instead of
+        convolution with bias and ReLU (see :func:`lenet5_bn`).
 
     Returns
     -------
@@ -62,7 +66,11 @@ def lenet5(input_shape, n_classes, seed=0, filters=(32, 64), kernel_size=3, dens
         return size != (1, 1)
 
     for n_filters in filters:
-        stack.append(layers.Conv2D(n_filters, kernel_size, padding="same", activation="relu"))
+        if batch_norm:
+            stack += [layers.Conv2D(n_filters, kernel_size, padding="same", use_bias=False),
+                      layers.BatchNormalization(), layers.Activation("relu")]
+        else:
+            stack.append(layers.Conv2D(n_filters, kernel_size, padding="same", activation="relu"))
         pool()
     while max(h, w) >= 14 and pool():
         pass
@@ -73,6 +81,21 @@ def lenet5(input_shape, n_classes, seed=0, filters=(32, 64), kernel_size=3, dens
         stack.append(layers.Dense(units, activation="relu"))
     stack.append(layers.Dense(n_classes, activation="softmax"))
     return Sequential(stack, seed=seed)
+
+
+def lenet5_bn(input_shape, n_classes, seed=0, filters=(32, 64), kernel_size=3, dense=(128,), dropout=0.25):
+    """LeNet-5's layout (:func:`lenet5`) with batch normalization: the default network.
+
+    Each convolution drops its bias and is followed by ``BatchNormalization``
+    and then the ReLU, which lets Adam train at a higher learning rate and
+    makes the schedule of :class:`vision.ImageClassifier` reach its accuracy
+    in fewer epochs. Everything else, the sizes and the pooling adapted to
+    the image size included, is as in :func:`lenet5`; at inference the
+    normalization is an affine map that folds into the convolution, so the
+    network costs what ``lenet5`` costs.
+    """
+    return lenet5(input_shape, n_classes, seed=seed, filters=filters, kernel_size=kernel_size, dense=dense,
+                  dropout=dropout, batch_norm=True)
 
 
 def tiny(input_shape, n_classes, seed=0):
@@ -100,7 +123,9 @@ def tiny(input_shape, n_classes, seed=0):
 
 
 def build(architecture, input_shape, n_classes, seed=0):
-    """The network called ``architecture`` ("lenet5" or "tiny") for ``input_shape`` (H, W, C)."""
+    """The network called ``architecture`` ("lenet5_bn", "lenet5" or "tiny") for ``input_shape`` (H, W, C)."""
+    if architecture == "lenet5_bn":
+        return lenet5_bn(input_shape, n_classes, seed=seed)
     if architecture == "lenet5":
         return lenet5(input_shape, n_classes, seed=seed)
     if architecture == "tiny":
