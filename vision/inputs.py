@@ -17,10 +17,12 @@ One function, :func:`as_images`, serves ``fit``, ``predict``,
 The rule for a 3-D array after fit, with the model trained on ``(H, W, C)``
 images: it is a batch ``(N, H, W)`` of one-channel images when the model has
 one channel and the array's last two axes are the trained ``(H, W)``;
-otherwise it is one image when its last axis equals ``C``; otherwise a batch
-of one-channel images. So for a grayscale model, ``(N, H, W)`` is a batch and
-``(H, W, 1)`` one image; for an RGB model, ``(h, w, 3)`` is one image. A 2-D
-array is always one image. Before fit, arrays are always batches.
+otherwise it is one image when its last axis equals ``C`` or its first two
+axes are the trained ``(H, W)``; otherwise a batch of one-channel images.
+So for a grayscale model, ``(N, H, W)`` is a batch and ``(H, W, 1)`` one
+image; for an RGB model, ``(h, w, 3)`` is one image; ``(H, W, 3)`` given to a
+grayscale model is one image with the wrong number of channels (an error).
+A 2-D array is always one image. Before fit, arrays are always batches.
 """
 import os
 
@@ -114,6 +116,6 @@ def _as_batch(arr, input_shape):
         return arr[np.newaxis, ..., np.newaxis]
     if c == 1 and arr.shape[1:] == (h, w):
         return arr[..., np.newaxis]                 # (N, H, W): a batch of one-channel images
-    if arr.shape[-1] == c:
-        return arr[np.newaxis]                      # (H, W, C): one image
+    if arr.shape[-1] == c or arr.shape[:2] == (h, w):
+        return arr[np.newaxis]                      # (H, W, C): one image (its channels checked later)
     return arr[..., np.newaxis]                     # a batch of one-channel images (of another size)
