@@ -10,7 +10,9 @@ Hooks a subclass implements (all but ``build_network`` have defaults):
 
 ``_check_X(X, fitting)``
     Validate the raw input the domain accepts and return a float32 array
-    ``(N, ...)``; ``fitting`` is False for predict/evaluate.
+    ``(N, ...)``, or a :class:`core.data.OnDemand` for data read a batch at a
+    time (trained on through ``SampleBatches``, predicted batch by batch);
+    ``fitting`` is False for predict/evaluate.
 ``_fit_preprocessing(X)``
     Learn preprocessing state (scaling...) from the training part of ``X``.
 ``_transform(X)``
