@@ -280,22 +280,24 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                          callbacks=self._training_callbacks(validation_data is not None),
                          batch_transform=self._augment, class_weight=class_weight)
 
-    def _fit_data(self, x, y, validation_data):
+    def _fit_data(self, x, y, validation_data, batch_size=None):
         """The data arguments of ``model.fit`` for network inputs ``x`` and class indices ``y``:
         ``x, y, batch_size, shuffle, validation_data`` for arrays; for samples read on demand
         (:class:`core.data.OnDemand`) a :class:`core.data.SampleBatches` source (and one for the
-        validation part), shuffled as arrays are, so both train the same weights. A domain that
-        overrides ``_train_network`` passes them on as ``model.fit(**self._fit_data(...), ...)``."""
+        validation part), shuffled as arrays are, so both train the same weights. ``batch_size``
+        defaults to the ``batch_size`` setting. A domain that overrides ``_train_network`` passes
+        them on as ``model.fit(**self._fit_data(x, y, validation_data, batch_size), epochs=...)``."""
+        batch_size = self.batch_size if batch_size is None else batch_size
         if isinstance(x, OnDemand) and getattr(self, "engine", "numpy") == "keras":  # the Keras twin reads arrays
             x = np.asarray(x)
             if validation_data is not None:
                 validation_data = (np.asarray(validation_data[0]), validation_data[1])
         if not isinstance(x, OnDemand):
-            return {"x": x, "y": y, "batch_size": self.batch_size, "shuffle": True, "validation_data": validation_data}
+            return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True, "validation_data": validation_data}
         val = None
         if validation_data is not None:
-            val = SampleBatches(validation_data[0], validation_data[1], self.batch_size, shuffle=False)
-        return {"x": SampleBatches(x, y, self.batch_size, seed=self.seed, shuffle=True),
+            val = SampleBatches(validation_data[0], validation_data[1], batch_size, shuffle=False)
+        return {"x": SampleBatches(x, y, batch_size, seed=self.seed, shuffle=True),
                 "validation_data": val}
 
     def _training_callbacks(self, validating):
