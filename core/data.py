@@ -9,14 +9,22 @@ optional attributes ``workers`` (threads reading ahead, default 1) and
 background threads read the next batches while the current one trains.
 Batches are consumed in index order whatever the thread timing, so a source
 gives the same result for a given seed as the same batches from memory.
+A source with a ``shuffle_from(rng)`` method is handed fit's generator as each
+epoch starts, to draw its order from it exactly as fit shuffles arrays.
+
+:class:`OnDemand` stands for an array of samples kept in files (read a batch
+at a time) and :class:`SampleBatches` is the data source over it; the domains
+subclass ``OnDemand`` for their files (scans, images), and
+``core.estimator.BaseClassifier`` trains on one through ``SampleBatches``.
 """
 import collections
 import concurrent.futures
+import copy
 import math
 
 import numpy as np
 
-from .exceptions import InputError
+from .exceptions import InputError, ShapeError
 
 
 def is_source(obj):
@@ -98,6 +106,9 @@ class SourceBatches:
         return self.source[i % self.n] if self.n else self.source[i]
 
     def epoch(self, rng=None):
+        shuffle_from = getattr(self.source, "shuffle_from", None)
+        if rng is not None and callable(shuffle_from):  # the source shuffles with fit's generator, as arrays do
+            shuffle_from(rng)
         for b, item in enumerate(prefetched(self._read, range(self.steps), self.workers, self.depth)):
             yield self._check(item, b)
 
@@ -122,3 +133,130 @@ def unpack_batch(item, b, what):
         raise InputError(f"{what}: batch {b} of the data source must be a tuple (x, y) or (x, y, sample_weight), "
                          f"got {type(item).__name__}{'' if not isinstance(item, (tuple, list)) else f' of {len(item)}'}")
     return item[0], item[1], item[2] if len(item) == 3 else None
+
+
+class OnDemand:
+    """Samples that stay where they are (files) until a batch of them is needed.
+
+    It stands for the float32 array ``(N, *sample_shape)`` a loader would
+    return, without holding it: ``len``, ``shape``, ``ndim`` and ``dtype`` are
+    the array's, indexing with sample indices (a list, an index array or a
+    slice) gives a smaller ``OnDemand`` of the same kind, and only
+    :meth:`read` (or ``np.asarray``, or :meth:`batches`) reads data.
+    :meth:`map` attaches an element-wise step (such as scaling) applied to
+    every batch as it is read.
+
+    A subclass implements ``read_one(item)`` -> one sample, an array of
+    ``sample_shape`` (safe to call from several threads), and may override
+    ``mismatch_hint`` (what the user can do when samples differ in shape).
+    ``items`` are whatever ``read_one`` takes (file paths); when
+    ``sample_shape`` is None the first item is read to learn it.
+    """
+
+    dtype = np.dtype(np.float32)
+    mismatch_hint = ""
+
+    def __init__(self, items, sample_shape=None):
+        self.items = list(items)
+        self.transforms = ()
+        if sample_shape is None:
+            if not self.items:
+                raise InputError(f"{type(self).__name__}: there are no samples to read")
+            sample_shape = np.shape(self.read_one(self.items[0]))
+        self.sample_shape = tuple(int(s) for s in sample_shape)
+
+    def read_one(self, item):
+        raise NotImplementedError
+
+    @property
+    def shape(self):
+        return (len(self.items),) + self.sample_shape
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __len__(self):
+        return len(self.items)
+
+    def _copy(self, items):
+        out = copy.copy(self)
+        out.items = list(items)
+        return out
+
+    def __getitem__(self, index):
+        """The selected samples (a list, an index array or a slice), still unread."""
+        if isinstance(index, (int, np.integer)):
+            raise InputError(f"{type(self).__name__}: index with a list, an array or a slice of samples "
+                             f"(read() reads them)")
+        picked = np.arange(len(self.items))[index]
+        return self._copy([self.items[i] for i in np.atleast_1d(picked)])
+
+    def map(self, step):
+        """The same samples with ``step(batch) -> batch`` (shape-preserving) applied after every read."""
+        out = self._copy(self.items)
+        out.transforms = self.transforms + (step,)
+        return out
+
+    def read(self, indices=None):
+        """The samples of ``indices`` (all when None) as one float32 array, every ``map`` step applied."""
+        indices = range(len(self.items)) if indices is None else indices
+        out = np.empty((len(indices),) + self.sample_shape, np.float32)
+        for k, i in enumerate(indices):
+            sample = np.asarray(self.read_one(self.items[i]))
+            if sample.shape != self.sample_shape:
+                raise ShapeError(f"{self.items[i]!r} gives a sample of shape {sample.shape} but {self.items[0]!r} "
+                                 f"gave {self.sample_shape}{self.mismatch_hint}")
+            out[k] = sample
+        for step in self.transforms:
+            out = step(out)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        arr = self.read()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+
+    def batches(self, batch_size):
+        """The samples in order, ``batch_size`` at a time."""
+        for start in range(0, len(self.items), batch_size):
+            yield self.read(range(start, min(start + batch_size, len(self.items))))
+
+
+class SampleBatches:
+    """The data source ``Sequential.fit`` reads: batches ``(x, y)`` of an :class:`OnDemand` and labels ``y``.
+
+    With ``shuffle`` the order of epoch ``e`` is ``default_rng([seed, 2**20, e])``'s
+    permutation, the one ``fit`` draws for arrays in memory with model seed
+    ``seed``. Inside ``Sequential.fit`` the order is drawn instead from fit's
+    own generator (:meth:`shuffle_from`), exactly as for arrays, so that the
+    draws after it (augmentation) are the same too: the same data and seed
+    train the same weights from memory and from files. ``workers`` threads
+    read up to ``max_queue_size`` batches ahead."""
+
+    def __init__(self, samples, y, batch_size, seed=0, shuffle=True, workers=1, max_queue_size=2):
+        self.samples, self.y = samples, np.asarray(y)
+        if len(self.y) != len(samples):
+            raise InputError(f"{type(self).__name__}: {len(samples)} samples but {len(self.y)} labels")
+        self.batch_size, self.seed, self.shuffle = int(batch_size), int(seed), bool(shuffle)
+        self.workers, self.max_queue_size = workers, max_queue_size
+        self.epoch = 0
+        self._order = self._draw(np.random.default_rng([self.seed, 2**20, self.epoch]))
+
+    def _draw(self, rng):
+        n = len(self.samples)
+        return rng.permutation(n) if self.shuffle else np.arange(n)
+
+    def shuffle_from(self, rng):
+        """Draw this epoch's order from ``rng`` (``Sequential.fit`` calls it as an epoch starts)."""
+        self._order = self._draw(rng)
+
+    def __len__(self):
+        return math.ceil(len(self.samples) / self.batch_size)
+
+    def __getitem__(self, i):
+        idx = self._order[i * self.batch_size:(i + 1) * self.batch_size]
+        return self.samples.read(idx), self.y[idx]
+
+    def on_epoch_end(self):
+        self.epoch += 1
+        self._order = self._draw(np.random.default_rng([self.seed, 2**20, self.epoch]))

@@ -10,7 +10,9 @@ Hooks a subclass implements (all but ``build_network`` have defaults):
 
 ``_check_X(X, fitting)``
     Validate the raw input the domain accepts and return a float32 array
-    ``(N, ...)``; ``fitting`` is False for predict/evaluate.
+    ``(N, ...)``, or a :class:`core.data.OnDemand` for data read a batch at a
+    time (trained on through ``SampleBatches``, predicted batch by batch);
+    ``fitting`` is False for predict/evaluate.
 ``_fit_preprocessing(X)``
     Learn preprocessing state (scaling...) from the training part of ``X``.
 ``_transform(X)``
@@ -46,6 +48,7 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 
 from . import callbacks, optimizers
 from .constraints import Interval, Mapping, Options, validate_settings
+from .data import OnDemand, SampleBatches
 from .exceptions import InputError, NotFittedError, ShapeError
 from .serialization import restore_estimator, save_model
 from .utils import check_array, check_finite
@@ -276,9 +279,29 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         subclass sets ``early_stopping = False``) with the best weights
         restored. A domain overrides this hook to train another way.
         """
-        return model.fit(x, y, batch_size=self.batch_size, epochs=self.epochs, verbose=self.verbose,
-                         callbacks=self._training_callbacks(validation_data is not None), shuffle=True,
-                         batch_transform=self._augment, validation_data=validation_data, class_weight=class_weight)
+        return model.fit(**self._fit_data(x, y, validation_data), epochs=self.epochs, verbose=self.verbose,
+                         callbacks=self._training_callbacks(validation_data is not None),
+                         batch_transform=self._augment, class_weight=class_weight)
+
+    def _fit_data(self, x, y, validation_data, batch_size=None):
+        """The data arguments of ``model.fit`` for network inputs ``x`` and class indices ``y``:
+        ``x, y, batch_size, shuffle, validation_data`` for arrays; for samples read on demand
+        (:class:`core.data.OnDemand`) a :class:`core.data.SampleBatches` source (and one for the
+        validation part), shuffled as arrays are, so both train the same weights. ``batch_size``
+        defaults to the ``batch_size`` setting. A domain that overrides ``_train_network`` passes
+        them on as ``model.fit(**self._fit_data(x, y, validation_data, batch_size), epochs=...)``."""
+        batch_size = self.batch_size if batch_size is None else batch_size
+        if isinstance(x, OnDemand) and getattr(self, "engine", "numpy") == "keras":  # the Keras twin reads arrays
+            x = np.asarray(x)
+            if validation_data is not None:
+                validation_data = (np.asarray(validation_data[0]), validation_data[1])
+        if not isinstance(x, OnDemand):
+            return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True, "validation_data": validation_data}
+        val = None
+        if validation_data is not None:
+            val = SampleBatches(validation_data[0], validation_data[1], batch_size, shuffle=False)
+        return {"x": SampleBatches(x, y, batch_size, seed=self.seed, shuffle=True),
+                "validation_data": val}
 
     def _training_callbacks(self, validating):
         """Early stopping on the validation loss with the best weights restored, when there is a
@@ -395,6 +418,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self._require_fitted("explain")
         method = self._check_explain_method(method, smooth, layer)
         Xc = self._checked_X(X, fitting=False)
+        if not isinstance(Xc, np.ndarray):  # samples read on demand: the maps are held in memory anyway
+            Xc = np.asarray(Xc)
         maps, classes = self._explain_network_input(self._network_input(Xc), label, method, layer, smooth, seed)
         return maps, classes, Xc, method
 

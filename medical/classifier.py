@@ -17,7 +17,7 @@ from . import preprocessing as pp
 from .augment import augment_batch, check_augment
 from .cache import load_scans
 from .decision import check_threshold, choose_threshold
-from .streaming import ScanBatches, ScanVolumes
+from .streaming import ScanVolumes
 
 #: with ``stream="auto"``, training data larger than this (preprocessed, float32) stays on disk
 STREAM_BYTES = 1 << 30
@@ -278,20 +278,6 @@ class ScanClassifier(BaseClassifier):
                 finally:
                     self._stream_cache = None
         return self._fit_and_decide(X, y, groups)
-
-    def _train_network(self, model, x, y, validation_data, class_weight):
-        if not isinstance(x, ScanVolumes):
-            return super()._train_network(model, x, y, validation_data, class_weight)
-        if self.engine == "keras":  # the Keras twin reads arrays
-            val = None if validation_data is None else (np.asarray(validation_data[0]), validation_data[1])
-            return super()._train_network(model, np.asarray(x), y, val, class_weight)
-        source = ScanBatches(x, y, self.batch_size, seed=self.seed, shuffle=True)
-        val = None
-        if validation_data is not None:
-            val = ScanBatches(validation_data[0], validation_data[1], self.batch_size, shuffle=False)
-        return model.fit(source, epochs=self.epochs, verbose=self.verbose, class_weight=class_weight,
-                         callbacks=self._training_callbacks(val is not None), batch_transform=self._augment,
-                         validation_data=val)
 
     def _check_arrays(self, X, s):
         name = type(self).__name__

@@ -55,6 +55,9 @@ logger = logging.getLogger("luigi-interface")
 PIPELINE_VERSION = 1
 """Part of every output hash; bump it when a change to the pipelines makes old outputs wrong."""
 
+SKIPPED_SHOWN = 50
+"""The most skipped files ``report.md`` lists one by one (``prepared.json`` lists them all)."""
+
 __all__ = ["DataParams", "TrainParams", "PrepareBase", "TrainBase", "EvaluateBase", "SweepBase",
            "PIPELINE_VERSION"]
 
@@ -530,6 +533,15 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
                       "kernels and, for two classes, the ROC curve.", ""]
             for name, caption in figures:
                 lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+        skipped = (data_info.get("info") or {}).get("skipped_files")
+        if skipped:
+            shown = skipped[:SKIPPED_SHOWN]
+            lines += ["## Skipped files", "",
+                      f"{len(skipped)} file(s) of the source could not be read and were left out "
+                      f"(`--on-error skip`):", ""] + [f"- `{f['path']}`: {f['reason']}" for f in shown]
+            if len(skipped) > len(shown):
+                lines.append(f"- ... and {len(skipped) - len(shown)} more (all in `prepared.json`, info.skipped_files)")
+            lines.append("")
         if data_info.get("warnings"):
             lines += ["## Data warnings", ""] + [f"- {w}" for w in data_info["warnings"]] + [""]
         return "\n".join(lines)

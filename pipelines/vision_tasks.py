@@ -10,6 +10,11 @@ Sources (``--source``; ``--format auto`` tells them apart):
   again by ``--test-size``);
 * ``folder``: one sub-folder of images per class (``vision.load_image_folder``).
 
+An image folder's file that cannot be read as an image fails the run,
+naming it (``--on-error raise``, the default), or is left out
+(``--on-error skip``) and listed, with the reason, in ``prepared.json``
+(``info.skipped_files``) and in the evaluation's ``report.md``.
+
 ``--image-size`` (``28`` or ``28x28``) resizes every image; by default
 images keep their size (an image folder is brought to 28x28, as
 ``load_image_folder`` does). The split is stratified by class.
@@ -17,6 +22,7 @@ images keep their size (an image folder is brought to 28x28, as
 import gzip
 import os
 import re
+import warnings
 
 import luigi
 import numpy as np
@@ -95,12 +101,16 @@ class VisionData(DataParams):
                                description="Resize images to HxW (e.g. 28 or 28x28); default: keep their size")
     color = luigi.ChoiceParameter(choices=("grayscale", "rgb"), default="grayscale",
                                   description="Channels read from an image folder")
+    on_error = luigi.ChoiceParameter(choices=("raise", "skip"), default="raise",
+                                     description="An image folder's unreadable file: fail naming it (raise), or "
+                                                 "leave it out and list it in the report (skip)")
 
     def domain_data_key(self):
         key = {"image_size": list(self.image_size) if self.image_size else None}
         if self.source is not None:
             key["labels"] = self.labels
             key["color"] = self.color
+            key["on_error"] = self.on_error
         return key
 
     def data_label(self):
@@ -144,8 +154,16 @@ class VisionData(DataParams):
                     raise DataFileNotFoundError(f"--source {self.source!r} does not exist")
                 X, y, info = self._load_idx(self.source)
             else:
-                X, y = vision.load_image_folder(self.source, size=self.image_size or (28, 28), color=self.color,
-                                                on_error="raise")
+                with warnings.catch_warnings():  # the skipped files get their own list in the report
+                    warnings.filterwarnings("ignore", message="load_image_folder: skipped", category=UserWarning)
+                    try:
+                        X, y, found = vision.load_image_folder(self.source, size=self.image_size or (28, 28),
+                                                               color=self.color, on_error=self.on_error,
+                                                               return_info=True)
+                    except DataFormatError as exc:  # say it in the pipeline's words
+                        raise DataFormatError(str(exc).replace("pass on_error='skip'", "pass --on-error skip")) \
+                            from None
+                info["skipped_files"] = found["skipped"]
         if X.ndim == 3:
             X = X[..., np.newaxis]
         if X.ndim != 4:

@@ -6,14 +6,44 @@ import numpy as np
 
 from core import optimizers
 from core.constraints import Boolean, Interval, Options
+from core.data import OnDemand
 from core.estimator import BaseClassifier
 from core.exceptions import InputError, ShapeError
 
 from . import networks
 from .augment import RandomAffine
+from .folder import ImageFolder
+from .inputs import COLORS, as_images
 
 #: optimizer steps the "auto" epoch budget aims at (clipped to 15-60 epochs)
 STEPS_TARGET = 8000
+
+
+def channel_statistics(X, pixels_per_step=2**22):
+    """Per-channel ``(mean, std, min, max)`` of images ``X`` ``(N, H, W, C)``, in one pass.
+
+    ``X`` is an array or images read on demand (``batches(k)``); both are
+    taken ``k`` images at a time (``k`` from ``pixels_per_step`` and the
+    image size), and the partial means and sums of squared deviations are
+    combined exactly (Chan, Golub and LeVeque's pairwise update), in float64.
+    The same images give the same numbers by either route. Mean and std
+    are float64, min and max float32, each of shape ``(C,)``.
+    """
+    n_img, h, w, c = X.shape
+    k = max(1, pixels_per_step // max(1, h * w * c))
+    chunks = X.batches(k) if isinstance(X, OnDemand) else (X[i:i + k] for i in range(0, n_img, k))
+    n, mean, m2 = 0, np.zeros(c), np.zeros(c)
+    lo, hi = np.full(c, np.inf, np.float32), np.full(c, -np.inf, np.float32)
+    for chunk in chunks:
+        part = chunk.reshape(-1, c)
+        m = part.mean(axis=0, dtype=np.float64)
+        s2 = np.square(part - m).sum(axis=0)
+        delta, total = m - mean, n + len(part)
+        mean = mean + delta * (len(part) / total)
+        m2 = m2 + s2 + delta ** 2 * (n * len(part) / total)
+        n = total
+        lo, hi = np.minimum(lo, part.min(axis=0)), np.maximum(hi, part.max(axis=0))
+    return mean, np.sqrt(m2 / n), lo, hi
 
 
 def resize_images(X, size):
@@ -38,6 +68,15 @@ def resize_images(X, size):
             img = Image.fromarray(np.ascontiguousarray(X[i, :, :, k], dtype=np.float32), mode="F")
             out[i, :, :, k] = np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR))
     return out
+
+
+def _labels(X, y, what):
+    if y is not None:
+        return y
+    if isinstance(X, ImageFolder):
+        return X.labels
+    raise InputError(f"ImageClassifier.{what}: y (the labels) is needed, except for a vision.ImageFolder, "
+                     f"whose labels are its sub-folder names")
 
 
 class ImageClassifier(BaseClassifier):
@@ -103,10 +142,17 @@ class ImageClassifier(BaseClassifier):
     Input
     -----
     ``X`` of shape (N, H, W) (one channel) or (N, H, W, C), any real dtype
-    (uint8 0..255, floats in any range). The input scaling is learned at fit
-    from the training part: each channel is standardised with the mean and
-    standard deviation of the training pixels (so 0..1, 0..16 and 0..255
-    data all work unchanged); it is saved with the model.
+    (uint8 0..255, floats in any range), or a :class:`vision.ImageFolder`
+    (read a batch at a time; ``y`` defaults to its labels). The input scaling
+    is learned at fit from the training part: each channel is standardised
+    with the mean and standard deviation of the training pixels (so 0..1,
+    0..16 and 0..255 data all work unchanged); it is saved with the model.
+
+    After fit, ``predict``, ``predict_proba``, ``explain``, ``evaluate`` and
+    ``score`` also take one image ``(H, W)`` or ``(H, W, C)`` (the result
+    then holds one row), a path to an image file or a list of paths (read as
+    ``load_image_folder`` reads files, in the training colour and size), or
+    an ``ImageFolder``; :mod:`vision.inputs` gives the exact rules.
 
     Attributes (after fit)
     ----------------------
@@ -137,6 +183,21 @@ class ImageClassifier(BaseClassifier):
         self.resize = resize
 
     # -------------------------------------------------------------- input
+    def fit(self, X, y=None, groups=None):
+        """Train on images ``X`` and labels ``y`` (see the class docstring); for an
+        :class:`vision.ImageFolder` ``y`` defaults to its labels, and the images are read
+        a batch at a time (same seed, same weights as from memory). Returns ``self``."""
+        return super().fit(X, _labels(X, y, "fit"), groups=groups)
+
+    def evaluate(self, X, y=None):
+        """The report of :meth:`core.estimator.BaseClassifier.evaluate`; for an
+        :class:`vision.ImageFolder` ``y`` defaults to its labels."""
+        return super().evaluate(X, _labels(X, y, "evaluate"))
+
+    def score(self, X, y=None):
+        """Accuracy on ``(X, y)``; for an :class:`vision.ImageFolder` ``y`` defaults to its labels."""
+        return super().score(X, _labels(X, y, "score"))
+
     _parameter_constraints = {**BaseClassifier._parameter_constraints,
                               "epochs": [Options("auto"), Interval(int, 1, None)],
                               "batch_size": [Options("auto"), Interval(int, 1, None)],
@@ -148,30 +209,20 @@ class ImageClassifier(BaseClassifier):
                               "resize": [Boolean()]}
 
     def _check_X(self, X, fitting):
-        """Raw images -> float32 (N, H, W, C); checks rank, dtype, NaN, and at
-        predict time the image size and channels against the training data."""
-        try:
-            arr = np.asarray(X)
-        except Exception as exc:  # ragged lists of images
-            raise InputError(f"X could not be converted to an array of images ({exc}); images of different "
-                             f"sizes must be resized first (vision.load_image_folder does it)") from None
-        if arr.dtype == bool:
-            arr = arr.astype(np.uint8)
-        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-            raise InputError(f"X must hold real numbers (uint8 or float images), found dtype {arr.dtype}")
-        if arr.ndim == 3:
-            arr = arr[..., np.newaxis]
-        if arr.ndim != 4:
-            raise ShapeError(f"X must be images of shape (N, H, W) or (N, H, W, C), found shape {arr.shape}")
-        if arr.shape[0] == 0 or 0 in arr.shape[1:]:
-            raise InputError(f"X is empty (shape {arr.shape}); at least one image of at least 1x1 pixel is needed")
-        arr = arr.astype(np.float32, copy=False)  # the base class checks the values are finite
+        """What the user has (arrays, one image, image paths, an ImageFolder: see :mod:`vision.inputs`)
+        -> float32 (N, H, W, C), or images read on demand; at predict time the image size and channels
+        are checked against the training data."""
+        arr = as_images(X, None if fitting else self.input_shape_)
         if not fitting:
             arr = self._match_trained_size(arr)
         return arr
 
     def _match_trained_size(self, arr):
         h, w, c = self.input_shape_
+        if isinstance(arr, OnDemand) and arr.shape[1:] != (h, w, c):
+            raise ShapeError(f"{type(self).__name__}: the model was trained on {h}x{w} images with {c} channel(s), "
+                             f"but the image folder is read as {arr.shape[1]}x{arr.shape[2]} with {arr.shape[3]}; "
+                             f"open it with size=({h}, {w}) and color={COLORS.get(c, '?')!r}")
         if arr.shape[3] != c:
             raise ShapeError(f"{type(self).__name__}: the model was trained on images with {c} channel(s), "
                              f"found {arr.shape[3]} (X shape {arr.shape})")
@@ -185,15 +236,18 @@ class ImageClassifier(BaseClassifier):
 
     # ------------------------------------------------------ preprocessing
     def _fit_preprocessing(self, X):
-        axes = (0, 1, 2)
-        self.mean_ = X.mean(axis=axes, dtype=np.float64).astype(np.float32)
-        std = X.std(axis=axes, dtype=np.float64)
+        # one pass over the training images, in memory or read on demand (the same numbers either way)
+        mean, std, self.data_min_, self.data_max_ = channel_statistics(X)
+        self.mean_ = mean.astype(np.float32)
         # a constant channel carries no information: leave its scale alone
         self.std_ = np.where(std > 0, std, 1.0).astype(np.float32)
-        self.data_min_ = X.min(axis=axes).astype(np.float32)
-        self.data_max_ = X.max(axis=axes).astype(np.float32)
 
     def _transform(self, X):
+        if isinstance(X, OnDemand):  # images read on demand: scaled batch by batch as they are read
+            return X.map(self._scale)
+        return self._scale(X)
+
+    def _scale(self, X):
         self._warn_if_rescaled(X)
         return (X - self.mean_) / self.std_
 
@@ -234,9 +288,9 @@ class ImageClassifier(BaseClassifier):
         self.schedule_ = {"epochs": epochs, "batch_size": batch}
         steps = epochs * math.ceil(len(x) / batch)
         self._compile(model, optimizers.CosineDecay(float(self.learning_rate), decay_steps=steps))
-        return model.fit(x, y, batch_size=batch, epochs=epochs, verbose=self.verbose,
-                         callbacks=self._training_callbacks(validation_data is not None), shuffle=True,
-                         batch_transform=self._augment, validation_data=validation_data, class_weight=class_weight)
+        return model.fit(**self._fit_data(x, y, validation_data, batch), epochs=epochs, verbose=self.verbose,
+                         callbacks=self._training_callbacks(validation_data is not None),
+                         batch_transform=self._augment, class_weight=class_weight)
 
     # ------------------------------------------------------------ network
     def build_network(self, input_shape, n_classes):

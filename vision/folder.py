@@ -4,7 +4,9 @@ import warnings
 
 import numpy as np
 
+from core.data import OnDemand
 from core.exceptions import DataFileNotFoundError, DataFormatError, InputError, ShapeError
+from core.filecheck import as_path, regular_file
 
 #: Files written by operating systems into image folders; never treated as images.
 IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini"})
@@ -12,7 +14,7 @@ IGNORED_FILES = frozenset({"thumbs.db", "desktop.ini"})
 _COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
 
 
-def _check_size(size):
+def _check_size(size, what="load_image_folder"):
     if size is None:
         return None
     if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
@@ -25,7 +27,7 @@ def _check_size(size):
         ok = False
     if not ok:
         raise InputError(
-            f"load_image_folder: size must be (height, width) with two positive integers, "
+            f"{what}: size must be (height, width) with two positive integers, "
             f"an integer, or None; found {size!r}")
     return int(h), int(w)
 
@@ -68,7 +70,80 @@ def _read_image(path, mode, size):
         return np.asarray(img, dtype=np.uint8).copy()
 
 
-def load_image_folder(root, size=(28, 28), color="grayscale", on_error="raise"):
+def _try_read(path, mode, size):
+    """``(uint8 array (H, W) or (H, W, 3), None)``, or ``(None, reason)`` when ``path`` is not a
+    readable image (missing, not a regular file, not an image, corrupt, truncated)."""
+    try:
+        regular_file(path, "image file")  # a FIFO or a device would block Pillow's open
+        return _read_image(path, mode, size), None
+    except DataFileNotFoundError:
+        return None, "the file does not exist"
+    except Exception as exc:  # Pillow raises many types for bad files
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def read_image_file(path, color="grayscale", size=None):
+    """One image file -> uint8 array ``(H, W, C)``, read exactly as :func:`load_image_folder` reads
+    the files of a folder (EXIF orientation, 16-bit grey, alpha dropped, bilinear resize to ``size``).
+
+    Raises ``DataFileNotFoundError`` when ``path`` does not exist and
+    ``DataFormatError`` (naming the file) when it is not a readable image."""
+    size = _check_size(size, "read_image_file")
+    mode, channels = _color_mode(color)
+    path = as_path(path, "image file")
+    arr, reason = _try_read(path, mode, size)
+    if arr is None:
+        if not os.path.lexists(path):
+            raise DataFileNotFoundError(f"image file {path!r} does not exist")
+        raise DataFormatError(f"image file {path!r} could not be read as an image ({reason})")
+    return arr.reshape(arr.shape[:2] + (channels,))
+
+
+def _color_mode(color, what="read_image_file"):
+    if color not in _COLOR_MODES:
+        raise InputError(f"{what}: color must be 'grayscale' or 'rgb', found {color!r}")
+    return _COLOR_MODES[color]
+
+
+def _check_on_error(on_error, what):
+    if on_error not in ("raise", "skip"):
+        raise InputError(f"{what}: on_error must be 'raise' or 'skip', found {on_error!r}")
+
+
+def list_image_folder(root):
+    """``(paths, labels)`` of the files of an image folder laid out one sub-folder per class,
+    without reading any image (the listing :func:`load_image_folder` and :class:`ImageFolder` share)."""
+    root = os.fspath(root)
+    if not os.path.exists(root):
+        raise DataFileNotFoundError(f"image folder {root!r} does not exist")
+    if not os.path.isdir(root):
+        raise DataFileNotFoundError(
+            f"image folder {root!r} is a file; expected a folder with one sub-folder per class")
+    classes = sorted(d for d in os.listdir(root)
+                     if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
+    if not classes:
+        loose = [f for f in os.listdir(root) if _visible(f)]
+        found = f"found {len(loose)} file(s) and no sub-folder" if loose else "found it empty"
+        raise DataFormatError(
+            f"image folder {root!r}: expected one sub-folder per class holding that class's "
+            f"images, {found}")
+    paths, labels = [], []
+    for name in classes:
+        files = _class_files(os.path.join(root, name))
+        if not files:
+            raise DataFormatError(f"class folder {os.path.join(root, name)!r}: expected at least one image, "
+                                  f"but it holds no files")
+        paths.extend(files)
+        labels.extend([name] * len(files))
+    return paths, labels
+
+
+def _no_image_left(folder, n_files, first_reason):
+    return DataFormatError(f"class folder {folder!r}: expected at least one image, but none of its {n_files} "
+                           f"file(s) could be read as an image (first: {first_reason})")
+
+
+def load_image_folder(root, size=(28, 28), color="grayscale", on_error="raise", return_info=False):
     """Load images stored one sub-folder per class (``root/<class>/<image>``).
 
     Class names are the sub-folder names in sorted order. Every visible file
@@ -94,6 +169,9 @@ def load_image_folder(root, size=(28, 28), color="grayscale", on_error="raise"):
         What to do with a file Pillow cannot read (not an image, corrupt or
         truncated): "raise" a DataFormatError naming it, or "skip" it and
         emit one UserWarning listing every skipped file.
+    return_info : bool
+        Also return a dict ``{"paths": [...], "skipped": [{"path", "reason"}...]}``:
+        the file of every image, and every file skipped with why.
 
     Returns
     -------
@@ -102,6 +180,8 @@ def load_image_folder(root, size=(28, 28), color="grayscale", on_error="raise"):
     y : ndarray of shape (N,), str
         The class (sub-folder name) of each image; images are ordered by
         class, then by path.
+    info : dict
+        Only with ``return_info=True`` (see above).
 
     Raises
     ------
@@ -116,66 +196,153 @@ def load_image_folder(root, size=(28, 28), color="grayscale", on_error="raise"):
         A bad ``size``, ``color`` or ``on_error`` argument.
     """
     size = _check_size(size)
-    if color not in _COLOR_MODES:
-        raise InputError(
-            f"load_image_folder: color must be 'grayscale' or 'rgb', found {color!r}")
-    if on_error not in ("raise", "skip"):
-        raise InputError(
-            f"load_image_folder: on_error must be 'raise' or 'skip', found {on_error!r}")
-    root = os.fspath(root)
-    if not os.path.exists(root):
-        raise DataFileNotFoundError(f"image folder {root!r} does not exist")
-    if not os.path.isdir(root):
-        raise DataFileNotFoundError(
-            f"image folder {root!r} is a file; expected a folder with one sub-folder per class")
-    classes = sorted(d for d in os.listdir(root)
-                     if not d.startswith(".") and os.path.isdir(os.path.join(root, d)))
-    if not classes:
-        loose = [f for f in os.listdir(root) if _visible(f)]
-        found = f"found {len(loose)} file(s) and no sub-folder" if loose else "found it empty"
-        raise DataFormatError(
-            f"image folder {root!r}: expected one sub-folder per class holding that class's "
-            f"images, {found}")
-
-    mode, _ = _COLOR_MODES[color]
-    images, labels, skipped = [], [], []
+    mode, _ = _color_mode(color, "load_image_folder")
+    _check_on_error(on_error, "load_image_folder")
+    paths, labels = list_image_folder(root)
+    images, kept, skipped = [], [], []
     first_shape = None
-    for name in classes:
-        folder = os.path.join(root, name)
-        files = _class_files(folder)
-        n_read = n_bad = 0
-        for path in files:
-            try:
-                arr = _read_image(path, mode, size)
-            except Exception as exc:  # Pillow raises many types for bad files
-                reason = f"{type(exc).__name__}: {exc}"
-                if on_error == "raise":
-                    raise DataFormatError(
-                        f"image file {path!r} could not be read as an image ({reason}); "
-                        f"remove it or pass on_error='skip'") from None
-                skipped.append(f"{path} ({reason})")
-                n_bad += 1
-                continue
-            if first_shape is None:
-                first_shape = (arr.shape, path)
-            elif size is None and arr.shape != first_shape[0]:
-                raise ShapeError(
-                    f"image file {path!r} is {arr.shape[1]}x{arr.shape[0]} pixels but "
-                    f"{first_shape[1]!r} is {first_shape[0][1]}x{first_shape[0][0]}; with "
-                    f"size=None all images must have the same size (pass size=(H, W) to resize)")
-            images.append(arr)
-            labels.append(name)
-            n_read += 1
-        if n_read == 0:
-            what = (f"none of its {len(files)} file(s) could be read as an image "
-                    f"(first: {skipped[-n_bad]})" if files else "it holds no files")
-            raise DataFormatError(
-                f"class folder {folder!r}: expected at least one image, but {what}")
+    for path, label in zip(paths, labels):
+        arr, reason = _try_read(path, mode, size)
+        if arr is None:
+            if on_error == "raise":
+                raise DataFormatError(
+                    f"image file {path!r} could not be read as an image ({reason}); "
+                    f"remove it or pass on_error='skip'")
+            skipped.append({"path": path, "reason": reason})
+            continue
+        if first_shape is None:
+            first_shape = (arr.shape, path)
+        elif size is None and arr.shape != first_shape[0]:
+            raise ShapeError(
+                f"image file {path!r} is {arr.shape[1]}x{arr.shape[0]} pixels but "
+                f"{first_shape[1]!r} is {first_shape[0][1]}x{first_shape[0][0]}; with "
+                f"size=None all images must have the same size (pass size=(H, W) to resize)")
+        images.append(arr)
+        kept.append((path, label))
+    _check_every_class_kept(os.fspath(root), paths, labels, kept, skipped)
     if skipped:
         warnings.warn(
             f"load_image_folder: skipped {len(skipped)} file(s) that could not be read as "
-            f"images: " + "; ".join(skipped), UserWarning, stacklevel=2)
+            f"images: " + "; ".join(f"{s['path']} ({s['reason']})" for s in skipped), UserWarning, stacklevel=2)
     X = np.stack(images)
     if X.ndim == 3:
         X = X[..., np.newaxis]
-    return X, np.array(labels, dtype=str)
+    y = np.array([label for _, label in kept], dtype=str)
+    if return_info:
+        return X, y, {"paths": [path for path, _ in kept], "skipped": skipped}
+    return X, y
+
+
+def _check_every_class_kept(root, paths, labels, kept, skipped):
+    """A class folder none of whose files could be read is an error, whatever ``on_error`` says."""
+    left = {label for _, label in kept}
+    for label in dict.fromkeys(labels):
+        if label not in left:
+            files = [p for p, lab in zip(paths, labels) if lab == label]
+            first = next(s for s in skipped if s["path"] in set(files))
+            raise _no_image_left(os.path.join(root, label), len(files), f"{first['path']} ({first['reason']})")
+
+
+class ImageFiles(OnDemand):
+    """Image files read on demand as float32 ``(N, H, W, C)`` (see :class:`core.data.OnDemand`),
+    each read as :func:`read_image_file` reads it (``mode`` "L" or "RGB", resized to ``size``)."""
+
+    mismatch_hint = "; pass size=(H, W) so that every image comes out the same"
+
+    def __init__(self, paths, color="grayscale", size=(28, 28)):
+        self.size = _check_size(size, "ImageFiles")
+        self.color = color
+        _color_mode(color, "ImageFiles")
+        super().__init__(paths)
+
+    def read_one(self, path):
+        return read_image_file(path, self.color, self.size).astype(np.float32)
+
+
+class ImageFolder:
+    """An image folder (one sub-folder per class) too large for memory: listed now, read on demand.
+
+    The files and their labels are listed up front, as :func:`load_image_folder`
+    lists them, and each file's header is opened (cheap: no pixels are
+    decoded) so that files that are not images are found at once; the pixels
+    are read a batch at a time, with the same preprocessing as
+    ``load_image_folder`` (so both give the same numbers). ``ImageClassifier``
+    takes it wherever it takes images: ``fit(folder)`` (its labels are the
+    folder's), ``predict(folder)``, ``evaluate(folder)``; memory then holds a
+    few batches, not the data set, and the scaling is learned in one pass.
+
+    Parameters
+    ----------
+    root, size, color
+        As for :func:`load_image_folder`; ``size=None`` keeps the first
+        image's size, and an image of another size raises ``ShapeError`` when read.
+    on_error : {"raise", "skip"}
+        A file whose header Pillow cannot read: raise a ``DataFormatError``
+        naming it, or leave it out (listed in ``skipped``). A file that is
+        damaged beyond its header is found only when read, and then raises a
+        ``DataFormatError`` naming it.
+
+    Attributes
+    ----------
+    images : ImageFiles
+        The images ``(N, H, W, C)``, read on demand.
+    labels : ndarray (N,) of str
+        The class (sub-folder name) of each image, in the order of ``images``.
+    paths : list of str
+    classes : list of str
+    skipped : list of {"path": ..., "reason": ...}
+    """
+
+    def __init__(self, root, size=(28, 28), color="grayscale", on_error="raise"):
+        size = _check_size(size, "ImageFolder")
+        _color_mode(color, "ImageFolder")
+        _check_on_error(on_error, "ImageFolder")
+        self.root, self.size, self.color, self.on_error = os.fspath(root), size, color, on_error
+        paths, labels = list_image_folder(root)
+        kept, skipped = [], []
+        for path, label in zip(paths, labels):
+            reason = _header_problem(path)
+            if reason is None:
+                kept.append((path, label))
+            elif on_error == "raise":
+                raise DataFormatError(f"image file {path!r} could not be read as an image ({reason}); "
+                                      f"remove it or pass on_error='skip'")
+            else:
+                skipped.append({"path": path, "reason": reason})
+        _check_every_class_kept(self.root, paths, labels, kept, skipped)
+        if skipped:
+            warnings.warn(f"ImageFolder: skipped {len(skipped)} file(s) that could not be read as images: "
+                          + "; ".join(f"{s['path']} ({s['reason']})" for s in skipped), UserWarning, stacklevel=2)
+        self.paths = [p for p, _ in kept]
+        self.labels = np.array([label for _, label in kept], dtype=str)
+        self.classes = sorted(set(self.labels.tolist()))
+        self.skipped = skipped
+        self.images = ImageFiles(self.paths, color, size)
+
+    @property
+    def shape(self):
+        return self.images.shape
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __array__(self, dtype=None, copy=None):
+        return self.images.__array__(dtype)
+
+    def __repr__(self):
+        return (f"ImageFolder({self.root!r}, size={self.size}, color={self.color!r}: {len(self)} images, "
+                f"{len(self.classes)} classes, {len(self.skipped)} skipped)")
+
+
+def _header_problem(path):
+    """Why ``path`` is not an image, judged from its header only (no pixels decoded); None if it looks fine."""
+    from PIL import Image
+
+    try:
+        regular_file(path, "image file")
+        with Image.open(path) as img:
+            if img.size[0] < 1 or img.size[1] < 1:
+                return f"it declares {img.size[0]}x{img.size[1]} pixels"
+    except Exception as exc:  # Pillow raises many types for bad files
+        return f"{type(exc).__name__}: {exc}"
+    return None
