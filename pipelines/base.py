@@ -240,16 +240,20 @@ class TrainParams:
         key = {"data": self.data_key(), "train": self.train_key()}
         return os.path.join(self.data_folder(), "runs", f"{slug(self.train_label(), 60)}-{short_hash(key)}")
 
+    #: the least value of each whole-number setting; any of them may also be 'auto' where the
+    #: domain's classifier accepts it
+    minimum_settings = {"epochs": 1, "batch_size": 1, "patience": 1}
+
     def check_train_params(self):
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name, least in self.minimum_settings.items():
+            value = getattr(self, name)
+            if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise ConfigError(f"--{name.replace('_', '-')} must be 'auto' or a whole number >= {least}, "
+                                  f"got {value!r}")
         if not self.learning_rate > 0:
             raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
         if not 0 <= self.validation_split < 1:
             raise ConfigError(f"--validation-split must be in [0, 1), got {self.validation_split}")
-        if self.patience < 1:
-            raise ConfigError(f"--patience must be >= 1, got {self.patience}")
 
 
 class _Outputs:

@@ -36,6 +36,7 @@ from har.evaluation import run_fold, summarize
 from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, _Outputs,
                    classifier_defaults, stratified_split, subsample)
 from .outputs import _new_figure, _save_figure, read_npz, slug, write_csv, write_json
+from .params import AutoIntParameter
 
 __all__ = ["PrepareHAR", "TrainHAR", "EvaluateHAR", "SweepHAR", "CrossValidateHAR", "CrossValidateFoldHAR"]
 
@@ -222,21 +223,6 @@ class HARData(DataParams):
         return X, y, subjects, {"columns": cols, "rows": int(len(table))}
 
 
-class AutoIntParameter(luigi.Parameter):
-    """A positive integer, or ``auto`` (the classifier decides from the data)."""
-
-    def parse(self, x):
-        if str(x).strip().lower() == "auto":
-            return "auto"
-        try:
-            return int(x)
-        except ValueError:
-            raise ConfigError(f"expected a whole number or 'auto', got {x!r}") from None
-
-    def serialize(self, x):
-        return str(x)
-
-
 class HARTrainParams(TrainParams):
     epochs = AutoIntParameter(default=_DEFAULTS["epochs"], description="Passes over the data, or 'auto' "
                                                                        "(scaled to the data; see har/README.md)")
@@ -272,16 +258,10 @@ class HARTrainParams(TrainParams):
     def domain_train_key(self):
         return {"augment": str(self.augment), "sensor_axes": self.sensor_axes, "normalize": self.normalize}
 
+    minimum_settings = {"epochs": 1, "batch_size": 1, "patience": 0}
+
     def check_train_params(self):
-        for name in ("epochs", "batch_size", "patience"):
-            value = getattr(self, name)
-            if value != "auto" and (not isinstance(value, int) or value < (0 if name == "patience" else 1)):
-                raise ConfigError(f"--{name.replace('_', '-')} must be 'auto' or a positive whole number, "
-                                  f"got {value!r}")
-        if not self.learning_rate > 0:
-            raise ConfigError(f"--learning-rate must be > 0, got {self.learning_rate}")
-        if not 0 <= self.validation_split < 1:
-            raise ConfigError(f"--validation-split must be in [0, 1), got {self.validation_split}")
+        super().check_train_params()
         self._augment_value()
 
 

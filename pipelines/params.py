@@ -144,3 +144,18 @@ def sweep_values(values, name, kind):
     if len(set(out)) != len(out):
         raise ConfigError(f"{name} repeats a value: {values!r}")
     return out
+
+
+class AutoIntParameter(luigi.Parameter):
+    """A positive integer, or ``auto`` (the classifier decides from the data)."""
+
+    def parse(self, x):
+        if str(x).strip().lower() == "auto":
+            return "auto"
+        try:
+            return int(x)
+        except ValueError:
+            raise ConfigError(f"expected a whole number or 'auto', got {x!r}") from None
+
+    def serialize(self, x):
+        return str(x)

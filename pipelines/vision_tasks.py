@@ -32,7 +32,7 @@ from core.exceptions import DataFileNotFoundError, DataFormatError
 
 from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults,
                    subsample)
-from .params import OptionalAbsPathParameter, SizeParameter
+from .params import AutoIntParameter, OptionalAbsPathParameter, SizeParameter
 
 __all__ = ["PrepareVision", "TrainVision", "EvaluateVision", "SweepVision"]
 
@@ -177,26 +177,35 @@ class VisionData(DataParams):
 
 
 class VisionTrainParams(TrainParams):
-    epochs = luigi.IntParameter(default=_DEFAULTS["epochs"], description="Most passes over the data")
-    batch_size = luigi.IntParameter(default=_DEFAULTS["batch_size"], description="Samples per step")
+    epochs = AutoIntParameter(default=_DEFAULTS["epochs"], description="Passes over the data, or 'auto' (about "
+                                                                        "8,000 steps, 15 to 60 epochs)")
+    batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"],
+                                  description="Samples per step, or 'auto' (128 from 10,000 images on, else 32)")
     learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"],
                                          description="Adam's learning rate")
     patience = luigi.IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training split for early stopping")
-    architecture = luigi.ChoiceParameter(choices=("lenet5", "tiny"), default=_DEFAULTS["architecture"],
-                                         description="lenet5 (LeNet-5 adapted to the size) or tiny")
+    architecture = luigi.ChoiceParameter(choices=vision.networks.ARCHITECTURES, default=_DEFAULTS["architecture"],
+                                         description="lenet5_bn (LeNet-5 with batch normalization, adapted to the "
+                                                     "size), lenet5 or tiny")
     augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
-                                  description="Random small shifts of the training images (--augment true)")
+                                  description="Random small rotations, zooms and shifts of the training images "
+                                              "(--augment false to turn off)")
+    rotation = luigi.FloatParameter(default=_DEFAULTS["rotation"], description="Largest rotation in degrees")
+    zoom = luigi.FloatParameter(default=_DEFAULTS["zoom"], description="Largest relative change of scale")
+    shift_range = luigi.FloatParameter(default=_DEFAULTS["shift_range"],
+                                       description="Largest shift as a fraction of the image size")
 
     def classifier_class(self):
         return vision.ImageClassifier
 
     def domain_classifier_kwargs(self):
-        return {"architecture": self.architecture, "augment": self.augment}
+        return {"architecture": self.architecture, "augment": self.augment, "rotation": self.rotation,
+                "zoom": self.zoom, "shift_range": self.shift_range}
 
     def domain_train_key(self):
-        return {"architecture": self.architecture, "augment": self.augment}
+        return self.domain_classifier_kwargs()
 
     def train_label(self):
         return f"{self.architecture}{'-aug' if self.augment else ''}-" + super().train_label()

@@ -73,7 +73,7 @@ def test_every_significant_parameter_changes_the_folder_and_others_do_not(tmp_pa
 def test_folder_names_are_readable():
     task = pipelines.TrainVision(learning_rate=0.003, epochs=5, seed=2, image_size="16")
     assert os.path.basename(task.data_folder()).startswith("digits-16x16-")
-    assert os.path.basename(task.output_folder()).startswith("lenet5-lr0.003-bs32-e5-seed2-")
+    assert os.path.basename(task.output_folder()).startswith("lenet5_bn-aug-lr0.003-bsauto-e5-seed2-")
 
 
 def test_parse_normalize():
