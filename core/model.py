@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import callbacks as callbacks_module
-from . import config, losses, metrics as metrics_module, optimizers
+from . import config, losses, metrics as metrics_module, optimizers, parallel
 from .data import ArrayBatches, SourceBatches, is_source, unpack_batch
 from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, TrainingError
 from .layers import LAYER_CLASSES
@@ -310,6 +310,7 @@ class Sequential:
         transforms each training batch (data augmentation).
         """
         self._require_compiled("fit")
+        parallel.apply_environment()
         batches, validation = self._fit_data(x, y, batch_size, validation_split, validation_data, shuffle,
                                              class_weight, sample_weight, steps_per_epoch)
         check_int(epochs, "fit: epochs", minimum=0)
@@ -525,6 +526,7 @@ class Sequential:
         """Model outputs for ``x`` ``(N, *input_shape)`` (or each batch of a data source
         whose items are ``x`` or ``(x, ...)``), in batches, inference mode."""
         verbose = _check_verbose(verbose, "predict")
+        parallel.apply_environment()
         if is_source(x):
             def read(item, b):
                 xb = item[0] if isinstance(item, (tuple, list)) else item

@@ -63,6 +63,18 @@ def block_threads():
     return _from_environment() or 1
 
 
+def apply_environment():
+    """Apply ``NUMPY_CNN_THREADS`` to the BLAS libraries, once, unless ``set_num_threads`` was
+    called. Training and prediction call this on entry, not the import: importing the engine
+    changes nothing in the process."""
+    if _state.get("environment_applied"):
+        return
+    _state["environment_applied"] = True
+    threads = _from_environment()
+    if _state["threads"] is None and threads is not None:
+        _blas_controller().limit(limits=threads, user_api="blas")
+
+
 def set_num_threads(n):
     """Use ``n`` threads for the engine's own parallel work and for BLAS (NumPy's matrix
     products, through threadpoolctl). ``None`` goes back to the default."""

@@ -90,3 +90,34 @@ def test_environment_variable_sets_the_default(monkeypatch):
     monkeypatch.setenv("NUMPY_CNN_THREADS", "zero")
     with pytest.raises(ConfigError, match="NUMPY_CNN_THREADS"):
         config.get_num_threads()
+
+
+def test_environment_variable_limits_blas_at_first_fit_not_at_import():
+    """NUMPY_CNN_THREADS=1 limits NumPy's BLAS to one thread once training starts (a multi-threaded
+    BLAS on a busy machine ran single matrix products up to 100x slower); the import alone changes
+    nothing."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np
+        from threadpoolctl import threadpool_info
+        def blas():
+            return sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        before = blas()
+        import core
+        after_import = blas()
+        m = core.Sequential([core.Input(shape=(4,)), core.layers.Dense(2, activation="softmax")], seed=0)
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        m.fit(np.zeros((4, 4), np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+        import json
+        print(json.dumps([before, after_import, blas()]))
+    """)
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env["NUMPY_CNN_THREADS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    before, after_import, after_fit = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert after_import == before
+    assert after_fit == [1]
