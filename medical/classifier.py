@@ -104,8 +104,20 @@ class ScanClassifier(BaseClassifier):
     spacing : float or (3,) floats, optional
         Voxel size (mm) to resample to before ``shape``. None (default) maps
         each scan's whole field of view onto ``shape``.
-    normalize : {"zscore", "minmax", "percentile"}, ("ct", level, width) or None
+    normalize : {"minmax", "zscore", "percentile"}, ("ct", level, width) or None
         Per-scan intensity normalization, see :func:`medical.load_scan`.
+        The default, "minmax", scales each scan to [0, 1] between its
+        darkest and brightest voxel. With "zscore" (the mean and standard
+        deviation of the foreground) the same tissue lands at different
+        values in different anatomies, so a network trained on a few
+        subjects can tell a bright finding from a new subject's bright
+        tissue only by memorising the training anatomies: on volumes built
+        from real scans (``benchmarks/medical_decisions.py``) it ranked
+        unseen subjects well but called their healthy scans lesions
+        (accuracy 0.73, ROC AUC 0.89), where "minmax" decided all of them
+        right (1.00, 1.00). "percentile" clips the brightest 0.5% of voxels,
+        which is where a small bright finding lies. Use ``("ct", level,
+        width)`` for CT in Hounsfield units.
     shape_mode : {"resample", "crop_or_pad"}
         How ``shape`` is reached, see :func:`medical.load_scan`.
     volume : int, optional
@@ -175,7 +187,7 @@ class ScanClassifier(BaseClassifier):
     >>> clf.evaluate(paths, labels)["accuracy"]
     """
 
-    def __init__(self, shape=(32, 32, 32), spacing=None, normalize="zscore", shape_mode="resample", volume=None,
+    def __init__(self, shape=(32, 32, 32), spacing=None, normalize="minmax", shape_mode="resample", volume=None,
                  channels=False, filters=(8, 16, 32), pooling="max", augment=False, max_shift=2, threshold="youden",
                  threshold_cv=0, epochs=25, batch_size=8, learning_rate=3e-3, seed=0, validation_split=0.0,
                  early_stopping=True, patience=6, cache_dir=None, stream="auto", verbose=0, engine="numpy",

@@ -36,7 +36,10 @@ def lesion_volumes(n, seed, central=False):
 @pytest.fixture(scope="module")
 def trained():
     X, y, _ = lesion_volumes(64, seed=0)
-    return medical.ScanClassifier(shape=(GRID,) * 3, epochs=12, seed=0).fit(X, np.where(y, "lesion", "healthy"))
+    # z-scored: on these smooth-noise volumes plain Grad-CAM finds central lesions under "zscore" (the
+    # rates below) and 4 in 10 under the default "minmax"; the default guided map finds them under both
+    return medical.ScanClassifier(shape=(GRID,) * 3, epochs=12, seed=0, normalize="zscore").fit(
+        X, np.where(y, "lesion", "healthy"))
 
 
 @pytest.mark.slow
