@@ -148,7 +148,7 @@ def child(case_name, min_time, repeats, warmup):
     for label, fn in fns.items():
         best = min(_time(fn, min_time, warmup if r == 0 else 1) for r in range(repeats))
         with BlasSampler() as sampler:
-            _time(fn, min_time, 0)
+            _time(fn, max(min_time, 0.1), 0)  # at least ~200 samples
         out[label] = {"seconds": best, "samples_per_s": case.batch / best, "blas_fraction": sampler.fraction}
     return out
 
@@ -176,6 +176,10 @@ def amdahl(f, n):
     return 1.0 / ((1.0 - f) + f / n)
 
 
+def _rate(v):
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
 def rows_for(results, threads):
     """Table rows: one per (case, kind), throughput at each thread count and the Amdahl columns."""
     rows = []
@@ -184,7 +188,7 @@ def rows_for(results, threads):
     for case in dict.fromkeys(r["case"] for r in results):
         for kind in ("train", "infer"):
             per = {r["threads"]: r[kind] for r in results if r["case"] == case}
-            row = [case, kind] + [f"{per[t]['samples_per_s']:.4g}" for t in threads]
+            row = [case, kind] + [_rate(per[t]["samples_per_s"]) for t in threads]
             row += [f"{per[t]['samples_per_s'] / per[base]['samples_per_s']:.2f}" for t in threads[1:]]
             row += [f"{per[t]['blas_fraction']:.2f}" for t in threads]
             f = per[base]["blas_fraction"] if base == 1 else float("nan")
