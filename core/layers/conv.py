@@ -41,7 +41,8 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
-from .windows import WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, to_channels_first
+from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, max_pool,
+                      to_channels_first)
 
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
 PARALLEL_BYTES = 8 << 20
@@ -182,6 +183,52 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
         applied in place (``core.inference`` passes batch norm folded into them): no context."""
         return self._output(x, self._workspace(workspace), kernel, bias, activation)[0]
+
+    def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
+        """``pool(infer(x, ...))`` for a chunked layer followed by a ``MaxPooling`` layer whose
+        windows tile its output (stride = pool size, no padding; see ``can_pool_in_blocks``):
+        each block of output rows is pooled right after its product, bias and activation,
+        while it is in the cache, and the whole convolution output is never written."""
+        ws = self._workspace(workspace)
+        geo, pgeo = self.geometry, pool.geometry
+        n, c, p0 = x.shape[0], x.shape[-1], pool.pool_size[0]
+        per_block = max(1, self._chunk_rows // p0)  # pooled rows per block
+        rows = per_block * p0
+        kmat = kernel.reshape(-1, self.filters)
+        out = ws.take("pool.out", (n,) + pgeo.out + (self.filters,), x.dtype)
+        xt = self._channels_first(x, ws)
+        pooled_slices = {}
+
+        def work(chunk):  # each thread: whole samples, its own buffers
+            for (flat, zflat), samples in chunk:
+                for i in samples:
+                    for q0 in range(0, pgeo.out[0], per_block):
+                        q1 = min(q0 + per_block, pgeo.out[0])
+                        r0, r1 = q0 * p0, q1 * p0
+                        shape = (geo.size, c, r1 - r0) + geo.out[1:]
+                        cols = im2col_block(xt, geo, i, r0, r1, flat[:math.prod(shape)].reshape(shape))
+                        zb = zflat[:(r1 - r0) * math.prod(geo.out[1:]) * self.filters]
+                        zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (self.filters,))
+                        z2 = zb.reshape(-1, self.filters)
+                        np.matmul(cols.reshape(geo.size * c, -1).T, kmat, out=z2)
+                        _epilogue(z2, bias, activation)
+                        sl = pooled_slices.get(q1 - q0)
+                        if sl is None:
+                            sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
+                        max_pool(zb, sl, out[i:i + 1, q0:q1])
+        groups = parallel.groups(list(range(n)), parallel.block_threads())
+        col_size = geo.size * c * rows * math.prod(geo.out[1:])
+        z_size = rows * math.prod(geo.out[1:]) * self.filters
+        plan = [((ws.take("conv.chunk", (col_size,), x.dtype), ws.take("conv.zblock", (z_size,), x.dtype)), g)
+                for g in groups]
+        parallel.run(work, plan, blas=True)
+        return out
+
+    def can_pool_in_blocks(self, pool, x):
+        """Whether ``infer_pooled`` applies to this layer, ``pool`` and the batch ``x``."""
+        pgeo = pool.geometry
+        return (self._use_chunks(x) and pool.mode == "max" and not pgeo.needs_pad
+                and tuple(pool.strides) == tuple(pool.pool_size))
 
     def _output(self, x, ws, kernel, bias, act):
         """``(z, saved)``: the convolution of ``x`` with ``kernel``, plus ``bias``, then ``act`` (or

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from core import Input, Sequential, layers
-from core.inference import _BranchesStep, _Fused
+from core import config
+from core.inference import _BranchesStep, _Fused, _FusedPool
 from core.serialization import load_model
 from tests.core.test_contract import CASES, CONV, SPATIAL, _chunked, _input
 
@@ -59,10 +60,15 @@ def _folding_stacks(rank):
                                       layers.Activation("tanh")], 1
     yield "groups+bn", [conv(4, 2, groups=2, padding="same"), layers.BatchNormalization()], 1
     yield "conv+relu-layer", [conv(4, 2), layers.ReLU()], 1
-    yield "relu-conv+bn (not foldable)", [conv(4, 2, activation="relu"), layers.BatchNormalization()], 0
+    yield "relu-conv+bn (not foldable)", [conv(4, 2, activation="relu"), layers.BatchNormalization()], 1
     if rank > 1:
         yield "chunked+bn+relu", [_chunked(conv(3, 2, padding="same")), layers.BatchNormalization(),
                                   layers.ReLU()], 1
+    if rank > 1:
+        pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+        yield "chunked+bn+relu+maxpool", [_chunked(conv(3, 2, padding="same")), layers.BatchNormalization(),
+                                          layers.ReLU(), pool(2)], 1
+        yield "chunked+maxpool-overlapping", [_chunked(conv(3, 2, activation="relu")), pool(2, strides=1)], 1
     yield "branches", [layers.Branches([[conv(4, 3, padding="same", use_bias=False), layers.BatchNormalization(),
                                          layers.ReLU()], []], merge="add")], 1
 
@@ -83,8 +89,10 @@ def test_batch_norm_folded_into_the_product_predicts_as_unfused(name, rank, stac
     if isinstance(steps[0], _BranchesStep):
         steps = steps[0].plans[0] + steps[1:]
     # the layers before Flatten became `fused` fused steps; Dense + BN + softmax became one
-    assert sum(isinstance(s, _Fused) for s in steps) == fused + 1
+    assert sum(isinstance(s, (_Fused, _FusedPool)) for s in steps) == fused + 1
     assert isinstance(steps[-1], _Fused) and steps[-1].act is not None
+    left = [s for s in steps if isinstance(getattr(s, "layer", None), layers.BatchNormalization)]
+    assert len(left) == (1 if "not foldable" in name else 0)
 
 
 def test_dense_batch_norm_relu_and_dropout_fold_into_one_product():
@@ -144,3 +152,29 @@ def test_folding_follows_set_weights_and_loading(tmp_path):
     model.layers[1].params["moving_mean"][...] += 1.0  # edited in place by hand: seen after reset_inference
     model.reset_inference()
     _assert_close(model.predict(x), _unfused(model, x))
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, monkeypatch):
+    """Chunked conv + bias + ReLU + max pooling, pooled per block of rows (odd sizes: the valid
+    pooling drops the last row; blocks of one and of several pooled rows; one and two threads)."""
+    from core.layers.conv import Conv
+    rng = np.random.default_rng(10)
+    spatial = {2: (11, 9), 3: (9, 7, 8)}[rank]
+    x = rng.normal(size=(3,) + spatial + (2,)).astype(np.float32)
+    pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+    calls = []
+    original = Conv.infer_pooled
+    monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
+    try:
+        config.set_num_threads(threads)
+        for chunk_bytes in (1, 2000):
+            conv = CONV[rank](4, 3, padding="same", activation="relu")
+            model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=2)
+            conv.chunk_threshold, conv.chunk_bytes = 0, chunk_bytes
+            conv.build(conv.input_shape)  # the row blocks follow chunk_bytes
+            np.testing.assert_array_equal(model.predict(x), _unfused(model, x))
+    finally:
+        config.set_num_threads(None)
+    assert len(calls) == 2
