@@ -25,8 +25,9 @@ hands it over promptly) and looks at the main thread's innermost frame in
 product (``@``, ``matmul``, ``dot``, ``tensordot``, ``einsum``). Each sample
 is weighted by the time since the previous one. It is an estimate: the few
 element-wise steps that share a line with a product count as BLAS, and the
-sampler's own wake-ups cost a few percent; on this project's 2-core machine
-the fractions of repeated runs agree to a few points.
+sampler's own wake-ups cost a few percent; on this project's 2-core machine,
+under load, two runs gave fractions up to 10 points apart (tutorial b64
+inference 0.15 and 0.24, Conv3D 32^3 training 0.16 and 0.26).
 
 Reading the table for more cores (Amdahl): with ``f`` the BLAS share at one
 thread, a run whose only parallel work is BLAS speeds up at most
