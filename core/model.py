@@ -26,6 +26,7 @@ from .data import ArrayBatches, SourceBatches, is_source, unpack_batch
 from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, TrainingError
 from .layers import LAYER_CLASSES
 from .layers.base import ActivationMixin, Layer
+from .inference import InferencePlan
 from .input import Input
 from .registry import serialize, snake_case
 from .serialization import register_model_class, save_model
@@ -59,6 +60,8 @@ class Sequential:
         self.workspace = Workspace()
         self._noise_seeds = {}
         self._free_calls = 0
+        self._weights_version = 0  # bumped when weights may have changed in place (inference cache)
+        self._inference = None
         for layer in layers or []:
             self.add(layer, _build=False)
         if self._input_shape is not None and self.layers:
@@ -88,6 +91,7 @@ class Sequential:
         if not self.layers and self._input_shape is None and layer.input_shape is not None:
             self._input_shape = layer.input_shape
         self.layers.append(layer)
+        self.reset_inference()
         if _build and self._input_shape is not None:
             self.build()
 
@@ -123,6 +127,7 @@ class Sequential:
                 raise type(exc)(f"while building layer {i} ({layer.name!r}) for input shape {shape}: {exc}") from None
             shape = layer.output_shape
         self.built = True
+        self.reset_inference()
         # only layers after the first trainable one need the gradient of their input
         self._first_trainable = next((i for i, lay in enumerate(self.layers) if lay.params), len(self.layers))
         self.workspace.clear()
@@ -285,6 +290,7 @@ class Sequential:
                 triples.append((f"{i}/{name}", layer.params[name], g))
         self.last_gradients = {key: g for key, _, g in triples}
         self.optimizer.apply(triples)
+        self._weights_version += 1  # the weights changed in place: the folded inference weights are stale
         return value, out
 
     def _metric_values(self, y, out):
@@ -514,13 +520,28 @@ class Sequential:
             count += len(xb)
         return {k: v / count for k, v in totals.items()}
 
+    def reset_inference(self):
+        """Drop the inference plan (the folded batch-norm weights); the next ``predict`` rebuilds it.
+        Needed only after editing weight arrays in place by hand (see ``core.inference``)."""
+        self._weights_version += 1
+        self._inference = None
+
+    def _inference_plan(self):
+        plan = self._inference
+        if plan is None or not plan.is_current(self._weights_version):
+            plan = self._inference = InferencePlan(self.layers, self._weights_version)
+        return plan
+
     def _predict_batch(self, xb):
-        """Inference-mode outputs of one checked batch, as a new array (no contexts kept)."""
+        """Inference-mode outputs of one checked batch, as a new array: the fused inference
+        path (``core.inference``), no contexts kept."""
+        return np.array(self._infer(xb), copy=True)
+
+    def _infer(self, xb):
+        """The inference output of one checked batch, in the workspace (valid until the next reclaim)."""
         ws = self.workspace
         ws.reclaim()
-        for layer in self.layers:
-            xb, _ = layer.forward(xb, False, None, context=False, workspace=ws)
-        return np.array(xb, copy=True)
+        return self._inference_plan()(xb, ws)
 
     def predict(self, x, batch_size=None, verbose=0):
         """Model outputs for ``x`` ``(N, *input_shape)`` (or each batch of a data source
@@ -532,16 +553,23 @@ class Sequential:
                 xb = item[0] if isinstance(item, (tuple, list)) else item
                 return self._check_x(xb, f"predict (batch {b} of the data source)")
             source = SourceBatches(x, None, read, "predict")
-            batches = iter(source.epoch())
-            steps = source.steps
-        else:
-            x = self._check_x(x, "predict")
-            bs = self._check_batch_size(batch_size)
-            batches = (x[s:s + bs] for s in range(0, len(x), bs))
-            steps = math.ceil(len(x) / bs)
-        outs = [self._predict_batch(xb) for xb in tqdm(batches, total=steps, disable=verbose != 1, desc="predict",
-                                                        unit="batch")]
-        return np.concatenate(outs, axis=0)
+            batches = source.epoch()
+            if verbose == 1:
+                batches = tqdm(batches, total=source.steps, desc="predict", unit="batch")
+            return np.concatenate([self._predict_batch(xb) for xb in batches], axis=0)
+        x = self._check_x(x, "predict")
+        bs = self._check_batch_size(batch_size)
+        # every batch's output goes straight into the result (no list of copies to concatenate)
+        out = None
+        starts = range(0, len(x), bs)
+        if verbose == 1:
+            starts = tqdm(starts, desc="predict", unit="batch")
+        for s in starts:
+            y = self._infer(x[s:s + bs])
+            if out is None:
+                out = np.empty((len(x),) + y.shape[1:], y.dtype)
+            out[s:s + bs] = y
+        return out
 
     def __call__(self, x, training=False):
         """The outputs for one batch (in training mode with ``training=True``: dropout on,
@@ -580,6 +608,7 @@ class Sequential:
         for layer, c in zip(self.layers, counts):
             layer.set_weights(weights[pos:pos + c])
             pos += c
+        self.reset_inference()
 
     def count_params(self):
         self._require_built("count_params")

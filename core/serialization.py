@@ -427,6 +427,7 @@ def _load_weights(archive, model):
     for i, layer in enumerate(model.layers):
         for n in layer.weight_names():
             layer.params[n] = loaded[f"weights/{i}/{n}"].astype(layer.dtype, copy=True)
+    model.reset_inference()
 
 
 def _compile(archive, model, comp):

@@ -142,13 +142,16 @@ class Branches(Layer):
                 ctxs.append(ctx)
             outs.append(h)
             contexts.append(ctxs)
+        return self.merge_outputs(outs), self._context(keep, branches=contexts, widths=[h.shape[-1] for h in outs])
+
+    def merge_outputs(self, outs):
+        """The branches' outputs merged into a new array (summed, or concatenated along the channels)."""
         if self.merge == "add":
             y = outs[0] + outs[1] if len(outs) > 1 else outs[0].copy()
             for h in outs[2:]:
                 y += h
-        else:
-            y = np.concatenate(outs, axis=-1)
-        return y, self._context(keep, branches=contexts, widths=[h.shape[-1] for h in outs])
+            return y
+        return np.concatenate(outs, axis=-1)
 
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
         ctx = self._require_context(ctx)

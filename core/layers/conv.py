@@ -41,10 +41,19 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
-from .windows import WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, to_channels_first
+from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, max_pool,
+                      to_channels_first)
 
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
 PARALLEL_BYTES = 8 << 20
+
+
+def _epilogue(z, bias, act):
+    """``z += bias`` then ``z = act(z)``, in place (either may be ``None``)."""
+    if bias is not None:
+        z += bias
+    if act is not None:
+        act.forward(z, out=z)
 
 
 class Conv(ActivationMixin, KernelMixin, Layer):
@@ -120,7 +129,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """``(N, *spatial, C)`` -> ``(C, N, *padded)``, zero border (a view when there is nothing to do)."""
         geo = self.geometry
         if not geo.needs_pad and x.shape[-1] == 1:
-            return np.moveaxis(x, -1, 0)
+            return x.reshape((1,) + x.shape[:-1])  # the same view as moveaxis, for less overhead
         buf = ws.take(("conv.pad", geo.pads), (x.shape[-1], x.shape[0]) + geo.padded, x.dtype, init="zeros")
         parallel.over_samples(lambda a, b: to_channels_first(x[a:b], geo, buf[:, a:b]), x.shape[0],
                               PARALLEL_BYTES, buf.nbytes)
@@ -172,11 +181,77 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     # ------------------------------------------------------------ forward
     def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
-        ws = self._workspace(workspace)
         keep = self._keep(training, context)
+        act = self.activation
+        # an activation whose backward needs only its output runs in place, block by block, with the bias
+        fuse = activation and not act.identity and act.output_only
+        z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"),
+                                act if fuse else None)
+        if fuse:
+            y, parts = z, ({"act": True, "a": z} if keep else {})
+        else:
+            y, parts = self._activate(z, activation, keep, owned=True)
+        return y, self._context(keep, batch=x.shape[0], **saved, **parts)
+
+    def infer(self, x, workspace, kernel, bias, activation):
+        """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
+        applied in place (``core.inference`` passes batch norm folded into them): no context."""
+        return self._output(x, self._workspace(workspace), kernel, bias, activation)[0]
+
+    def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
+        """``pool(infer(x, ...))`` for a chunked layer followed by a ``MaxPooling`` layer whose
+        windows tile its output (stride = pool size, no padding; see ``can_pool_in_blocks``):
+        each block of output rows is pooled right after its product, bias and activation,
+        while it is in the cache, and the whole convolution output is never written."""
+        ws = self._workspace(workspace)
+        geo, pgeo = self.geometry, pool.geometry
+        n, c, p0 = x.shape[0], x.shape[-1], pool.pool_size[0]
+        per_block = max(1, self._chunk_rows // p0)  # pooled rows per block
+        rows = per_block * p0
+        kmat = kernel.reshape(-1, self.filters)
+        out = ws.take("pool.out", (n,) + pgeo.out + (self.filters,), x.dtype)
+        xt = self._channels_first(x, ws)
+        pooled_slices = {}
+
+        def work(chunk):  # each thread: whole samples, its own buffers
+            for (flat, zflat), samples in chunk:
+                for i in samples:
+                    for q0 in range(0, pgeo.out[0], per_block):
+                        q1 = min(q0 + per_block, pgeo.out[0])
+                        r0, r1 = q0 * p0, q1 * p0
+                        shape = (geo.size, c, r1 - r0) + geo.out[1:]
+                        cols = im2col_block(xt, geo, i, r0, r1, flat[:math.prod(shape)].reshape(shape))
+                        zb = zflat[:(r1 - r0) * math.prod(geo.out[1:]) * self.filters]
+                        zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (self.filters,))
+                        z2 = zb.reshape(-1, self.filters)
+                        np.matmul(cols.reshape(geo.size * c, -1).T, kmat, out=z2)
+                        _epilogue(z2, bias, activation)
+                        sl = pooled_slices.get(q1 - q0)
+                        if sl is None:
+                            sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
+                        max_pool(zb, sl, out[i:i + 1, q0:q1])
+        groups = parallel.groups(list(range(n)), parallel.block_threads())
+        col_size = geo.size * c * rows * math.prod(geo.out[1:])
+        z_size = rows * math.prod(geo.out[1:]) * self.filters
+        plan = [((ws.take("conv.chunk", (col_size,), x.dtype), ws.take("conv.zblock", (z_size,), x.dtype)), g)
+                for g in groups]
+        parallel.run(work, plan, blas=True)
+        return out
+
+    def can_pool_in_blocks(self, pool, x):
+        """Whether ``infer_pooled`` applies to this layer, ``pool`` and the batch ``x``."""
+        pgeo = pool.geometry
+        return (self._use_chunks(x) and self._chunk_samples == 1 and pool.mode == "max" and not pgeo.needs_pad
+                and tuple(pool.strides) == tuple(pool.pool_size))
+
+    def _output(self, x, ws, kernel, bias, act):
+        """``(z, saved)``: the convolution of ``x`` with ``kernel``, plus ``bias``, then ``act`` (or
+        ``None``) in place; a chunked layer applies both to each block right after its product, while
+        the block is in the cache (applying them in cache-sized blocks of a whole product measured no
+        faster); ``saved`` is what backward needs (the column matrix or the padded input)."""
         geo = self.geometry
         n = x.shape[0]
-        kmat = self.params["kernel"].reshape(-1, self.filters)
+        kmat = kernel.reshape(-1, self.filters)
         z = ws.take("conv.z", (n,) + geo.out + (self.filters,), x.dtype)
         z2 = z.reshape(-1, self.filters)
         xt = self._channels_first(x, ws)
@@ -184,25 +259,22 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
                 for flat, samples in chunk:
                     for a, b, r0, r1, cols in self._blocks(xt, flat, samples):
-                        np.matmul(cols.T, kmat, out=z[a:b, r0:r1].reshape(-1, self.filters))
+                        zb = z[a:b, r0:r1].reshape(-1, self.filters)
+                        np.matmul(cols.T, kmat, out=zb)
+                        _epilogue(zb, bias, act)
             parallel.run(work, self._block_plan(n, ws, xt.shape[0], x.dtype), blas=True)
-            saved = {"xt": xt, "cols": None}
+            return z, {"xt": xt, "cols": None}
+        cols = ws.take("conv.cols", (geo.size, xt.shape[0], n) + geo.out, x.dtype)
+        cols2 = im2col(xt, geo, cols).reshape(geo.size * xt.shape[0], -1)
+        if self.groups == 1:
+            np.matmul(cols2.T, kmat, out=z2)
         else:
-            cols = ws.take("conv.cols", (geo.size, xt.shape[0], n) + geo.out, x.dtype)
-            cols2 = im2col(xt, geo, cols).reshape(geo.size * xt.shape[0], -1)
-            if self.groups == 1:
-                np.matmul(cols2.T, kmat, out=z2)
-            else:
-                fg = self.filters // self.groups
-                kernel = self.params["kernel"]
-                for g in range(self.groups):
-                    np.matmul(self._group_rows(cols2, g).T, kernel[..., g * fg:(g + 1) * fg].reshape(-1, fg),
-                              out=z2[:, g * fg:(g + 1) * fg])
-            saved = {"xt": None, "cols": cols2}
-        if self.use_bias:
-            z2 += self.params["bias"]
-        y, act = self._activate(z, activation, keep, owned=True)
-        return y, self._context(keep, batch=n, **saved, **act)
+            fg = self.filters // self.groups
+            for g in range(self.groups):
+                np.matmul(self._group_rows(cols2, g).T, kernel[..., g * fg:(g + 1) * fg].reshape(-1, fg),
+                          out=z2[:, g * fg:(g + 1) * fg])
+        _epilogue(z2, bias, act)
+        return z, {"xt": None, "cols": cols2}
 
     # ----------------------------------------------------------- backward
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):

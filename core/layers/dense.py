@@ -30,11 +30,22 @@ class Dense(ActivationMixin, KernelMixin, Layer):
 
     def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
         keep = self._keep(training, context)
-        z = x @ self.params["kernel"]
-        if self.use_bias:
-            z += self.params["bias"]
+        z = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"))
         y, act = self._activate(z, activation, keep, owned=True)
         return y, self._context(keep, x=x, **act)
+
+    def infer(self, x, workspace, kernel, bias, activation):
+        """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
+        applied in place (``core.inference`` passes batch norm folded into them): no context."""
+        z = self._output(x, self._workspace(workspace), kernel, bias)
+        return z if activation is None else activation.forward(z, out=z)
+
+    def _output(self, x, ws, kernel, bias):
+        z = ws.take("dense.z", x.shape[:-1] + (self.units,), x.dtype)
+        np.matmul(x, kernel, out=z)
+        if bias is not None:
+            z += bias
+        return z
 
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
         ctx = self._require_context(ctx)

@@ -1,0 +1,268 @@
+"""Throughput against thread count, and the share of time outside BLAS.
+
+Usage::
+
+    python -m benchmarks.scaling                         # every case, 1 and 2 threads
+    python -m benchmarks.scaling --threads 1 2 4 --cases conv3d_32_b8 --markdown out.md
+    python -m benchmarks.scaling --quick                 # short timing windows
+    python -m benchmarks.scaling --engine-threads        # also NUMPY_CNN_THREADS=n (block threads)
+
+For each (thread count, case) a fresh child process (``python -m
+benchmarks.scaling --child``) is started with ``OMP_NUM_THREADS``,
+``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set to the count; by default
+``NUMPY_CNN_THREADS`` is left unset, which is what a user gets (BLAS on every
+core, the engine's own block threads off); ``--engine-threads`` sets it too.
+The child times ``train_on_batch`` and ``predict`` (median of single calls
+over ``--min-time`` seconds after a warm-up, best of ``--repeats`` runs) and
+reports samples per second.
+
+How the time outside BLAS is measured (at each thread count, for the
+process's main thread): a sampling profiler. While the timed calls run
+again, a second Python thread wakes every 0.5 ms (the interpreter's switch
+interval is lowered to 0.1 ms meanwhile, so a main thread holding the GIL
+hands it over promptly) and looks at the main thread's innermost frame in
+``core/``; the sample counts as BLAS when that source line is a matrix
+product (``@``, ``matmul``, ``dot``, ``tensordot``, ``einsum``). Each sample
+is weighted by the time since the previous one. It is an estimate: the few
+element-wise steps that share a line with a product count as BLAS, and the
+sampler's own wake-ups cost a few percent; on this project's 2-core machine,
+under load, two runs gave fractions up to 10 points apart (tutorial b64
+inference 0.15 and 0.24, Conv3D 32^3 training 0.16 and 0.26).
+
+Reading the table for more cores (Amdahl): with ``f`` the BLAS share at one
+thread, a run whose only parallel work is BLAS speeds up at most
+``1 / ((1 - f) + f / n)`` on ``n`` cores; ``amdahl_8`` and ``amdahl_16`` give
+that bound. ``p_measured`` is the parallel fraction implied by the measured
+1 -> 2 thread speed-up ``S``: ``p = 2 (1 - 1 / S)``; the last columns project
+it to 8 and 16 threads the same way (optimistic: memory bandwidth and
+hand-off costs grow with the cores).
+"""
+import argparse
+import datetime
+import json
+import linecache
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+
+if __package__ in (None, ""):  # run as a script
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    __package__ = "benchmarks"
+
+from benchmarks.cases import CASES, DEFAULT_CASES  # noqa: E402
+from benchmarks.run import REPO_ROOT, SLOW_BLAS_VARS, cpu_model, format_table  # noqa: E402
+
+BLAS_LINE = re.compile(r"\s@=?\s|\bmatmul\(|\bdot\(|\btensordot\(|\beinsum\(")
+CORE_DIR = os.path.join(REPO_ROOT, "core") + os.sep
+
+
+# ----------------------------------------------------------------- child side
+def is_blas_line(text):
+    """Whether a source line calls a matrix product (decorator lines are not)."""
+    text = text.split("#", 1)[0].strip()
+    if not text or text.startswith("@"):
+        return False
+    return bool(BLAS_LINE.search(text))
+
+
+class BlasSampler:
+    """Time-weighted sampling of where the main thread is: BLAS line of core/ or not."""
+
+    def __init__(self, interval=0.0005):
+        self.interval = interval
+        self.main = threading.main_thread().ident
+        self.blas = self.other = 0.0
+        self._stop = threading.Event()
+        self._cache = {}
+
+    def _classify(self, frame):
+        while frame is not None:
+            code = frame.f_code
+            if code.co_filename.startswith(CORE_DIR):
+                key = (code.co_filename, frame.f_lineno)
+                hit = self._cache.get(key)
+                if hit is None:
+                    hit = self._cache[key] = is_blas_line(linecache.getline(*key))
+                return hit
+            frame = frame.f_back
+        return False  # outside the engine (the benchmark loop itself)
+
+    def _loop(self):
+        last = time.perf_counter()
+        while not self._stop.wait(self.interval):
+            frame = sys._current_frames().get(self.main)
+            now = time.perf_counter()
+            if frame is not None:
+                if self._classify(frame):
+                    self.blas += now - last
+                else:
+                    self.other += now - last
+            last = now
+
+    def __enter__(self):
+        self._old_switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.0001)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        sys.setswitchinterval(self._old_switch)
+
+    @property
+    def fraction(self):
+        total = self.blas + self.other
+        return self.blas / total if total else float("nan")
+
+
+def _time(fn, min_time, warmup):
+    for _ in range(warmup):
+        fn()
+    ts, start = [], time.perf_counter()
+    while len(ts) < 3 or time.perf_counter() - start < min_time:
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def child(case_name, min_time, repeats, warmup):
+    import numpy as np
+
+    from core import optimizers
+
+    from benchmarks.cases import build_ours
+    case = CASES[case_name]
+    model = build_ours(case, seed=0)
+    model.compile(optimizer=optimizers.SGD(learning_rate=1e-3, momentum=0.9), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((case.batch,) + tuple(case.input_shape), dtype=np.float32)
+    y = rng.integers(0, case.n_classes, case.batch)
+    fns = {"train": lambda: model.train_on_batch(x, y), "infer": lambda: model.predict(x, batch_size=case.batch)}
+    out = {}
+    for label, fn in fns.items():
+        best = min(_time(fn, min_time, warmup if r == 0 else 1) for r in range(repeats))
+        with BlasSampler() as sampler:
+            _time(fn, max(min_time, 0.1), 0)  # at least ~200 samples
+        out[label] = {"seconds": best, "samples_per_s": case.batch / best, "blas_fraction": sampler.fraction}
+    return out
+
+
+# ---------------------------------------------------------------- parent side
+def run_child(case, threads, args):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    env.pop("NUMPY_CNN_THREADS", None)
+    if args.engine_threads:
+        env["NUMPY_CNN_THREADS"] = str(threads)
+    for var in SLOW_BLAS_VARS:
+        env.pop(var, None)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    cmd = [sys.executable, "-m", "benchmarks.scaling", "--child", case, "--min-time", str(args.min_time),
+           "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{case} at {threads} thread(s) failed: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def amdahl(f, n):
+    return 1.0 / ((1.0 - f) + f / n)
+
+
+def _rate(v):
+    return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def rows_for(results, threads):
+    """Table rows: one per (case, kind), throughput at each thread count and the Amdahl columns."""
+    rows = []
+    base = threads[0]
+    two = 2 if 2 in threads else None
+    for case in dict.fromkeys(r["case"] for r in results):
+        for kind in ("train", "infer"):
+            per = {r["threads"]: r[kind] for r in results if r["case"] == case}
+            row = [case, kind] + [_rate(per[t]["samples_per_s"]) for t in threads]
+            row += [f"{per[t]['samples_per_s'] / per[base]['samples_per_s']:.2f}" for t in threads[1:]]
+            row += [f"{per[t]['blas_fraction']:.2f}" for t in threads]
+            f = per[base]["blas_fraction"] if base == 1 else float("nan")
+            row += [f"{amdahl(f, 8):.2f}", f"{amdahl(f, 16):.2f}"]
+            if base == 1 and two:
+                s = per[two]["samples_per_s"] / per[base]["samples_per_s"]
+                p = max(0.0, min(1.0, 2 * (1 - 1 / s)))
+                row += [f"{p:.2f}", f"{amdahl(p, 8):.2f}", f"{amdahl(p, 16):.2f}"]
+            else:
+                row += ["", "", ""]
+            rows.append(row)
+    return rows
+
+
+def header_for(threads):
+    return (["case", "kind"] + [f"samples/s @{t}" for t in threads]
+            + [f"speed-up {threads[0]}->{t}" for t in threads[1:]]
+            + [f"BLAS share @{t}" for t in threads]
+            + ["amdahl_8 (BLAS only)", "amdahl_16 (BLAS only)", "p_measured", "proj. 8", "proj. 16"])
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
+    p.add_argument("--cases", nargs="+", default=None, metavar="CASE",
+                   help=f"cases (default: {', '.join(DEFAULT_CASES)})")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per function; the best median is kept")
+    p.add_argument("--min-time", type=float, default=None, help="seconds per timed run (default 0.5; quick 0.15)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="short runs: 0.15 s, 2 repeats")
+    p.add_argument("--engine-threads", action="store_true",
+                   help="also set NUMPY_CNN_THREADS to the thread count (the engine's block threads)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds allowed per child")
+    p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
+    p.add_argument("--child", metavar="CASE", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.min_time is None:
+        args.min_time = 0.15 if args.quick else 0.5
+    if args.quick and args.repeats == 3:
+        args.repeats = 2
+    if args.child:
+        print(json.dumps(child(args.child, args.min_time, args.repeats, args.warmup)))
+        return 0
+    cases = args.cases or DEFAULT_CASES
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        p.error(f"unknown case(s) {unknown}; valid: {sorted(CASES)}")
+    threads = sorted(set(args.threads))
+    if threads[0] < 1:
+        p.error("--threads must be positive")
+    results = []
+    for name in cases:
+        for t in threads:
+            print(f"[{t} thread{'s' if t > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
+            results.append({"case": name, "threads": t, **run_child(name, t, args)})
+    head = [f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+            f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)",
+            "load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
+            f"block threads (NUMPY_CNN_THREADS): {'= thread count' if args.engine_threads else 'unset (off)'}; "
+            f"timing: best median of {args.repeats} runs of >= {args.min_time} s"]
+    table = format_table(header_for(threads), rows_for(results, threads))
+    print("\n".join(head) + "\n\n" + table)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(f"- {h}" for h in head) + "\n\n"
+                    + format_table(header_for(threads), rows_for(results, threads), markdown=True) + "\n")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": head, "results": results}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The fused inference path of ``predict`` (core/inference.py) agrees with the
+layer-by-layer forward pass, for every layer type in 1-D, 2-D and 3-D, with
+batch norm folded into the preceding convolution or dense layer; the folded
+weights follow every change of the weights.
+
+Tolerance: the folded product ``x @ (kernel * s)`` rounds differently from
+``(x @ kernel) * s``; in float32 the two agree to a few units of 1e-7
+relative to the output's scale. The tests allow 1e-5 of the largest output
+magnitude plus 1e-4 relative, well above that rounding and far below any
+error in the folding (a wrong mean, scale or epsilon moves outputs by 1e-3 or
+more of their scale)."""
+import numpy as np
+import pytest
+
+from core import Input, Sequential, layers
+from core import config
+from core.inference import _BranchesStep, _Fused, _FusedPool
+from core.serialization import load_model
+from tests.core.test_contract import CASES, CONV, SPATIAL, _chunked, _input
+
+
+def _unfused(model, x):
+    model.workspace.reclaim()
+    outputs, _ = model.run_forward(x, training=False, context=False)
+    return np.array(outputs[-1], copy=True)
+
+
+def _assert_close(fused, unfused):
+    scale = float(np.max(np.abs(unfused))) or 1.0
+    np.testing.assert_allclose(fused, unfused, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _randomize_batchnorms(model, rng):
+    """Non-trivial gamma, beta and moving statistics for every batch norm, also inside Branches."""
+    stacks = [model.layers] + [stack for lay in model.layers if isinstance(lay, layers.Branches)
+                               for stack in lay.branches]
+    for stack in stacks:
+        for lay in stack:
+            if isinstance(lay, layers.BatchNormalization):
+                c = lay.input_shape[-1]
+                values = {"gamma": rng.uniform(0.5, 2.0, c), "beta": rng.normal(size=c),
+                          "moving_mean": rng.normal(size=c), "moving_variance": rng.uniform(0.2, 3.0, c)}
+                lay.set_weights([values[n] for n in lay.weight_names()])
+
+
+@pytest.mark.parametrize("name,rank,make", CASES, ids=[c[0] for c in CASES])
+def test_every_layer_type_predicts_as_the_unfused_forward(name, rank, make):
+    rng = np.random.default_rng(2)
+    x = _input(rank, rng)
+    model = Sequential([Input(x.shape[1:]), make()], seed=3)
+    _randomize_batchnorms(model, rng)
+    _assert_close(model.predict(x), _unfused(model, x))
+
+
+def _folding_stacks(rank):
+    conv = CONV[rank]
+    yield "bias+bn+relu", [conv(5, 3, padding="same"), layers.BatchNormalization(), layers.ReLU()], 1
+    yield "nobias+bn", [conv(5, 2, use_bias=False), layers.BatchNormalization()], 1
+    yield "bn-no-scale-center+tanh", [conv(4, 2, strides=2), layers.BatchNormalization(scale=False, center=False),
+                                      layers.Activation("tanh")], 1
+    yield "groups+bn", [conv(4, 2, groups=2, padding="same"), layers.BatchNormalization()], 1
+    yield "conv+relu-layer", [conv(4, 2), layers.ReLU()], 1
+    yield "relu-conv+bn (not foldable)", [conv(4, 2, activation="relu"), layers.BatchNormalization()], 1
+    if rank > 1:
+        yield "chunked+bn+relu", [_chunked(conv(3, 2, padding="same")), layers.BatchNormalization(),
+                                  layers.ReLU()], 1
+    if rank > 1:
+        pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+        yield "chunked+bn+relu+maxpool", [_chunked(conv(3, 2, padding="same")), layers.BatchNormalization(),
+                                          layers.ReLU(), pool(2)], 1
+        yield "chunked+maxpool-overlapping", [_chunked(conv(3, 2, activation="relu")), pool(2, strides=1)], 1
+    yield "branches", [layers.Branches([[conv(4, 3, padding="same", use_bias=False), layers.BatchNormalization(),
+                                         layers.ReLU()], []], merge="add")], 1
+
+
+FOLDING = [(f"{rank}d-{name}", rank, stack, fused)
+           for rank in (1, 2, 3) for name, stack, fused in _folding_stacks(rank)]
+
+
+@pytest.mark.parametrize("name,rank,stack,fused", FOLDING, ids=[c[0] for c in FOLDING])
+def test_batch_norm_folded_into_the_product_predicts_as_unfused(name, rank, stack, fused):
+    rng = np.random.default_rng(4)
+    x = _input(rank, rng)
+    model = Sequential([Input(x.shape[1:])] + stack + [layers.Flatten(), layers.Dense(3), layers.BatchNormalization(),
+                                                       layers.Activation("softmax")], seed=5)
+    _randomize_batchnorms(model, rng)
+    _assert_close(model.predict(x), _unfused(model, x))
+    steps = model._inference_plan().steps
+    if isinstance(steps[0], _BranchesStep):
+        steps = steps[0].plans[0] + steps[1:]
+    # the layers before Flatten became `fused` fused steps; Dense + BN + softmax became one
+    assert sum(isinstance(s, (_Fused, _FusedPool)) for s in steps) == fused + 1
+    assert isinstance(steps[-1], _Fused) and steps[-1].act is not None
+    left = [s for s in steps if isinstance(getattr(s, "layer", None), layers.BatchNormalization)]
+    assert len(left) == (1 if "not foldable" in name else 0)
+
+
+def test_dense_batch_norm_relu_and_dropout_fold_into_one_product():
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(7, 12)).astype(np.float32)
+    model = Sequential([Input((12,)), layers.Dense(9), layers.BatchNormalization(), layers.ReLU(),
+                        layers.Dropout(0.5), layers.Dense(4, activation="softmax")], seed=1)
+    _randomize_batchnorms(model, rng)
+    assert len(model._inference_plan().steps) == 2
+    _assert_close(model.predict(x), _unfused(model, x))
+
+
+def _bn_model(rank=2):
+    conv = CONV[rank]
+    return Sequential([Input(SPATIAL[rank] + (4,)), conv(6, 3, padding="same"), layers.BatchNormalization(),
+                       layers.ReLU(), layers.Branches([[conv(6, 1), layers.BatchNormalization()], []]),
+                       layers.Flatten(), layers.Dense(3, activation="softmax")], seed=7)
+
+
+def test_folding_is_cached_and_follows_training_steps():
+    rng = np.random.default_rng(8)
+    x = _input(2, rng, channels=4) * 3 + 1  # batch statistics far from the initial moving ones
+    y = rng.integers(0, 3, len(x))
+    model = _bn_model()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    model.predict(x)
+    plan = model._inference
+    model.predict(x)
+    assert model._inference is plan  # unchanged weights: the folded weights are reused
+    for _ in range(2):
+        before = model.predict(x)
+        model.train_on_batch(x, y)  # kernels change in place, batch-norm statistics are replaced
+        after = model.predict(x)
+        assert np.max(np.abs(after - before)) > 1e-4
+        _assert_close(after, _unfused(model, x))
+    model(x, training=True)  # a training forward pass moves the batch-norm statistics only
+    _assert_close(model.predict(x), _unfused(model, x))
+
+
+def test_folding_follows_set_weights_and_loading(tmp_path):
+    rng = np.random.default_rng(9)
+    x = _input(3, rng)
+    model = _bn_model(rank=3)
+    first = model.predict(x)
+    weights = [w * rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) + 0.1 for w in model.get_weights()]
+    model.set_weights(weights)
+    changed = model.predict(x)
+    assert np.max(np.abs(changed - first)) > 1e-4
+    _assert_close(changed, _unfused(model, x))
+    bn = model.layers[1]  # a single layer's weights, set on the layer itself
+    bn.set_weights([w + 0.5 for w in bn.get_weights()])
+    _assert_close(model.predict(x), _unfused(model, x))
+    path = str(tmp_path / "m.npz")
+    model.save(path)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    model.layers[1].params["moving_mean"][...] += 1.0  # edited in place by hand: seen after reset_inference
+    model.reset_inference()
+    _assert_close(model.predict(x), _unfused(model, x))
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, monkeypatch):
+    """Chunked conv + bias + ReLU + max pooling, pooled per block of rows (odd sizes: the valid
+    pooling drops the last row; blocks of one and of several pooled rows; one and two threads)."""
+    from core.layers.conv import Conv
+    rng = np.random.default_rng(10)
+    spatial = {2: (11, 9), 3: (9, 7, 8)}[rank]
+    x = rng.normal(size=(3,) + spatial + (2,)).astype(np.float32)
+    pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+    calls = []
+    original = Conv.infer_pooled
+    monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
+    try:
+        config.set_num_threads(threads)
+        for chunk_bytes in (1, 2000):
+            conv = CONV[rank](4, 3, padding="same", activation="relu")
+            model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=2)
+            conv.chunk_threshold, conv.chunk_bytes = 0, chunk_bytes
+            conv.build(conv.input_shape)  # the row blocks follow chunk_bytes
+            np.testing.assert_array_equal(model.predict(x), _unfused(model, x))
+    finally:
+        config.set_num_threads(None)
+    assert len(calls) == 2
