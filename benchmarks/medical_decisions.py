@@ -1,7 +1,7 @@
 """Decisions on unseen subjects: accuracy and ROC AUC of ScanClassifier on volumes built from the real
 scans shipping with nibabel (tests/medical/real_scans.py), split by subject (two test subjects per split).
 
-    PYTHONPATH=$PWD python benchmarks/medical_decisions.py [variant ...]
+    PYTHONPATH=$PWD python benchmarks/medical_decisions.py [variant ...] [--data-seed S] [--amplitude A]
 
 Prints one line per variant: mean (min-max) test accuracy and AUC over the splits, and the mean
 threshold. Bounded: 16^3 volumes, 28 scans, a few seconds per fit.
@@ -18,6 +18,9 @@ from real_scans import lesion_set  # noqa: E402
 import medical  # noqa: E402
 
 VARIANTS = {
+    "minmax (the default)": dict(),
+    "zscore (the old default)": dict(normalize="zscore"),
+    "percentile": dict(normalize="percentile"),
     "old: no validation, argmax": dict(validation_split=0.0, threshold=None),
     "no validation, youden (=0.5)": dict(validation_split=0.0),
     "val 0.25 by subject, argmax": dict(validation_split=0.25, threshold=None),
@@ -40,8 +43,8 @@ VARIANTS = {
 }
 
 
-def run(names, n_splits=6, seeds=(0,)):
-    X, y, s = lesion_set()
+def run(names, n_splits=6, seeds=(0,), data_seed=0, amplitude=1.0):
+    X, y, s = lesion_set(seed=data_seed, amplitude=amplitude)
     subjects = np.unique(s)
     pairs = list(itertools.combinations(range(len(subjects)), 2))
     rng = np.random.default_rng(0)
@@ -62,4 +65,11 @@ def run(names, n_splits=6, seeds=(0,)):
 
 
 if __name__ == "__main__":
-    run(sys.argv[1:] or list(VARIANTS))
+    import argparse
+
+    p = argparse.ArgumentParser(description="ScanClassifier decisions on unseen subjects (real scans)")
+    p.add_argument("variants", nargs="*", help=f"variant names (default: all): {list(VARIANTS)}")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the gain, noise and blob draws")
+    p.add_argument("--amplitude", type=float, default=1.0, help="blob peak / brightest anatomy voxel")
+    a = p.parse_args()
+    run(a.variants or list(VARIANTS), data_seed=a.data_seed, amplitude=a.amplitude)

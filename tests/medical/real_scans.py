@@ -53,9 +53,10 @@ def anatomies(shape=(16, 16, 16)):
     return out
 
 
-def lesion_set(shape=(16, 16, 16), seed=0, variants=4):
+def lesion_set(shape=(16, 16, 16), seed=0, variants=4, amplitude=1.0):
     """``(X (N, D, H, W), y (N,), subjects (N,))``: ``variants`` volumes per anatomy (gain, noise), the
-    first half of them with a bright blob at a random place inside the anatomy."""
+    first half of them with a bright blob at a random place inside the anatomy, peaking at ``amplitude``
+    times the anatomy's brightest voxel."""
     rng = np.random.default_rng(seed)
     grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
     X, y, subjects = [], [], []
@@ -68,7 +69,7 @@ def lesion_set(shape=(16, 16, 16), seed=0, variants=4):
             if lesion:
                 centre = inside[rng.integers(len(inside))]
                 r2 = ((grid - centre) ** 2).sum(-1)
-                vol = vol + gain * 1.0 * np.exp(-r2 / (2 * 1.5 ** 2))
+                vol = vol + gain * amplitude * np.exp(-r2 / (2 * 1.5 ** 2))
             X.append(vol.astype(np.float32))
             y.append("lesion" if lesion else "healthy")
             subjects.append(name)
