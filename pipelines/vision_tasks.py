@@ -183,7 +183,9 @@ class VisionTrainParams(TrainParams):
                                   description="Samples per step, or 'auto' (128 from 10,000 images on, else 32)")
     learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"],
                                          description="Adam's learning rate")
-    patience = luigi.IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
+    patience = luigi.OptionalIntParameter(default=_DEFAULTS["patience"],
+                                          description="Early-stopping patience (default: none, the whole "
+                                                      "epoch budget runs and the best weights are kept)")
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training split for early stopping")
     architecture = luigi.ChoiceParameter(choices=vision.networks.ARCHITECTURES, default=_DEFAULTS["architecture"],
