@@ -496,6 +496,7 @@ class Sequential:
     def evaluate(self, x=None, y=None, batch_size=None, verbose=0, sample_weight=None, return_dict=False):
         """Loss (plus regularization) and metrics over ``(x, y)`` (or a data source), in batches."""
         self._require_compiled("evaluate")
+        parallel.apply_environment()
         verbose = _check_verbose(verbose, "evaluate")
         if is_source(x):
             if y is not None or sample_weight is not None:

@@ -247,7 +247,7 @@ class TrainParams:
     def check_train_params(self):
         for name, least in self.minimum_settings.items():
             value = getattr(self, name)
-            if value is None and name == "patience":  # no early stopping, where the domain allows it
+            if value is None and name == "patience":  # no early stopping (vision's 'none')
                 continue
             if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < least):
                 raise ConfigError(f"--{name.replace('_', '-')} must be 'auto' or a whole number >= {least}, "

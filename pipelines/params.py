@@ -159,3 +159,18 @@ class AutoIntParameter(luigi.Parameter):
 
     def serialize(self, x):
         return str(x)
+
+
+class NoneOrIntParameter(luigi.Parameter):
+    """A whole number, or ``none`` (also empty): the setting is off."""
+
+    def parse(self, x):
+        if x is None or str(x).strip().lower() in ("", "none"):
+            return None
+        try:
+            return int(x)
+        except ValueError:
+            raise ConfigError(f"expected a whole number or 'none', got {x!r}") from None
+
+    def serialize(self, x):
+        return "none" if x is None else str(x)

@@ -32,7 +32,7 @@ from core.exceptions import DataFileNotFoundError, DataFormatError
 
 from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults,
                    subsample)
-from .params import AutoIntParameter, OptionalAbsPathParameter, SizeParameter
+from .params import AutoIntParameter, NoneOrIntParameter, OptionalAbsPathParameter, SizeParameter
 
 __all__ = ["PrepareVision", "TrainVision", "EvaluateVision", "SweepVision"]
 
@@ -177,15 +177,17 @@ class VisionData(DataParams):
 
 
 class VisionTrainParams(TrainParams):
+    minimum_settings = {"epochs": 1, "batch_size": 1, "patience": 0}
     epochs = AutoIntParameter(default=_DEFAULTS["epochs"], description="Passes over the data, or 'auto' (about "
-                                                                        "8,000 steps, 15 to 60 epochs)")
+                                                                        "12,600 steps, 15 to 60 epochs)")
     batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"],
                                   description="Samples per step, or 'auto' (128 from 10,000 images on, else 32)")
     learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"],
                                          description="Adam's learning rate")
-    patience = luigi.OptionalIntParameter(default=_DEFAULTS["patience"],
-                                          description="Early-stopping patience (default: none, the whole "
-                                                      "epoch budget runs and the best weights are kept)")
+    patience = NoneOrIntParameter(default=_DEFAULTS["patience"],
+                                  description="Early-stopping patience, or 'none' (default): the whole epoch budget "
+                                              "runs; the best-validation epoch is kept from 1,000 validation images "
+                                              "on, else the last")
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
                                             description="Fraction of the training split for early stopping")
     architecture = luigi.ChoiceParameter(choices=vision.networks.ARCHITECTURES, default=_DEFAULTS["architecture"],

@@ -116,3 +116,16 @@ def test_grouped_split_keeps_subjects_apart_and_medical_uses_it():
     assert not set(groups[tr]) & set(groups[te]) and method.startswith("by subject")
     tr, te, method = prep.split(y, np.arange(24))  # one scan per subject: plain stratified split
     assert method.startswith("stratified") and sorted(np.bincount((y[te] == "a").astype(int))) == [3, 3]
+
+
+def test_vision_patience_none_or_a_number():
+    from pipelines.params import NoneOrIntParameter
+
+    p = NoneOrIntParameter()
+    assert p.parse("none") is None and p.parse("None") is None and p.parse("") is None
+    assert p.parse("4") == 4 and p.serialize(None) == "none"
+    with pytest.raises(ConfigError, match="'none'"):
+        p.parse("soon")
+    assert pipelines.TrainVision(patience=0).patience == 0
+    with pytest.raises(ConfigError, match="patience"):
+        pipelines.TrainVision(patience=-1).check_train_params()
