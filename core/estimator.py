@@ -271,17 +271,22 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         self._fit_decision(Xt[val], y_idx[val])
         return self
 
-    def _train_network(self, model, x, y, validation_data, class_weight):
+    def _train_network(self, model, x, y, validation_data, class_weight, *, epochs=None, batch_size=None,
+                       training_callbacks=None):
         """Train the compiled ``model`` on network inputs ``x`` and class indices ``y``; return its History.
 
         The default: at most ``epochs`` passes, early stopping on the
         validation loss (when there is a validation part, unless the
         subclass sets ``early_stopping = False``) with the best weights
-        restored. A domain overrides this hook to train another way.
+        restored. A domain overrides this hook to train another way, and may
+        call it back with the ``epochs``, ``batch_size`` and callbacks its own
+        recipe resolved (defaults: the settings, ``_training_callbacks``).
         """
-        return model.fit(**self._fit_data(x, y, validation_data), epochs=self.epochs, verbose=self.verbose,
-                         callbacks=self._training_callbacks(validation_data is not None),
-                         batch_transform=self._augment, class_weight=class_weight)
+        if training_callbacks is None:
+            training_callbacks = self._training_callbacks(validation_data is not None)
+        return model.fit(**self._fit_data(x, y, validation_data, batch_size),
+                         epochs=self.epochs if epochs is None else epochs, verbose=self.verbose,
+                         callbacks=training_callbacks, batch_transform=self._augment, class_weight=class_weight)
 
     def _fit_data(self, x, y, validation_data, batch_size=None):
         """The data arguments of ``model.fit`` for network inputs ``x`` and class indices ``y``:
@@ -303,11 +308,13 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         return {"x": SampleBatches(x, y, batch_size, seed=self.seed, shuffle=True),
                 "validation_data": val}
 
-    def _training_callbacks(self, validating):
-        """Early stopping on the validation loss with the best weights restored, when there is a
-        validation part and the subclass does not keep it for other uses (``early_stopping = False``)."""
+    def _training_callbacks(self, validating, patience=None):
+        """Early stopping on the validation loss after ``patience`` idle epochs (default: the
+        ``patience`` setting) with the best weights restored, when there is a validation part and
+        the subclass does not keep it for other uses (``early_stopping = False``)."""
         if validating and getattr(self, "early_stopping", True):
-            return [callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)]
+            patience = self.patience if patience is None else patience
+            return [callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)]
         return []
 
     # ----------------------------------------------------------- predict

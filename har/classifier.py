@@ -419,12 +419,10 @@ class ActivityClassifier(BaseClassifier):
         epochs, batch, patience = self._schedule(len(x), model)
         self.schedule_ = {"epochs": epochs, "batch_size": batch, "patience": patience}
         if getattr(self, "engine", "numpy") == "keras":
-            saved = self.epochs, self.batch_size, self.patience
-            self.epochs, self.batch_size, self.patience = epochs, batch, patience
-            try:
-                return super()._train_network(model, x, y, validation_data, class_weight)
-            finally:
-                self.epochs, self.batch_size, self.patience = saved
+            return super()._train_network(model, x, y, validation_data, class_weight, epochs=epochs,
+                                          batch_size=batch,
+                                          training_callbacks=self._training_callbacks(validation_data is not None,
+                                                                                      patience))
         monitor = "val_loss" if validation_data is not None else "loss"
         cbs = [callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=patience,
                                            min_lr=float(self.learning_rate) / 20),

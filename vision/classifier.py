@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from core import callbacks, optimizers
+from core import optimizers
 from core.constraints import Boolean, Interval, Options
 from core.data import OnDemand
 from core.estimator import BaseClassifier
@@ -300,15 +300,13 @@ class ImageClassifier(BaseClassifier):
         self.schedule_ = {"epochs": epochs, "batch_size": batch}
         steps = epochs * math.ceil(len(x) / batch)
         self._compile(model, optimizers.CosineDecay(float(self.learning_rate), decay_steps=steps))
-        cbs = []
         n_val = 0 if validation_data is None else len(validation_data[1])
-        if self.patience is not None and n_val:
-            cbs = [callbacks.EarlyStopping(monitor="val_loss", patience=self.patience, restore_best_weights=True)]
-        elif n_val >= MIN_VALIDATION_TO_CHOOSE:
-            cbs = [callbacks.EarlyStopping(monitor="val_loss", patience=epochs, restore_best_weights=True)]
-        return model.fit(**self._fit_data(x, y, validation_data, batch), epochs=epochs, verbose=self.verbose,
-                         callbacks=cbs,
-                         batch_transform=self._augment, class_weight=class_weight)
+        patience = self.patience
+        if patience is None and n_val >= MIN_VALIDATION_TO_CHOOSE:
+            patience = epochs  # never stops early; restores the best epoch
+        cbs = self._training_callbacks(n_val > 0, patience) if patience is not None else []
+        return super()._train_network(model, x, y, validation_data, class_weight, epochs=epochs, batch_size=batch,
+                                      training_callbacks=cbs)
 
     # ------------------------------------------------------------ network
     def build_network(self, input_shape, n_classes):
