@@ -12,10 +12,22 @@ regions the matrix products of small layers use all the BLAS threads.
 
 The number of threads is ``core.config.set_num_threads(n)`` or the
 environment variable ``NUMPY_CNN_THREADS``; by default all the cores this
-process may run on, for BLAS. The engine's own block threads are used only
-when a number was set explicitly (``block_threads``): on this project's
-2-core machine they have not yet measured faster than one thread with a
-two-thread BLAS (benchmarks/RESULTS.md), so by default the work runs as before.
+process may run on. Two kinds of parallel work use them:
+
+- **Shards of a batch** (``ShardGroup``): ``Sequential`` splits a batch with
+  enough work into one contiguous shard of samples per thread, and each
+  thread runs the whole forward and backward pass (or the inference path) of
+  its shard, with its own workspace and one BLAS thread. Everything a layer
+  does (copies, products, pooling, activations) then runs on every core,
+  with one hand-off per batch. The layers that couple the samples of a batch
+  take part: batch normalization adds the shards' sums with ``allreduce``
+  (one barrier per call, summed in shard order), dropout draws the whole
+  batch's mask and keeps its rows (``shard_rows``). This is on by default.
+- **Blocks of one layer** (``run``, ``over_samples``): large convolutions and
+  pooling cut into whole samples. Used only when a number was set explicitly
+  (``block_threads``) and the layer is not already inside a shard: on the
+  2-core machine of benchmarks/RESULTS.md they had not measured faster than
+  one thread with a two-thread BLAS.
 """
 import concurrent.futures
 import os
@@ -137,7 +149,9 @@ def groups(parts, threads):
 def run(fn, parts, threads=None, blas=False):
     """``[fn(group) for group in groups(parts, threads)]``, the groups run at the same time
     (the calling thread takes the first). ``fn`` receives a list of parts. ``blas``: ``fn``
-    calls BLAS, which is then limited to one thread per thread for the region."""
+    calls BLAS, which is then limited to one thread per thread for the region. Every group
+    has finished when ``run`` returns or raises; an error is raised from the first group that
+    failed for a reason of its own (not because a ``ShardGroup`` partner failed)."""
     threads = block_threads() if threads is None else threads
     if threads <= 1 or len(parts) < 2 or getattr(_local, "inside", False):
         return [fn(list(parts))]
@@ -145,8 +159,20 @@ def run(fn, parts, threads=None, blas=False):
     pool = _pool(len(chunks))
     with (_OneBlasThread() if blas else _NoLimit()):
         futures = [pool.submit(_inside, fn, c) for c in chunks[1:]]
-        first = _inside(fn, chunks[0])
-        return [first] + [f.result() for f in futures]
+        results, errors = [], []
+        try:
+            results.append(_inside(fn, chunks[0]))
+        except BaseException as exc:  # noqa: B036 - re-raised below, after the other groups finished
+            errors.append(exc)
+        for f in futures:
+            try:
+                results.append(f.result())
+            except BaseException as exc:  # noqa: B036
+                errors.append(exc)
+    if errors:
+        own = [e for e in errors if not isinstance(e, threading.BrokenBarrierError)]
+        raise (own or errors)[0]
+    return results
 
 
 class _NoLimit:
@@ -155,6 +181,12 @@ class _NoLimit:
 
     def __exit__(self, *exc):
         pass
+
+
+def inside_region():
+    """Whether the calling thread is running a part of a parallel region (where nested
+    regions run serially)."""
+    return getattr(_local, "inside", False)
 
 
 def _inside(fn, chunk):
@@ -181,3 +213,88 @@ def over_samples(fn, n, min_bytes=0, nbytes=0):
         return
     ranges = sample_ranges(n, block_threads())
     run(lambda chunk: [fn(a, b) for a, b in chunk], ranges, threads=len(ranges))
+
+
+class ShardGroup:
+    """The shards of one batch, each run by its own thread through a whole forward and
+    backward pass (``Sequential`` splits a training batch this way). Layers that couple the
+    samples of a batch (batch normalization) combine their shard's partial sums with
+    ``allreduce``; layers that draw random numbers for the batch ask ``shard_rows``.
+
+    ``ranges``: the ``(start, stop)`` rows of each shard, in order."""
+
+    def __init__(self, ranges):
+        self.ranges = list(ranges)
+        self.total = self.ranges[-1][1] - self.ranges[0][0]
+        self._slots = [None] * len(self.ranges)
+        self._results = []
+        self._calls = [0] * len(self.ranges)
+        self._barrier = threading.Barrier(len(self.ranges), action=self._reduce)
+
+    def _reduce(self):  # run by one thread once all have arrived: the sum in shard order
+        total = self._slots[0].copy()
+        for part in self._slots[1:]:
+            total += part
+        self._results.append(total)
+
+    def allreduce(self, index, part):
+        """The sum over the shards of ``part`` (the same array shape in every shard), added in
+        shard order so the result does not depend on which thread arrives first. Every shard
+        must call it the same number of times."""
+        self._slots[index] = part
+        try:
+            self._barrier.wait()
+        except threading.BrokenBarrierError:
+            raise threading.BrokenBarrierError("another shard of the batch failed") from None
+        k = self._calls[index]
+        self._calls[index] = k + 1
+        return self._results[k]
+
+    def member(self, index):
+        """Context manager: the calling thread works on shard ``index`` (``allreduce`` and
+        ``shard_rows`` refer to it); an error inside breaks the group, so partners waiting in
+        ``allreduce`` raise instead of waiting for ever."""
+        return _Membership(self, index)
+
+
+class _Membership:
+    def __init__(self, group, index):
+        self.group, self.index = group, index
+
+    def __enter__(self):
+        self.saved = getattr(_local, "shard", None)
+        _local.shard = (self.group, self.index)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _local.shard = self.saved
+        if exc_type is not None:
+            self.group._barrier.abort()
+
+
+def allreduce(part):
+    """``part`` summed over the shards of the batch this thread works on (``ShardGroup``);
+    ``part`` itself outside a sharded pass."""
+    member = getattr(_local, "shard", None)
+    if member is None:
+        return part
+    group, index = member
+    return group.allreduce(index, part)
+
+
+def shard_rows():
+    """``(start, stop, total)``: the rows of the batch this thread works on, or ``None`` outside
+    a sharded pass (the whole batch)."""
+    member = getattr(_local, "shard", None)
+    if member is None:
+        return None
+    group, index = member
+    a, b = group.ranges[index]
+    return a, b, group.total
+
+
+def is_first_shard():
+    """Whether this thread works on the first shard of a batch, or on a whole batch: the one
+    that updates state shared by the shards (batch-norm moving statistics)."""
+    member = getattr(_local, "shard", None)
+    return member is None or member[1] == 0

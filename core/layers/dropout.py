@@ -6,6 +6,7 @@ the optimizer step, so a resumed run draws the masks an uninterrupted one
 would)."""
 import numpy as np
 
+from .. import parallel
 from ..exceptions import ConfigError
 from .base import Layer
 
@@ -31,7 +32,14 @@ class Dropout(Layer):
         rng = self._require_rng(rng)
         shape = x.shape if self.noise_shape is None else tuple(
             x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
-        mask = rng.random(shape, dtype=np.float32) >= self.rate  # True: kept
+        shard = parallel.shard_rows()
+        if shard is not None and (self.noise_shape is None or self.noise_shape[0] is None):
+            # one shard of a batch split over threads: draw the whole batch's mask, keep our
+            # rows, so the masks do not depend on how the batch was split
+            start, stop, total = shard
+            mask = rng.random((total,) + shape[1:], dtype=np.float32)[start:stop] >= self.rate
+        else:
+            mask = rng.random(shape, dtype=np.float32) >= self.rate  # True: kept
         scale = x.dtype.type(1.0 / (1.0 - self.rate))
         out = x * mask
         out *= scale

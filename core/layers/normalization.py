@@ -9,7 +9,7 @@ moving statistics are used.
 """
 import numpy as np
 
-from .. import initializers
+from .. import initializers, parallel
 from ..exceptions import ConfigError
 from ..registry import serialize
 from .base import Layer
@@ -56,17 +56,21 @@ class BatchNormalization(Layer):
             m = x2.shape[0]
             # sums over the rows as products with ones: NumPy's reductions over the leading axes
             # of a (rows, few channels) array run several times slower than BLAS here
+            # when the batch is split into shards run by separate threads (``core.parallel``),
+            # the sums are over the whole batch: each shard adds its part (``allreduce``)
             ones = ws.take("bn.ones", (m,), x.dtype, init=1)
-            mean = (ones @ x2) / x.dtype.type(m)
+            total = x.dtype.type(_batch_rows(m, x.shape[0]))
+            mean = parallel.allreduce(ones @ x2) / total
             xhat = np.subtract(x, mean, out=ws.take("bn.xhat", x.shape, x.dtype))
             square = np.multiply(xhat, xhat, out=ws.take("bn.square", x.shape, x.dtype))
-            var = (ones @ square.reshape(-1, x.shape[-1])) / x.dtype.type(m)
+            var = parallel.allreduce(ones @ square.reshape(-1, x.shape[-1])) / total
             inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
             xhat *= inv_std
-            m_ = x.dtype.type(self.momentum)
-            p = self.params  # state, not a trained weight: the forward pass of training updates it
-            p["moving_mean"] = p["moving_mean"] * m_ + mean * (1 - m_)
-            p["moving_variance"] = p["moving_variance"] * m_ + var * (1 - m_)
+            if parallel.is_first_shard():  # the statistics are the batch's, the same in every shard
+                m_ = x.dtype.type(self.momentum)
+                p = self.params  # state, not a trained weight: the forward pass of training updates it
+                p["moving_mean"] = p["moving_mean"] * m_ + mean * (1 - m_)
+                p["moving_variance"] = p["moving_variance"] * m_ + var * (1 - m_)
             y = np.multiply(xhat, gamma, out=square)
             y += beta
             return y, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=True)
@@ -102,11 +106,15 @@ class BatchNormalization(Layer):
         dx = np.multiply(dy, k, out=product)
         if not ctx["batch_stats"]:
             return dx, grads
-        m = dy.dtype.type(dy.size // c)
+        m = dy.dtype.type(_batch_rows(dy.size // c, dy.shape[0]))
+        # the means over the whole batch (a sharded batch adds the parts of every shard; the
+        # gradients returned stay this shard's part, which the model adds up)
+        sums = parallel.allreduce(np.concatenate([dgamma, dbeta]))
+        dgamma_all, dbeta_all = sums[:c], sums[c:]
         # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
-        correction = np.multiply(xhat, k * (dgamma / m), out=ws.take("bn.correction", dy.shape, dy.dtype))
+        correction = np.multiply(xhat, k * (dgamma_all / m), out=ws.take("bn.correction", dy.shape, dy.dtype))
         dx -= correction
-        dx -= k * (dbeta / m)
+        dx -= k * (dbeta_all / m)
         return dx, grads
 
     def get_config(self):
@@ -117,3 +125,13 @@ class BatchNormalization(Layer):
                     "moving_mean_initializer": serialize(self.moving_mean_initializer),
                     "moving_variance_initializer": serialize(self.moving_variance_initializer)})
         return cfg
+
+
+def _batch_rows(rows, samples):
+    """Rows (samples times positions) of the whole batch, given this pass's ``rows`` of
+    ``samples`` samples: more when the pass is one shard of a batch."""
+    shard = parallel.shard_rows()
+    if shard is None:
+        return rows
+    start, stop, total = shard
+    return rows // samples * total

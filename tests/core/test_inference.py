@@ -174,7 +174,10 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, m
             model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=2)
             conv.chunk_threshold, conv.chunk_bytes = 0, chunk_bytes
             conv.build(conv.input_shape)  # the row blocks follow chunk_bytes
-            np.testing.assert_array_equal(model.predict(x), _unfused(model, x))
+            if threads == 1:
+                np.testing.assert_array_equal(model.predict(x), _unfused(model, x))
+            else:  # predict splits the batch over the threads: products of other shapes round differently
+                np.testing.assert_allclose(model.predict(x), _unfused(model, x), rtol=1e-5, atol=1e-6)
     finally:
         config.set_num_threads(None)
     assert len(calls) == 2

@@ -60,7 +60,7 @@ def _conv3d_model():
                       seed=1)
 
 
-def test_training_with_one_and_two_threads_gives_the_same_weights(threads, small_blocks):
+def test_training_with_one_and_two_threads_gives_the_same_weights(threads, small_blocks, shard_always):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(6, 10, 9, 8, 2)).astype(np.float32)
     y = rng.integers(0, 3, 6)
@@ -121,3 +121,101 @@ def test_environment_variable_limits_blas_at_first_fit_not_at_import():
     before, after_import, after_fit = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert after_import == before
     assert after_fit == [1]
+
+
+# ------------------------------------------------------------ sharded batches
+@pytest.fixture
+def shard_always(monkeypatch):
+    """Split every batch over the threads, however little work it holds."""
+    from core import model as model_module
+    monkeypatch.setattr(model_module, "SHARD_MIN_WORK", 0)
+
+
+def _sharded_model(rank, dropout=0.3):
+    spatial = {1: (13,), 2: (9, 8), 3: (6, 7, 5)}[rank]
+    conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
+    pool = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+    model = Sequential([Input(spatial + (2,)), conv(4, 3, padding="same"), layers.BatchNormalization(),
+                        layers.Activation("relu"), pool(2), layers.Dropout(dropout), layers.Flatten(),
+                        layers.Dense(8, activation="relu"), layers.BatchNormalization(),
+                        layers.Dense(3, activation="softmax")], seed=4)
+    model.compile(optimizer=__import__("core").optimizers.SGD(0.05, momentum=0.9),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model, spatial
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, threads, shard_always):
+    """Batch norm sums over all the shards, dropout draws the whole batch's mask: 5 steps give the
+    same weights, moving statistics, losses, evaluation and predictions with 1, 2 and 3 threads
+    (7 samples: uneven shards), up to float32 rounding."""
+    rng = np.random.default_rng(rank)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        model, spatial = _sharded_model(rank)
+        x = rng.normal(size=(7,) + spatial + (2,)).astype(np.float32) if not results else results[0][3]
+        y = np.arange(7) % 3
+        losses = [model.train_on_batch(x, y)[0] for _ in range(5)]
+        losses.extend(model.evaluate(x, y, batch_size=7))  # the loss and the accuracy
+        results.append((model.get_weights(), losses, model.predict(x), x))
+    assert model._shard_ranges(7) == [(0, 2), (2, 5), (5, 7)]  # it did split
+    w1, l1, p1, _ = results[0]
+    for w, losses, p, _ in results[1:]:
+        for a, b in zip(w, w1):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(losses, l1, rtol=1e-5)
+        np.testing.assert_allclose(p, p1, rtol=1e-5, atol=1e-6)
+
+
+def test_a_sharded_step_that_fails_in_one_shard_raises_and_leaves_the_model(threads, shard_always, monkeypatch):
+    """An error in one shard's pass reaches the caller (the other shard, waiting for batch norm's
+    sums, is released rather than left waiting), and the moving statistics stay as they were."""
+    import threading
+
+    from core import parallel
+    from core.layers.normalization import BatchNormalization
+
+    threads(2)
+    model, spatial = _sharded_model(2)
+    x = np.random.default_rng(0).normal(size=(6,) + spatial + (2,)).astype(np.float32)
+    y = np.arange(6) % 3
+    model.train_on_batch(x, y)
+    before = [w.copy() for w in model.get_weights()]
+    original = BatchNormalization.forward
+
+    def failing(self, inputs, *args, **kwargs):
+        rows = parallel.shard_rows()
+        if rows is not None and rows[0] > 0 and self is model.layers[-2]:
+            raise RuntimeError("shard 2 fails")
+        return original(self, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(BatchNormalization, "forward", failing)
+    outcome = []
+
+    def step():
+        try:
+            model.train_on_batch(x, y)
+        except RuntimeError as exc:
+            outcome.append(str(exc))
+
+    worker = threading.Thread(target=step, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "a shard was left waiting for its partner"
+    assert outcome == ["shard 2 fails"]
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    monkeypatch.setattr(BatchNormalization, "forward", original)
+    model.train_on_batch(x, y)  # the model still trains
+
+
+def test_small_batches_are_not_split(threads):
+    """A batch with little work runs whole: handing it to threads would cost more than it saves."""
+    threads(2)
+    model, spatial = _sharded_model(1)
+    assert model._shard_ranges(8) is None
+    big = Sequential([Input((64, 64, 3)), layers.Conv2D(32, 3), layers.Flatten(), layers.Dense(2)], seed=0)
+    assert big._shard_ranges(8) == [(0, 4), (4, 8)]
+    threads(1)
+    assert big._shard_ranges(8) is None
