@@ -5,13 +5,12 @@ Usage::
     python -m benchmarks.scaling                         # every case, 1 and 2 threads
     python -m benchmarks.scaling --threads 1 2 4 --cases conv3d_32_b8 --markdown out.md
     python -m benchmarks.scaling --quick                 # short timing windows
-    python -m benchmarks.scaling --engine-threads        # also NUMPY_CNN_THREADS=n (block threads)
 
 For each (thread count, case) a fresh child process (``python -m
 benchmarks.scaling --child``) is started with ``OMP_NUM_THREADS``,
-``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set to the count; by default
-``NUMPY_CNN_THREADS`` is left unset, which is what a user gets (BLAS on every
-core, the engine's own block threads off); ``--engine-threads`` sets it too.
+``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``NUMPY_CNN_THREADS`` set to
+the count (the engine's own threads: a large batch split into one shard per
+thread; see ``core/parallel.py``).
 The child times ``train_on_batch`` and ``predict`` (median of single calls
 over ``--min-time`` seconds after a warm-up, best of ``--repeats`` runs) and
 reports samples per second.
@@ -159,9 +158,7 @@ def run_child(case, threads, args):
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
-    env.pop("NUMPY_CNN_THREADS", None)
-    if args.engine_threads:
-        env["NUMPY_CNN_THREADS"] = str(threads)
+    env["NUMPY_CNN_THREADS"] = str(threads)
     for var in SLOW_BLAS_VARS:
         env.pop(var, None)
     env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -221,8 +218,6 @@ def main(argv=None):
     p.add_argument("--min-time", type=float, default=None, help="seconds per timed run (default 0.5; quick 0.15)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="short runs: 0.15 s, 2 repeats")
-    p.add_argument("--engine-threads", action="store_true",
-                   help="also set NUMPY_CNN_THREADS to the thread count (the engine's block threads)")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per child")
     p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
@@ -250,7 +245,7 @@ def main(argv=None):
     head = [f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
             f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)",
             "load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
-            f"block threads (NUMPY_CNN_THREADS): {'= thread count' if args.engine_threads else 'unset (off)'}; "
+            "engine threads (NUMPY_CNN_THREADS): the thread count; "
             f"timing: best median of {args.repeats} runs of >= {args.min_time} s"]
     table = format_table(header_for(threads), rows_for(results, threads))
     print("\n".join(head) + "\n\n" + table)

@@ -138,6 +138,8 @@ class Sequential:
         # only layers after the first trainable one need the gradient of their input
         self._first_trainable = next((i for i, lay in enumerate(self.layers) if lay.params), len(self.layers))
         self.workspace.clear()
+        for extra in self.__dict__.get("_shard_workspaces", ()):
+            extra.clear()
 
     @property
     def input_shape(self):
@@ -345,28 +347,25 @@ class Sequential:
         at once, whatever the number of threads. Returns ``(outputs, loss, grads)`` (``grads``
         ``None`` outside training)."""
         n = len(x)
-        group = parallel.ShardGroup(ranges)
-        workspaces = self._workspaces(len(ranges))
+        workspaces = {a: ws for (a, _), ws in zip(ranges, self._workspaces(len(ranges)))}
         step = self.optimizer.iterations if training else None
 
-        def work(parts):
-            (k, (a, b)), = parts
-            ws = workspaces[k]
-            if k:
+        def work(rows):
+            a, b = rows
+            ws = workspaces[a]
+            if ws is not self.workspace:
                 ws.reclaim()
-            with group.member(k):
-                sw = None if sample_weight is None else sample_weight[a:b]
-                out, value, grad, contexts = self._outputs_and_loss(x[a:b], y[a:b], sw, training, step=step,
-                                                                    workspace=ws)
-                share = (b - a) / n  # the loss is a mean over the shard: weigh it by the shard's size
-                grads = None
-                if training:
-                    grad *= grad.dtype.type(share)
-                    _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False,
-                                                 workspace=ws)
+            sw = None if sample_weight is None else sample_weight[a:b]
+            out, value, grad, contexts = self._outputs_and_loss(x[a:b], y[a:b], sw, training, step=step,
+                                                                workspace=ws)
+            share = (b - a) / n  # the loss is a mean over the shard: weigh it by the shard's size
+            grads = None
+            if training:
+                grad *= grad.dtype.type(share)
+                _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False, workspace=ws)
             return out, value * share, grads
 
-        results = parallel.run(work, list(enumerate(ranges)), threads=len(ranges), blas=True)
+        results = parallel.run_shards(work, ranges)
         outs, values, shard_grads = zip(*results)
         out = None if outs[0] is None else np.concatenate(outs, axis=0)
         if not training:
@@ -639,15 +638,15 @@ class Sequential:
             return plan(xb, ws)
         # one shard of the batch per thread, each with its own workspace (see _sharded_pass)
         out = ws.take("predict.out", (len(xb),) + tuple(self.layers[-1].output_shape), xb.dtype)
-        workspaces = self._workspaces(len(ranges))
+        workspaces = {a: w for (a, _), w in zip(ranges, self._workspaces(len(ranges)))}
 
-        def work(parts):
-            (k, (a, b)), = parts
-            if k:
-                workspaces[k].reclaim()
-            out[a:b] = plan(xb[a:b], workspaces[k])
+        def work(rows):
+            a, b = rows
+            if workspaces[a] is not ws:
+                workspaces[a].reclaim()
+            out[a:b] = plan(xb[a:b], workspaces[a])
 
-        parallel.run(work, list(enumerate(ranges)), threads=len(ranges), blas=True)
+        parallel.run_shards(work, ranges)
         return out
 
     def predict(self, x, batch_size=None, verbose=0):

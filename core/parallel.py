@@ -6,9 +6,9 @@ rows) run on all cores at once. ``run(fn, parts)`` calls ``fn(part)`` for
 each part, spread over the threads in contiguous groups: thread ``t`` always
 gets the same parts for the same number of parts and threads, so a
 reduction summed per thread and then over threads in thread order is
-deterministic. During such a region every BLAS call is limited to one
-thread, so threads times BLAS threads never exceed the cores; outside
-regions the matrix products of small layers use all the BLAS threads.
+deterministic. During a region that calls BLAS (``blas=True``) every BLAS
+call is limited to one thread, so threads times BLAS threads never exceed
+the cores; outside regions the matrix products use all the BLAS threads.
 
 The number of threads is ``core.config.set_num_threads(n)`` or the
 environment variable ``NUMPY_CNN_THREADS``; by default all the cores this
@@ -133,7 +133,7 @@ class _OneBlasThread:
 def _pool(threads):
     with _lock:
         pool = _state["pool"]
-        if pool is None or pool._max_workers != threads - 1:
+        if pool is None or pool._max_workers < threads - 1:  # a larger pool serves fewer groups too
             if pool is not None:
                 pool.shutdown(wait=False)
             pool = _state["pool"] = concurrent.futures.ThreadPoolExecutor(
@@ -215,11 +215,34 @@ def over_samples(fn, n, min_bytes=0, nbytes=0):
     run(lambda chunk: [fn(a, b) for a, b in chunk], ranges, threads=len(ranges))
 
 
+_shard_lock = threading.Lock()
+
+
+def run_shards(fn, ranges):
+    """``[fn((start, stop)) for (start, stop) in ranges]``, each shard of a batch on its own
+    thread at the same time (the calling thread takes the first), inside a ``ShardGroup`` so
+    that ``allreduce`` and ``shard_rows`` work in ``fn``, with BLAS at one thread per thread.
+
+    One sharded pass runs at a time in the process: the shards of a pass wait for each other
+    in ``allreduce``, so two passes sharing the pool's threads could each hold a thread the
+    other waits for."""
+    group = ShardGroup(ranges)
+
+    def member(parts):
+        (index, rows), = parts
+        with group.member(index):
+            return fn(rows)
+
+    with _shard_lock:
+        return run(member, list(enumerate(group.ranges)), threads=len(group.ranges), blas=True)
+
+
 class ShardGroup:
-    """The shards of one batch, each run by its own thread through a whole forward and
-    backward pass (``Sequential`` splits a training batch this way). Layers that couple the
-    samples of a batch (batch normalization) combine their shard's partial sums with
-    ``allreduce``; layers that draw random numbers for the batch ask ``shard_rows``.
+    """The shards of one batch, each run by its own thread through a whole forward (and, in
+    training, backward) pass: ``Sequential`` splits the batches of ``fit``, ``evaluate`` and
+    ``predict`` this way (``run_shards``). Layers that couple the samples of a batch (batch
+    normalization) combine their shard's partial sums with ``allreduce``; layers that draw
+    random numbers for the batch ask ``shard_rows`` which rows of the batch's draw are theirs.
 
     ``ranges``: the ``(start, stop)`` rows of each shard, in order."""
 

@@ -10,6 +10,11 @@ creates its weights in ``self.params``. Then:
     an inference forward keeps nothing. ``rng`` (a ``numpy.random.Generator``)
     is required in training by layers that draw random numbers
     (``stochastic = True``: dropout); no layer keeps a generator of its own.
+    When the model splits a batch over threads (``core.parallel.ShardGroup``)
+    ``x`` holds rows ``start:stop`` of the batch (``parallel.shard_rows()``):
+    such a layer draws those rows of what it would draw for the whole batch,
+    and a layer that couples the samples (batch norm) adds its sums over the
+    shards with ``parallel.allreduce``.
     ``workspace`` (``core.workspace.Workspace``) lends reusable buffers; the
     output and the context may live in them until the owner reclaims it.
     Forward never writes into ``x``.

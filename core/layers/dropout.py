@@ -4,6 +4,8 @@ layer is the identity. The mask is drawn from the generator the caller passes
 to ``forward`` (``Sequential`` derives it from the model seed, the layer and
 the optimizer step, so a resumed run draws the masks an uninterrupted one
 would)."""
+import math
+
 import numpy as np
 
 from .. import parallel
@@ -30,16 +32,16 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             return x, self._context(keep, mask=None)
         rng = self._require_rng(rng)
-        shape = x.shape if self.noise_shape is None else tuple(
-            x.shape[i] if d is None else d for i, d in enumerate(self.noise_shape))
-        shard = parallel.shard_rows()
-        if shard is not None and (self.noise_shape is None or self.noise_shape[0] is None):
-            # one shard of a batch split over threads: draw the whole batch's mask, keep our
-            # rows, so the masks do not depend on how the batch was split
-            start, stop, total = shard
-            mask = rng.random((total,) + shape[1:], dtype=np.float32)[start:stop] >= self.rate
+        shard = parallel.shard_rows()  # (start, stop, total) when x is rows of a larger batch
+        batch = x.shape if shard is None else (shard[2],) + x.shape[1:]
+        shape = batch if self.noise_shape is None else tuple(
+            batch[i] if d is None else d for i, d in enumerate(self.noise_shape))
+        if shard is not None and shape[0] == batch[0] and batch[0] != x.shape[0]:
+            # one shard of a batch split over threads: this shard's rows of the batch's mask
+            noise = _rows_of_draw(rng, shape, shard[0], shard[1])
         else:
-            mask = rng.random(shape, dtype=np.float32) >= self.rate  # True: kept
+            noise = rng.random(shape, dtype=np.float32)
+        mask = noise >= self.rate  # True: kept
         scale = x.dtype.type(1.0 / (1.0 - self.rate))
         out = x * mask
         out *= scale
@@ -61,3 +63,22 @@ class Dropout(Layer):
         if self.noise_shape is not None:
             cfg["noise_shape"] = list(self.noise_shape)
         return cfg
+
+
+def _rows_of_draw(rng, shape, start, stop):
+    """Rows ``start:stop`` of ``rng.random(shape, dtype=float32)``, drawing only those rows.
+
+    A float32 draw takes one 32-bit word of the generator's stream per number, and PCG64
+    (NumPy's default) hands out the two halves of each 64-bit output in turn, so the draw
+    skips ahead ``start * row`` words with ``advance`` (which counts 64-bit outputs) plus one
+    word when that count is odd. A generator of another kind, or one holding a spare half
+    word, draws the whole batch and keeps the rows (the same numbers, more work)."""
+    row = math.prod(shape[1:])
+    bits = rng.bit_generator
+    if isinstance(bits, np.random.PCG64) and not bits.state["has_uint32"]:
+        words = start * row
+        bits.advance(words // 2)
+        if words % 2:
+            rng.random(1, dtype=np.float32)
+        return rng.random((stop - start,) + tuple(shape[1:]), dtype=np.float32)
+    return rng.random(shape, dtype=np.float32)[start:stop]

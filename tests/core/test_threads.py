@@ -219,3 +219,65 @@ def test_small_batches_are_not_split(threads):
     assert big._shard_ranges(8) == [(0, 4), (4, 8)]
     threads(1)
     assert big._shard_ranges(8) is None
+
+
+@pytest.mark.parametrize("noise_shape", [None, (7, 1), (1, None), (None, 1)])
+def test_sharded_dropout_draws_the_whole_batch_mask(noise_shape, threads, shard_always):
+    """Dropout in a batch split over threads keeps its rows of the whole batch's mask, for any
+    noise_shape (per sample, shared by the batch, broadcast over features): the gradients of
+    one step match one thread's."""
+    x = np.random.default_rng(1).normal(size=(7, 6)).astype(np.float32)
+    y = np.arange(7) % 2
+    grads = []
+    for n in (1, 2, 3):
+        threads(n)
+        model = Sequential([Input((6,)), layers.Dense(5), layers.Dropout(0.5, noise_shape=noise_shape),
+                            layers.Dense(2, activation="softmax")], seed=3)
+        model.compile("sgd", "sparse_categorical_crossentropy")
+        model.train_on_batch(x, y)
+        grads.append(model.last_gradients)
+    for other in grads[1:]:
+        for key in grads[0]:
+            np.testing.assert_allclose(other[key], grads[0][key], rtol=1e-5, atol=1e-7)
+
+
+def test_rows_of_a_draw_equal_the_rows_of_the_whole_draw():
+    from core.layers.dropout import _rows_of_draw
+    for shape in [(7, 5), (7, 3, 3), (5, 1), (9, 1, 1)]:
+        whole = np.random.default_rng([3, 4]).random(shape, dtype=np.float32)
+        for a, b in [(0, 2), (2, 5), (1, 4), (3, shape[0])]:
+            np.testing.assert_array_equal(_rows_of_draw(np.random.default_rng([3, 4]), shape, a, b), whole[a:b])
+            used = np.random.default_rng([3, 4])
+            used.random(3, dtype=np.float32)  # holds a spare half word: the fallback
+            reference = np.random.default_rng([3, 4])
+            reference.random(3, dtype=np.float32)
+            np.testing.assert_array_equal(_rows_of_draw(used, shape, a, b), reference.random(shape, np.float32)[a:b])
+
+
+def test_two_models_training_at_once_in_two_threads(threads, shard_always):
+    """Sharded passes of two models trained from two Python threads at once (3 shards each, batch
+    norm waiting for its partners) finish, and give the weights each gets when trained alone."""
+    import threading
+
+    threads(3)
+    rng = np.random.default_rng(2)
+    data = [(rng.normal(size=(7, 9, 8, 2)).astype(np.float32), np.arange(7) % 3) for _ in range(2)]
+
+    def train(model, x, y):
+        for _ in range(20):
+            model.train_on_batch(x, y)
+        return model.get_weights()
+
+    alone = [train(_sharded_model(2)[0], x, y) for x, y in data]
+    models = [_sharded_model(2)[0] for _ in data]
+    results = [None, None]
+    workers = [threading.Thread(target=lambda i=i: results.__setitem__(i, train(models[i], *data[i])), daemon=True)
+               for i in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    assert not any(w.is_alive() for w in workers), "the two trainings waited for each other for ever"
+    for together, single in zip(results, alone):
+        for a, b in zip(together, single):
+            np.testing.assert_array_equal(a, b)
