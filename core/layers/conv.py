@@ -41,8 +41,8 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
-from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes, im2col, im2col_block, max_pool,
-                      to_channels_first)
+from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, column_bytes, im2col, im2col_block,
+                      max_pool, to_channels_first)
 
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
 PARALLEL_BYTES = 8 << 20
@@ -295,6 +295,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         geo = self.geometry
         kernel = self.params["kernel"]
         c = self.input_shape[-1]
+        if self.groups == 1 and geo.flat_rows:
+            grads["kernel"] = (cols2 @ dz2).reshape(kernel.shape)
+            if not need_input_grad:
+                return None
+            dz = dz2.reshape((n,) + geo.out + (self.filters,))
+            return self._channels_last(self._input_grad_by_rows(dz, *self._rows_buffers(n, ws, dz2.dtype)), ws)
         dcols = ws.take("conv.dcols", cols2.shape, cols2.dtype) if need_input_grad else None
         if self.groups == 1:
             grads["kernel"] = (cols2 @ dz2).reshape(kernel.shape)
@@ -317,6 +323,29 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         col2im(dcols.reshape((geo.size, c, n) + geo.out), geo, dxt)
         return self._channels_last(dxt, ws)
 
+    def _input_grad_by_rows(self, dz, dz_rows, dcols, flat):
+        """The padded input gradient ``(C, n, *padded)`` of ``n`` whole samples from their output
+        gradient ``dz (n, *out, filters)``, by ``col2im_rows``: ``dz`` copied into the front of
+        ``dz_rows`` (``(m, *out_rows, filters)``, m >= n, zero past each row's end, kept so by
+        every borrower), the column gradient over that grid into the front of the 1-D ``dcols``,
+        scattered into ``flat`` (see ``_rows_buffers``)."""
+        geo = self.geometry
+        n = dz.shape[0]
+        dz_rows = dz_rows[:n]
+        dz_rows[..., :geo.out[-1], :] = dz
+        dcols = dcols[:geo.size * self.input_shape[-1] * n * math.prod(geo.out_rows)].reshape(-1, dz_rows[..., 0].size)
+        np.matmul(self.params["kernel"].reshape(-1, self.filters), dz_rows.reshape(-1, self.filters).T, out=dcols)
+        return col2im_rows(dcols, geo, flat, self.input_shape[-1], n)
+
+    def _rows_buffers(self, n, ws, dtype, tag=""):
+        """Workspace buffers for ``_input_grad_by_rows`` on ``n`` samples."""
+        geo = self.geometry
+        c = self.input_shape[-1]
+        dz_rows = ws.take("conv.dz_rows" + tag, (n,) + geo.out_rows + (self.filters,), dtype, init="zeros")
+        dcols = ws.take("conv.dcols_rows" + tag, (geo.size * c * n * math.prod(geo.out_rows),), dtype)
+        flat = ws.take("conv.dx_rows" + tag, (c * n * math.prod(geo.padded) + geo.row_slack,), dtype)
+        return dz_rows, dcols, flat
+
     def _backward_chunks(self, xt, dz2, need_input_grad, grads, ws):
         geo = self.geometry
         kernel = self.params["kernel"]
@@ -328,13 +357,23 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             dxt = ws.take("conv.dxt", xt.shape[:2] + geo.padded, xt.dtype)
             parallel.over_samples(lambda a, b: dxt[:, a:b].fill(0), n, PARALLEL_BYTES, dxt.nbytes)
 
+        plan = self._block_plan(n, ws, xt.shape[0], xt.dtype)
+        by_rows = need_input_grad and geo.flat_rows and self._chunk_rows == geo.out[0]
+        # blocks of whole samples scatter their input gradient by whole rows, each thread into
+        # buffers of its own (a run may spill zeros past its samples), then copied into dxt
+        rows_buffers = [self._rows_buffers(min(self._chunk_samples, n), ws, xt.dtype, f".{g}") if by_rows else None
+                        for g in range(len(plan))]
+
         def work(chunk):  # each thread: whole samples (their input gradients do not overlap), its own dk
             dk = np.zeros_like(kmat)
-            for flat, samples in chunk:
+            for (flat, samples), buffers in chunk:
                 for a, b, r0, r1, cols in self._blocks(xt, flat, samples):
                     dzc = dz[a:b, r0:r1].reshape(-1, self.filters)
                     dk += cols @ dzc
                     if not need_input_grad:
+                        continue
+                    if buffers is not None:  # whole samples
+                        np.copyto(dxt[:, a:b], self._input_grad_by_rows(dz[a:b], *buffers))
                         continue
                     dcols = kmat @ dzc.T
                     if b - a > 1 or (r0, r1) == (0, geo.out[0]):  # whole samples: theirs alone
@@ -342,7 +381,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     else:
                         col2im_block_add(dcols.reshape((geo.size, -1, r1 - r0) + geo.out[1:]), geo, a, r0, r1, dxt)
             return dk
-        partial = parallel.run(work, self._block_plan(n, ws, xt.shape[0], xt.dtype), blas=True)
+        partial = parallel.run(work, list(zip(plan, rows_buffers)), blas=True)
         dk = partial[0]
         for p in partial[1:]:  # summed in thread order: the same result for the same thread count
             dk += p

@@ -161,6 +161,60 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
     check_layer(make(True), x, rng)
 
 
+@pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(2, 1, "same", 1, 3), (2, 1, "valid", 1, (3, 1)),
+                                                                (2, 1, "valid", (1, 2), (2, 3)), (3, 1, "same", 2, 2),
+                                                                (3, (2, 1, 1), "valid", 1, (2, 3, 2))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads):
+    """With stride 1 on the last two axes the input gradient is scattered by whole rows (each
+    window offset adds one run per plane, ``col2im_rows``), in the whole-matrix path and in
+    chunked blocks of one and of several whole samples (block threads on and off); it equals
+    the row-by-row scatter and finite differences."""
+    from core import config
+    from core.layers import windows
+
+    rng = np.random.default_rng(rank * 7 + threads)
+    x = rng.normal(size=(5,) + SPATIAL[rank] + (2,))
+    g = None
+    results = []
+    try:
+        config.set_num_threads(threads)
+        for mode in ("row by row", "whole", "blocks of one sample", "blocks of samples"):
+            layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
+            if mode.startswith("blocks"):
+                layer.chunk_threshold = 0
+            layer.build(x.shape[1:], rng=np.random.default_rng(0))
+            assert layer.geometry.flat_rows
+            if mode == "row by row":
+                layer.geometry.flat_rows = False
+            elif mode.startswith("blocks"):  # whole samples per block: 1, or 2 (blocks of 2, 2 and 1)
+                layer._chunk_rows = layer.geometry.out[0]
+                layer._chunk_samples = 1 if mode == "blocks of one sample" else 2
+            y, ctx = layer.forward(x, training=True)
+            assert layer._use_chunks(x) == mode.startswith("blocks")
+            g = rng.normal(size=y.shape) if g is None else g
+            dx, grads = layer.backward(ctx, g.copy())
+            results.append((dx.copy(), grads["kernel"].copy()))
+    finally:
+        config.set_num_threads(None)
+    for dx, dk in results[1:]:
+        np.testing.assert_allclose(dx, results[0][0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dk, results[0][1], rtol=1e-10, atol=1e-12)
+    layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
+    layer.build(x.shape[1:], rng=np.random.default_rng(0))
+    check_layer(layer, x[:2], rng)
+
+
+def test_whole_rows_geometry():
+    """Which geometries scatter by whole rows, and their row grid."""
+    from core.layers.windows import WindowGeometry
+    geo = WindowGeometry((6, 7), (3, 2), (1, 1), (1, 2), "valid")
+    assert geo.flat_rows and geo.out == (4, 5) and geo.out_rows == (4, 7) and geo.row_slack == 2
+    assert not WindowGeometry((6, 7), (3, 3), (1, 2), (1, 1), "valid").flat_rows   # stride on the last axis
+    assert not WindowGeometry((6,), (3,), (1,), (1,), "valid").flat_rows           # 1-D: rows are already whole
+    assert not WindowGeometry((6, 6), (2, 2), (2, 2), (1, 1), "valid").flat_rows   # tiles: nothing to add up
+
+
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("pool,stride,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid")])
 def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding):
