@@ -165,7 +165,8 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
                                                                 (2, 1, "valid", (1, 2), (2, 3)), (3, 1, "same", 2, 2),
                                                                 (3, (2, 1, 1), "valid", 1, (2, 3, 2))])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads):
+def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads,
+                                                         monkeypatch):
     """With stride 1 on the last two axes the input gradient is scattered by whole rows (each
     window offset adds one run per plane, ``col2im_rows``), in the whole-matrix path and in
     chunked blocks of one and of several whole samples (block threads on and off); it equals
@@ -173,6 +174,7 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     from core import config
     from core.layers import windows
 
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)  # these small inputs have relatively long rows
     rng = np.random.default_rng(rank * 7 + threads)
     x = rng.normal(size=(5,) + SPATIAL[rank] + (2,))
     g = None
@@ -205,9 +207,13 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     check_layer(layer, x[:2], rng)
 
 
-def test_whole_rows_geometry():
+def test_whole_rows_geometry(monkeypatch):
     """Which geometries scatter by whole rows, and their row grid."""
+    from core.layers import windows
     from core.layers.windows import WindowGeometry
+    assert WindowGeometry((15, 15, 15), (3, 3, 3), (1, 1, 1), (1, 1, 1), "valid").flat_rows  # rows 15 / 13
+    assert not WindowGeometry((14, 14), (5, 5), (1, 1), (1, 1), "same").flat_rows  # rows 18 / 14: too long
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)
     geo = WindowGeometry((6, 7), (3, 2), (1, 1), (1, 2), "valid")
     assert geo.flat_rows and geo.out == (4, 5) and geo.out_rows == (4, 7) and geo.row_slack == 2
     assert not WindowGeometry((6, 7), (3, 3), (1, 2), (1, 1), "valid").flat_rows   # stride on the last axis
