@@ -285,8 +285,9 @@ class Sequential:
         shards = self._shard_ranges(len(x))
         try:
             if shards is None:
-                out, value, grad, contexts = self._outputs_and_loss(x, y, sample_weight, True,
-                                                                    step=self.optimizer.iterations)
+                with self._blas_for_whole(len(x)):
+                    out, value, grad, contexts = self._outputs_and_loss(x, y, sample_weight, True,
+                                                                        step=self.optimizer.iterations)
             else:
                 out, value, grads = self._sharded_pass(x, y, sample_weight, shards, True, down_to)
         except BaseException:
@@ -300,7 +301,8 @@ class Sequential:
             raise TrainingError(f"the loss became {value} {where}; the weights and batch-norm statistics were left "
                                 f"as they were before this batch. Lower the learning rate, scale the inputs, or use clipnorm")
         if shards is None:
-            _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False)
+            with self._blas_for_whole(len(x)):
+                _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False)
         triples = []
         for i, layer in enumerate(self.layers):
             penalties = layer.regularization_grads()
@@ -329,6 +331,15 @@ class Sequential:
             threads = min(threads, max(1, int(work * n // SHARD_MIN_WORK)))
         threads = min(threads, n)
         return parallel.sample_ranges(n, threads) if threads >= 2 else None
+
+    def _blas_for_whole(self, n):
+        """For a batch of ``n`` run whole: one BLAS thread when it holds too little work to be
+        split (its products are too small for BLAS's threads to pay), else BLAS as set."""
+        if n < 2 or parallel.get_num_threads() < 2 or parallel.inside_region():
+            return parallel.NO_LIMIT
+        if self.__dict__.get("_sample_work") is None:
+            self._sample_work = _work_per_sample(self.layers)
+        return parallel.one_blas_thread() if self._sample_work * n < 2 * SHARD_MIN_WORK else parallel.NO_LIMIT
 
     def _workspaces(self, count):
         """The model's workspace and ``count - 1`` more, one per shard thread."""
@@ -603,7 +614,8 @@ class Sequential:
             self.workspace.reclaim()
             ranges = self._shard_ranges(len(xb))
             if ranges is None:
-                out, value, _, _ = self._outputs_and_loss(xb, yb, swb, training=False)
+                with self._blas_for_whole(len(xb)):
+                    out, value, _, _ = self._outputs_and_loss(xb, yb, swb, training=False)
             else:
                 out, value, _ = self._sharded_pass(xb, yb, swb, ranges, False)
             for name, v in {"loss": value + reg, **self._metric_values(yb, out)}.items():
@@ -635,7 +647,8 @@ class Sequential:
         plan = self._inference_plan()
         ranges = self._shard_ranges(len(xb))
         if ranges is None:
-            return plan(xb, ws)
+            with self._blas_for_whole(len(xb)):
+                return plan(xb, ws)
         # one shard of the batch per thread, each with its own workspace (see _sharded_pass)
         out = ws.take("predict.out", (len(xb),) + tuple(self.layers[-1].output_shape), xb.dtype)
         workspaces = {a: w for (a, _), w in zip(ranges, self._workspaces(len(ranges)))}

@@ -183,6 +183,14 @@ class _NoLimit:
         pass
 
 
+NO_LIMIT = _NoLimit()
+
+
+def one_blas_thread():
+    """A context manager holding BLAS to one thread inside its ``with`` block."""
+    return _OneBlasThread()
+
+
 def inside_region():
     """Whether the calling thread is running a part of a parallel region (where nested
     regions run serially)."""
