@@ -335,7 +335,7 @@ class Sequential:
     def _blas_for_whole(self, n):
         """For a batch of ``n`` run whole: one BLAS thread when it holds too little work to be
         split (its products are too small for BLAS's threads to pay), else BLAS as set."""
-        if n < 2 or parallel.get_num_threads() < 2 or parallel.inside_region():
+        if parallel.get_num_threads() < 2 or parallel.inside_region():
             return parallel.NO_LIMIT
         if self.__dict__.get("_sample_work") is None:
             self._sample_work = _work_per_sample(self.layers)

@@ -341,7 +341,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Workspace buffers for ``_input_grad_by_rows`` on ``n`` samples."""
         geo = self.geometry
         c = self.input_shape[-1]
-        dz_rows = ws.take("conv.dz_rows" + tag, (n,) + geo.out_rows + (self.filters,), dtype, init="zeros")
+        # the tag holds the output width: the columns past it stay zero only among layers that
+        # share it (two layers of one padded width and different output widths would not)
+        dz_rows = ws.take(("conv.dz_rows" + tag, geo.out[-1]), (n,) + geo.out_rows + (self.filters,), dtype,
+                          init="zeros")
         dcols = ws.take("conv.dcols_rows" + tag, (geo.size * c * n * math.prod(geo.out_rows),), dtype)
         flat = ws.take("conv.dx_rows" + tag, (c * n * math.prod(geo.padded) + geo.row_slack,), dtype)
         return dz_rows, dcols, flat
@@ -353,12 +356,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         n = xt.shape[1]
         dz = dz2.reshape((n,) + geo.out + (self.filters,))
         dxt = None
+        by_rows = need_input_grad and geo.flat_rows and self._chunk_rows == geo.out[0]
         if need_input_grad:
             dxt = ws.take("conv.dxt", xt.shape[:2] + geo.padded, xt.dtype)
-            parallel.over_samples(lambda a, b: dxt[:, a:b].fill(0), n, PARALLEL_BYTES, dxt.nbytes)
+            if not by_rows:  # (by whole rows, every block overwrites its samples)
+                parallel.over_samples(lambda a, b: dxt[:, a:b].fill(0), n, PARALLEL_BYTES, dxt.nbytes)
 
         plan = self._block_plan(n, ws, xt.shape[0], xt.dtype)
-        by_rows = need_input_grad and geo.flat_rows and self._chunk_rows == geo.out[0]
         # blocks of whole samples scatter their input gradient by whole rows, each thread into
         # buffers of its own (a run may spill zeros past its samples), then copied into dxt
         rows_buffers = [self._rows_buffers(min(self._chunk_samples, n), ws, xt.dtype, f".{g}") if by_rows else None

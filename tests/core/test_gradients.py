@@ -207,6 +207,33 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     check_layer(layer, x[:2], rng)
 
 
+def test_layers_sharing_a_workspace_scatter_by_rows_correctly(float64, monkeypatch):
+    """Two layers with the same padded width and different output widths borrow row grids of the
+    same shape from one workspace: the wider one's gradient must not leak into the columns the
+    narrower one relies on being zero (the row grid's tag holds the output width)."""
+    from core.layers import windows
+    from core.workspace import Workspace
+
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)
+    rng = np.random.default_rng(3)
+    wide = layers.Conv2D(3, (1, 2), padding="valid")   # (4, 16) -> output 15 wide, rows of 16
+    narrow = layers.Conv2D(3, (1, 3), padding="same")  # (4, 14) -> output 14 wide, rows of 16
+    wide.build((4, 16, 2), rng=np.random.default_rng(0))
+    narrow.build((4, 14, 2), rng=np.random.default_rng(1))
+    assert wide.geometry.out_rows == narrow.geometry.out_rows
+    xw, xn = rng.normal(size=(2, 4, 16, 2)), rng.normal(size=(2, 4, 14, 2))
+    alone = narrow.backward(narrow.forward(xn, training=True)[1], np.ones((2, 4, 14, 3)))[0]
+    ws = Workspace()
+    for _ in range(2):
+        ws.reclaim()
+        wide.backward(wide.forward(xw, training=True, workspace=ws)[1], rng.normal(size=(2, 4, 15, 3)),
+                      workspace=ws)
+        ws.reclaim()
+        shared = narrow.backward(narrow.forward(xn, training=True, workspace=ws)[1], np.ones((2, 4, 14, 3)),
+                                 workspace=ws)[0]
+        np.testing.assert_allclose(shared, alone, rtol=1e-12, atol=1e-12)
+
+
 def test_whole_rows_geometry(monkeypatch):
     """Which geometries scatter by whole rows, and their row grid."""
     from core.layers import windows
