@@ -138,7 +138,7 @@ class Sequential:
                 raise type(exc)(f"while building layer {i} ({layer.name!r}) for input shape {shape}: {exc}") from None
             shape = layer.output_shape
         self.built = True
-        self._sample_work = None  # the shard size follows the layers (_shard_ranges)
+        self._sample_size_cache = None  # the shard size follows the layers (_shard_ranges)
         self.reset_inference()
         # only layers after the first trainable one need the gradient of their input
         self._first_trainable = next((i for i, lay in enumerate(self.layers) if lay.params), len(self.layers))
@@ -331,8 +331,9 @@ class Sequential:
             return None
         work, largest = self._sample_sizes()
         if SHARD_MIN_WORK > 0:
-            threads = min(threads, max(1, int(work * n // SHARD_MIN_WORK)),
-                          max(1, largest * n // SHARD_MIN_ELEMENTS))
+            threads = min(threads, max(1, int(work * n // SHARD_MIN_WORK)))
+        if SHARD_MIN_ELEMENTS > 0:
+            threads = min(threads, max(1, largest * n // SHARD_MIN_ELEMENTS))
         threads = min(threads, n)
         return parallel.sample_ranges(n, threads) if threads >= 2 else None
 
@@ -346,18 +347,22 @@ class Sequential:
     def _sample_sizes(self):
         """``(work, largest)``: the estimated forward work of one sample (``_work_per_sample``) and
         the largest output of a layer for one sample, in elements (cached until the next build)."""
-        sizes = self.__dict__.get("_sample_work")
+        sizes = self.__dict__.get("_sample_size_cache")
         if sizes is None:
-            sizes = self._sample_work = (_work_per_sample(self.layers),
-                                         max(math.prod(layer.output_shape) for layer in self.layers))
+            sizes = self._sample_size_cache = (_work_per_sample(self.layers),
+                                               max(math.prod(layer.output_shape) for layer in self.layers))
         return sizes
 
-    def _workspaces(self, count):
-        """The model's workspace and ``count - 1`` more, one per shard thread."""
+    def _shard_workspaces_for(self, ranges):
+        """``{start row: workspace}`` for the shards ``ranges``: the model's own (already
+        reclaimed by the caller) for the first, extra ones kept by the model, reclaimed here,
+        for the others."""
         extra = self.__dict__.setdefault("_shard_workspaces", [])
-        while len(extra) < count - 1:
+        while len(extra) < len(ranges) - 1:
             extra.append(Workspace())
-        return [self.workspace] + extra[:count - 1]
+        for ws in extra[:len(ranges) - 1]:
+            ws.reclaim()
+        return {a: ws for (a, _), ws in zip(ranges, [self.workspace] + extra)}
 
     def _sharded_pass(self, x, y, sample_weight, ranges, training, down_to=0):
         """Forward, loss and (in training) backward of one batch split into shards of samples, each
@@ -369,14 +374,12 @@ class Sequential:
         at once, whatever the number of threads. Returns ``(outputs, loss, grads)`` (``grads``
         ``None`` outside training)."""
         n = len(x)
-        workspaces = {a: ws for (a, _), ws in zip(ranges, self._workspaces(len(ranges)))}
+        workspaces = self._shard_workspaces_for(ranges)
         step = self.optimizer.iterations if training else None
 
         def work(rows):
             a, b = rows
             ws = workspaces[a]
-            if ws is not self.workspace:
-                ws.reclaim()
             sw = None if sample_weight is None else sample_weight[a:b]
             out, value, grad, contexts = self._outputs_and_loss(x[a:b], y[a:b], sw, training, step=step,
                                                                 workspace=ws)
@@ -662,12 +665,10 @@ class Sequential:
                 return plan(xb, ws)
         # one shard of the batch per thread, each with its own workspace (see _sharded_pass)
         out = ws.take("predict.out", (len(xb),) + tuple(self.layers[-1].output_shape), xb.dtype)
-        workspaces = {a: w for (a, _), w in zip(ranges, self._workspaces(len(ranges)))}
+        workspaces = self._shard_workspaces_for(ranges)
 
         def work(rows):
             a, b = rows
-            if workspaces[a] is not ws:
-                workspaces[a].reclaim()
             out[a:b] = plan(xb[a:b], workspaces[a])
 
         parallel.run_shards(work, ranges)

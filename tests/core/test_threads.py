@@ -129,6 +129,7 @@ def shard_always(monkeypatch):
     """Split every batch over the threads, however little work it holds."""
     from core import model as model_module
     monkeypatch.setattr(model_module, "SHARD_MIN_WORK", 0)
+    monkeypatch.setattr(model_module, "SHARD_MIN_ELEMENTS", 0)
 
 
 def _sharded_model(rank, dropout=0.3):
