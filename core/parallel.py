@@ -153,11 +153,11 @@ def run(fn, parts, threads=None, blas=False):
     has finished when ``run`` returns or raises; an error is raised from the first group that
     failed for a reason of its own (not because a ``ShardGroup`` partner failed)."""
     threads = block_threads() if threads is None else threads
-    if threads <= 1 or len(parts) < 2 or getattr(_local, "inside", False):
+    if threads <= 1 or len(parts) < 2 or inside_region():
         return [fn(list(parts))]
     chunks = groups(list(parts), threads)
     pool = _pool(len(chunks))
-    with (_OneBlasThread() if blas else _NoLimit()):
+    with (one_blas_thread() if blas else NO_LIMIT):
         futures = [pool.submit(_inside, fn, c) for c in chunks[1:]]
         results, errors = [], []
         try:

@@ -295,15 +295,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         geo = self.geometry
         kernel = self.params["kernel"]
         c = self.input_shape[-1]
-        if self.groups == 1 and geo.flat_rows:
-            grads["kernel"] = (cols2 @ dz2).reshape(kernel.shape)
-            if not need_input_grad:
-                return None
-            dz = dz2.reshape((n,) + geo.out + (self.filters,))
-            return self._channels_last(self._input_grad_by_rows(dz, *self._rows_buffers(n, ws, dz2.dtype)), ws)
-        dcols = ws.take("conv.dcols", cols2.shape, cols2.dtype) if need_input_grad else None
+        by_rows = self.groups == 1 and geo.flat_rows
+        dcols = ws.take("conv.dcols", cols2.shape, cols2.dtype) if need_input_grad and not by_rows else None
         if self.groups == 1:
             grads["kernel"] = (cols2 @ dz2).reshape(kernel.shape)
+            if by_rows and need_input_grad:
+                dz = dz2.reshape((n,) + geo.out + (self.filters,))
+                return self._channels_last(self._input_grad_by_rows(dz, *self._rows_buffers(n, ws, dz2.dtype)), ws)
             if need_input_grad:
                 np.matmul(kernel.reshape(-1, self.filters), dz2.T, out=dcols)
         else:

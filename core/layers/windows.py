@@ -74,8 +74,10 @@ class WindowGeometry:
         if self.flat_rows:
             self.out_rows = self.out[:-1] + (self.padded[-1],)
             self.row_slack = (self.kernel[-1] - 1) * self.dilation[-1]
-            steps = [math.prod(self.padded[i + 1:]) for i in range(len(self.padded))]
-            self._row_starts = [sum(o * d * st for o, d, st in zip(off, self.dilation, steps)) for off in self.offsets]
+            # elements from one index of each spatial axis of the padded input to the next
+            self._steps = tuple(math.prod(self.padded[i + 1:]) for i in range(len(self.padded)))
+            self._row_starts = [sum(o * d * st for o, d, st in zip(off, self.dilation, self._steps))
+                                for off in self.offsets]
         if self.first_empty_axis is None:
             self._spatial_slices = [window_slices(o, self.strides, self.dilation, self.out) for o in self.offsets]
             # for blocks of output rows: each offset's first-axis offset and its slices of the other axes
@@ -165,7 +167,7 @@ def col2im_rows(dcols, geo, flat, channels, n):
     run = geo.out[-2] * geo.padded[-1]
     shape = (channels, n) + geo.out[:-2] + (run,)
     strides = ((n * plane * item, plane * item)
-               + tuple(s * math.prod(geo.padded[i + 1:]) * item for i, s in enumerate(geo.strides[:-2])) + (item,))
+               + tuple(s * st * item for s, st in zip(geo.strides[:-2], geo._steps)) + (item,))
     flat.fill(0)
     d = dcols.reshape((geo.size,) + shape)
     for k, start in enumerate(geo._row_starts):
