@@ -12,7 +12,10 @@ Layouts:
 
 - convolution works channels first: ``xt (C, N, *padded)``; its column
   buffer is ``cols (K, C, N, *out)`` (offsets first: each of the ``K`` copies
-  writes one contiguous block);
+  writes one contiguous block); or, for layers with several input channels,
+  channels last: one copy of the view ``windows_last`` of the padded input
+  ``(N, *padded, C)`` gives ``cols (N, *out, *kernel, C)``, whose rows are
+  the column matrix's (no per-offset copies, runs of ``kernel[-1] * C``);
 - pooling works on the channels-last input ``(N, *padded, C)`` directly.
 
 The slices of a geometry cover the spatial axes only; ``slices(lead)``
@@ -174,6 +177,34 @@ def col2im_rows(dcols, geo, flat, channels, n):
         view = np.lib.stride_tricks.as_strided(flat[start:], shape, strides)
         view += d[k]
     return flat[:channels * n * plane].reshape((channels, n) + geo.padded)
+
+
+def windows_last(xp, geo, rows=None):
+    """A read-only view ``(n, *out, *kernel, C)`` of every window of the channels-last padded
+    input ``xp (n, *padded, C)``: element ``[j, *o, *k, c]`` is the input under kernel offset
+    ``k`` for output position ``o``. ``rows (r0, r1)``: output rows ``r0:r1`` of the first
+    spatial axis only. Copying it gives the column matrix in one pass, channels last, whose
+    contiguous runs are ``kernel[-1] * C`` elements long (with no dilation on the last axis)."""
+    s = xp.strides
+    out = geo.out
+    if rows is not None:
+        r0, r1 = rows
+        xp = xp[:, r0 * geo.strides[0]:]
+        out = (r1 - r0,) + out[1:]
+    space = s[1:-1]
+    shape = xp.shape[:1] + out + geo.kernel + xp.shape[-1:]
+    strides = (s[:1] + tuple(a * b for a, b in zip(space, geo.strides))
+               + tuple(a * d for a, d in zip(space, geo.dilation)) + s[-1:])
+    return np.lib.stride_tricks.as_strided(xp, shape, strides, writeable=False)
+
+
+def copy_runs(geo, channels):
+    """``(channels-last run, channels-first run)``: the contiguous elements per copied run of an
+    im2col by ``windows_last`` and by ``im2col``'s slices (whichever is longer copies faster:
+    channels last for layers with several channels, channels first for one channel)."""
+    last = channels * (geo.kernel[-1] if geo.dilation[-1] == 1 else 1)
+    first = geo.out[-1] if geo.strides[-1] == 1 else 1
+    return last, first
 
 
 def im2col_block(xt, geo, i, r0, r1, cols):

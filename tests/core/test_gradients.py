@@ -207,6 +207,80 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     check_layer(layer, x[:2], rng)
 
 
+@pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(1, 1, "valid", 1, 3), (1, 2, "same", 2, 3),
+                                                                (2, 1, "same", 1, 3), (2, (2, 1), "valid", (1, 2), (2, 3)),
+                                                                (3, 1, "valid", 1, 2), (3, (1, 2, 1), "same", 2, 2)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_columns_channels_last_match_channels_first(float64, rank, stride, padding, dilation, kernel, threads):
+    """A layer with several input channels copies its columns channels last (one pass over a
+    window view); the outputs, input gradients and kernel gradients equal those of the
+    channels-first slices, in the whole-matrix path, in blocks of rows of one sample, in
+    blocks of whole samples and in the pooled inference path, at 1 and 2 threads."""
+    from core import config
+
+    rng = np.random.default_rng(rank * 11 + threads)
+    x = rng.normal(size=(5,) + SPATIAL[rank] + (8,))
+    g = None
+    results = {}
+    try:
+        config.set_num_threads(threads)
+        for last in (False, True):
+            for mode in ("whole", "row blocks", "blocks of samples"):
+                layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding,
+                                   dilation_rate=dilation)
+                if mode != "whole":
+                    layer.chunk_threshold = 0
+                layer.build(x.shape[1:], rng=np.random.default_rng(0))
+                assert layer._cols_last  # eight channels: channels last by default
+                layer._cols_last = last
+                if mode == "row blocks":
+                    layer._chunk_rows, layer._chunk_samples = 1, 1
+                elif mode == "blocks of samples":
+                    layer._chunk_rows, layer._chunk_samples = layer.geometry.out[0], 2
+                assert layer._use_chunks(x) == (mode != "whole" and rank > 1)
+                y, ctx = layer.forward(x, training=True)
+                g = rng.normal(size=y.shape) if g is None else g
+                dx, grads = layer.backward(ctx, g.copy())
+                results[last, mode] = (y.copy(), dx.copy(), grads["kernel"].copy())
+                if rank > 1 and mode == "row blocks":  # pooled inference, one row pair per block
+                    layer._chunk_rows = 2
+                    pool = POOLS[rank][0](pool_size=2)
+                    pool.build(y.shape[1:])
+                    if layer.can_pool_in_blocks(pool, x):
+                        k, b = layer.params["kernel"], layer.params["bias"]
+                        pooled = layer.infer_pooled(x, None, k, b, None, pool)
+                        results[last, "pooled"] = (pooled.copy(),)
+                        np.testing.assert_allclose(pooled, pool.forward(y)[0], rtol=1e-12, atol=1e-12)
+    finally:
+        config.set_num_threads(None)
+    ref = results[False, "whole"]
+    for key, res in results.items():
+        if key[1] == "pooled":
+            np.testing.assert_allclose(res[0], results[False, "pooled"][0], rtol=1e-12, atol=1e-12)
+            continue
+        for got, want in zip(res, ref):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=str(key))
+    layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
+    layer.build(x.shape[1:], rng=np.random.default_rng(0))
+    assert layer._cols_last
+    check_layer(layer, x[:2], rng)
+
+
+def test_column_layout_rule():
+    """Channels last where its contiguous runs (last kernel axis x channels) are longer than the
+    channels-first slices' (output rows): several channels, not one; never with groups."""
+    from core.layers.windows import WindowGeometry, copy_runs
+    geo = WindowGeometry((28, 28), (5, 5), (1, 1), (1, 1), "same")
+    assert copy_runs(geo, 1) == (5, 28) and copy_runs(geo, 6) == (30, 28)
+    assert copy_runs(WindowGeometry((9,), (3,), (1,), (2,), "valid"), 8) == (8, 5)  # dilated: runs of C
+    built = []
+    for c, groups in ((1, 1), (6, 1), (6, 3)):
+        layer = layers.Conv2D(6, 5, padding="same", groups=groups)
+        layer.build((28, 28, c), rng=np.random.default_rng(0))
+        built.append(layer._cols_last)
+    assert built == [False, True, False]
+
+
 def test_layers_sharing_a_workspace_scatter_by_rows_correctly(float64, monkeypatch):
     """Two layers with the same padded width and different output widths borrow row grids of the
     same shape from one workspace: the wider one's gradient must not leak into the columns the
