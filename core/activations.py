@@ -5,7 +5,10 @@ An activation is an object with ``forward(z, out=None) -> a`` and
 functions whose derivative is cheapest from the output (relu, sigmoid, tanh,
 softmax) reuse it. Those declare ``output_only = True``: their ``backward``
 never reads ``z``, so a layer may compute them in place (``out=z``) and keep
-only the output. ``identity`` marks the linear activation.
+only the output. ``identity`` marks the linear activation. ``monotone``
+marks those that never decrease, as computed in floating point (relu, leaky
+relu with a slope >= 0, linear): they commute exactly with a maximum, so the
+inference path may max-pool first and apply them to the smaller pooled array.
 """
 import math
 
@@ -21,6 +24,8 @@ class Activation:
     output_only = False
     #: the activation is the identity
     identity = False
+    #: ``forward`` never decreases (in floating point): ``max(f(a), f(b)) == f(max(a, b))``
+    monotone = False
 
     def forward(self, z, out=None):
         a = self._forward(z)
@@ -45,7 +50,7 @@ class Activation:
 
 class Linear(Activation):
     name = "linear"
-    output_only = identity = True
+    output_only = identity = monotone = True
 
     def forward(self, z, out=None):
         return z
@@ -56,7 +61,7 @@ class Linear(Activation):
 
 class ReLU(Activation):
     name = "relu"
-    output_only = True
+    output_only = monotone = True
 
     def forward(self, z, out=None):
         return np.maximum(z, 0, out=out, dtype=z.dtype)
@@ -71,6 +76,7 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope=0.2):
         self.negative_slope = float(negative_slope)
+        self.monotone = self.negative_slope >= 0
 
     def _forward(self, z):
         return np.where(z >= 0, z, z * z.dtype.type(self.negative_slope))

@@ -260,12 +260,30 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         applied in place (``core.inference`` passes batch norm folded into them): no context."""
         return self._output(x, self._workspace(workspace), kernel, bias, activation)[0]
 
+    def infer_then_pool(self, x, workspace, kernel, bias, activation, pool):
+        """``pool(infer(x, ...))`` for a ``MaxPooling`` layer ``pool``: block by block
+        (``infer_pooled``) where that applies. With no activation or a ``monotone`` one (relu),
+        the bias and the activation are applied after the pooling, to the smaller pooled array:
+        both commute exactly with a maximum (``fl(z + b)`` never decreases as ``z`` grows), so
+        the result is the same to the bit."""
+        if self.can_pool_in_blocks(pool, x):
+            return self.infer_pooled(x, workspace, kernel, bias, activation, pool)
+        if activation is not None and not activation.monotone:
+            z = self.infer(x, workspace, kernel, bias, activation)
+            return pool.forward(z, False, None, context=False, workspace=workspace)[0]
+        z = self.infer(x, workspace, kernel, None, None)
+        out = pool.forward(z, False, None, context=False, workspace=workspace)[0]
+        _epilogue(out.reshape(-1, self.filters), bias, activation)
+        return out
+
     def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
         """``pool(infer(x, ...))`` for a chunked layer followed by a ``MaxPooling`` layer whose
         windows tile its output (stride = pool size, no padding; see ``can_pool_in_blocks``):
-        each block of output rows is pooled right after its product, bias and activation,
-        while it is in the cache, and the whole convolution output is never written."""
+        each block of output rows is pooled right after its product, while it is in the cache,
+        and the whole convolution output is never written. The bias and a ``monotone``
+        activation are applied to the pooled block (see ``infer_then_pool``), others before."""
         ws = self._workspace(workspace)
+        late = activation is None or activation.monotone
         geo, pgeo = self.geometry, pool.geometry
         n, c, p0 = x.shape[0], x.shape[-1], pool.pool_size[0]
         per_block = max(1, self._chunk_rows // p0)  # pooled rows per block
@@ -286,11 +304,14 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (self.filters,))
                         z2 = zb.reshape(-1, self.filters)
                         np.matmul(cols.T, kmat, out=z2)
-                        _epilogue(z2, bias, activation)
+                        if not late:
+                            _epilogue(z2, bias, activation)
                         sl = pooled_slices.get(q1 - q0)
                         if sl is None:
                             sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
-                        max_pool(zb, sl, out[i:i + 1, q0:q1])
+                        pooled = max_pool(zb, sl, out[i:i + 1, q0:q1])
+                        if late:
+                            _epilogue(pooled.reshape(-1, self.filters), bias, activation)
         groups = parallel.groups(list(range(n)), parallel.block_threads())
         col_size = geo.size * c * rows * math.prod(geo.out[1:])
         z_size = rows * math.prod(geo.out[1:]) * self.filters

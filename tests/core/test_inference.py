@@ -181,3 +181,44 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, m
     finally:
         config.set_num_threads(None)
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("activation,late", [("relu", True), (None, True), ("leaky_relu", True), ("tanh", False),
+                                             ("gelu", False)])
+def test_bias_and_monotone_activation_after_the_pooling(rank, activation, late, monkeypatch):
+    """A convolution followed by max pooling ('same' pooling: the padded windows too) adds its
+    bias and applies a monotone activation to the pooled output; the result is the unfused
+    forward pass to the bit (one thread, no batch norm), and other activations run before
+    the pooling (checked by what the product's epilogue is handed)."""
+    from core.layers import conv as conv_module
+    seen = []
+    original = conv_module._epilogue
+    monkeypatch.setattr(conv_module, "_epilogue",
+                        lambda z, b, a: (b is None and a is None or seen.append(z.shape)) or original(z, b, a))
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(4,) + SPATIAL[rank] + (3,)).astype(np.float32)
+    pool = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+    conv = CONV[rank](5, 2, padding="same", activation=activation, bias_initializer="glorot_uniform")
+    model = Sequential([Input(x.shape[1:]), conv, pool(3, strides=2, padding="same"), layers.Flatten()], seed=5)
+    try:
+        config.set_num_threads(1)
+        model.predict(x)
+        seen.clear()
+        fused = model.predict(x)
+    finally:
+        config.set_num_threads(None)
+    in_predict = list(seen)
+    np.testing.assert_array_equal(fused, _unfused(model, x))
+    rows = x.shape[0] * int(np.prod((model.layers[1] if late else conv).output_shape[:-1]))
+    assert in_predict == [(rows, 5)]
+    assert conv.activation.monotone == late
+
+
+def test_monotone_activations():
+    """Which activations are marked monotone (commute with a maximum)."""
+    from core.activations import get
+    assert [get(n).monotone for n in ("linear", "relu", "leaky_relu", "elu", "sigmoid", "tanh", "gelu", "swish")] \
+        == [True, True, True, False, False, False, False, False]
+    from core.activations import LeakyReLU
+    assert not LeakyReLU(-0.5).monotone
