@@ -25,7 +25,10 @@ from . import config, losses, metrics as metrics_module, optimizers, parallel
 from .data import ArrayBatches, SourceBatches, is_source, unpack_batch
 from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, TrainingError
 from .layers import LAYER_CLASSES
+from .activations import ReLU
 from .layers.base import ActivationMixin, Layer
+from .layers.conv import Conv
+from .layers.pooling import MaxPooling
 from .inference import InferencePlan
 from .input import Input
 from .registry import serialize, snake_case
@@ -139,6 +142,7 @@ class Sequential:
             shape = layer.output_shape
         self.built = True
         self._sample_size_cache = None  # the shard size follows the layers (_shard_ranges)
+        self._moved_relus = None  # and so do the ReLUs moved after pooling
         self.reset_inference()
         # only layers after the first trainable one need the gradient of their input
         self._first_trainable = next((i for i, lay in enumerate(self.layers) if lay.params), len(self.layers))
@@ -241,15 +245,33 @@ class Sequential:
             self._free_calls += 1
         outputs, contexts = [], []
         last = len(self.layers) - 1
+        moved = self._relus_after_pooling() if training else ()
         for i, layer in enumerate(self.layers):
             rng = self._noise_rng(i, step) if training and layer.stochastic else None
-            if logits and i == last:
+            if logits and i == last or i in moved:
                 x, ctx = layer.forward(x, training, rng, context=context, workspace=ws, activation=False)
+            elif i - 1 in moved:
+                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws,
+                                       after=self.layers[i - 1].activation)
             else:
                 x, ctx = layer.forward(x, training, rng, context=context, workspace=ws)
             outputs.append(x)
             contexts.append(ctx)
         return outputs, contexts
+
+    def _relus_after_pooling(self):
+        """Indices of the convolutions whose ReLU the training forward pass applies after the
+        max pooling that follows them, to the 4-8x smaller pooled output (and its derivative
+        there too). The gradients are the same to the bit: where a window's maximum is
+        positive, ReLU keeps the window's first maximum where it was, and where it is not, both
+        orders give the window a zero gradient. The convolution's own output (``outputs[i]``)
+        is then its pre-activation; inference and ``core.explain`` run the layers unchanged."""
+        moved = self.__dict__.get("_moved_relus")
+        if moved is None:
+            moved = self._moved_relus = frozenset(
+                i for i, (layer, nxt) in enumerate(zip(self.layers, self.layers[1:]))
+                if isinstance(layer, Conv) and type(layer.activation) is ReLU and isinstance(nxt, MaxPooling))
+        return moved
 
     def run_backward(self, contexts, grad, *, down_to=0, need_input_grad=True, workspace=None):
         """Backpropagate ``grad`` (the gradient of the last layer's output, or of its

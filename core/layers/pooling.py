@@ -85,7 +85,10 @@ class Pooling(Layer):
 class MaxPooling(Pooling):
     mode = "max"
 
-    def forward(self, x, training=False, rng=None, *, context=None, workspace=None):
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, after=None):
+        """``after``: an activation of the layer before (a ReLU the model moved here, see
+        ``Sequential.run_forward``) applied to the pooled output in place; ``backward``
+        applies its derivative first."""
         ws = self._workspace(workspace)
         keep = self._keep(training, context)
         geo = self.geometry
@@ -101,12 +104,16 @@ class MaxPooling(Pooling):
             parallel.over_samples(blocks, x.shape[0])
         else:
             max_pool(xp, geo.slices(1), out, won)
-        return out, self._context(keep, won=won, xshape=xp.shape)
+        if after is not None:
+            after.forward(out, out=out)
+        return out, self._context(keep, won=won, xshape=xp.shape, after=after, a=out)
 
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
         ctx = self._require_context(ctx)
         if not need_input_grad:
             return None, {}
+        if ctx["after"] is not None:
+            dy = ctx["after"].backward(None, ctx["a"], dy)
         dxp = self._workspace(workspace).take("pool.dx", ctx["xshape"], dy.dtype)
         won, geo = ctx["won"], self.geometry
         parallel.over_samples(lambda a, b: max_pool_adjoint(dy[a:b], won[:, a:b], geo.slices(1), geo, dxp[a:b]),
