@@ -22,7 +22,9 @@
   or a monotone one (relu) the bias and activation are applied after the
   pooling, to the smaller pooled array: they commute exactly with a maximum
   (the same numbers to the bit);
-- ``Dropout`` (the identity at inference) is left out;
+- ``Dropout`` (the identity at inference) is left out before planning, so the
+  layers on either side of it fuse as if adjacent (HAR's conv, dropout, max
+  pooling);
 - ``Branches`` runs a plan of its own per branch;
 - every other layer runs its ordinary ``forward(x, context=False)``.
 
@@ -73,6 +75,7 @@ class InferencePlan:
 
     # ------------------------------------------------------------ planning
     def _plan(self, layers):
+        layers = [layer for layer in layers if not isinstance(layer, Dropout)]  # the identity here
         steps, i = [], 0
         while i < len(layers):
             layer = layers[i]
@@ -96,7 +99,7 @@ class InferencePlan:
                     steps.append(_Fused(layer, kernel, bias, act))
             elif isinstance(layer, Branches):
                 steps.append(_BranchesStep(layer, [self._plan(stack) for stack in layer.branches]))
-            elif not isinstance(layer, Dropout):
+            else:
                 steps.append(_Plain(layer))
             i += 1
         return steps

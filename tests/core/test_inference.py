@@ -222,3 +222,17 @@ def test_monotone_activations():
         == [True, True, True, False, False, False, False, False]
     from core.activations import LeakyReLU
     assert not LeakyReLU(-0.5).monotone
+
+
+def test_layers_around_a_dropout_fuse():
+    """Dropout is the identity at inference: a convolution, dropout and max pooling fuse into one
+    pooled step (bias and ReLU after the pooling), and batch norm after a dropout is folded."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 12, 3)).astype(np.float32)
+    model = Sequential([Input(x.shape[1:]), layers.Conv1D(5, 3, activation="relu"), layers.Dropout(0.5),
+                        layers.MaxPooling1D(2), layers.Conv1D(4, 3), layers.Dropout(0.2),
+                        layers.BatchNormalization(), layers.Flatten(), layers.Dense(2)], seed=7)
+    _randomize_batchnorms(model, rng)
+    steps = model._inference_plan().steps
+    assert [type(s).__name__ for s in steps] == ["_FusedPool", "_Fused", "_Plain", "_Fused"]
+    _assert_close(model.predict(x), _unfused(model, x))
