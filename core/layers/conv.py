@@ -31,10 +31,13 @@ matrix is computed as ``(dz.T @ cols).T``, which OpenBLAS runs faster there.
 
 A layer whose column matrix would exceed ``chunk_threshold`` (8 MB: the first
 layers of 3-D networks) builds it one sample and a few output rows at a time
-instead, in a buffer of about ``chunk_bytes`` (2 MB) that stays in the CPU
+instead, in a buffer of about ``chunk_bytes`` (4 MB) that stays in the CPU
 cache, multiplies each block at once, and rebuilds the blocks in the backward
 pass rather than keeping the whole matrix: 2-3x faster there, and the memory
-of the matrix is saved.
+of the matrix is saved. (4 MB rather than 2: with a shard of the batch on each
+of two threads, fewer and larger blocks trained the Conv3D cases 5-11 % faster
+and predicted 10-18 % faster, in-process alternation; even on one thread;
+512 KB and 256 KB blocks were 20-70 % slower.)
 
 The backward pass is two more products (kernel gradient ``cols @ dz``, column
 gradient ``kernel @ dz.T``) and the scatter-add of the column gradient back
@@ -82,7 +85,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     #: a column matrix larger than this is built in chunks of about ``chunk_bytes``
     #: (one sample, a few output rows at a time), which stay in the CPU cache
     chunk_threshold = 8 << 20
-    chunk_bytes = 2 << 20
+    chunk_bytes = 4 << 20
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
