@@ -109,3 +109,29 @@ def block_slice(r0, r1, offset, stride, dilation=1):
     """The first-axis slice that window offset ``offset`` reads for output rows ``r0:r1``."""
     start = r0 * stride + offset * dilation
     return slice(start, start + (r1 - r0 - 1) * stride + 1, stride)
+
+
+#: rows of ``channel_rows`` hold at most this many elements
+CHANNEL_ROW_MAX = 1024
+
+
+def channel_rows(shape):
+    """``(rows_shape, repeat)`` for a channels-last array of ``shape (..., C)``: a 2-D shape whose
+    rows hold ``repeat`` consecutive positions (the trailing axes before the channels, and a
+    divisor of the next one, up to ``CHANNEL_ROW_MAX`` elements a row). With the array reshaped to ``rows_shape`` and a
+    per-channel vector ``(C,)`` tiled ``repeat`` times, ``array op tiled`` is ``array op
+    vector``: NumPy runs an operation with a broadcast ``(C,)`` vector one row of ``C``
+    elements at a time, which with a few channels is 3-4x slower than with rows of hundreds
+    (measured 3.1 against 0.8 ms on 2 million float32 numbers, C=8). ``repeat`` is 1 (the
+    shape unchanged) when there are many channels or no axes to gather."""
+    c = shape[-1] if len(shape) else 1
+    repeat = 1
+    if c < CHANNEL_ROW_MAX // 4:
+        for n in reversed(shape[1:-1]):
+            if repeat * n * c > CHANNEL_ROW_MAX:  # a part of this axis: its largest divisor that fits
+                repeat *= max(d for d in range(1, n + 1) if n % d == 0 and repeat * d * c <= CHANNEL_ROW_MAX)
+                break
+            repeat *= n
+    if repeat == 1:
+        return tuple(shape), 1
+    return (math.prod(shape) // (repeat * c), repeat * c), repeat

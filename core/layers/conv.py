@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
-from ..utils import as_tuple, check_padding
+from ..utils import as_tuple, channel_rows, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
 from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, column_bytes, copy_runs, im2col,
                       im2col_block, max_pool, to_channels_first, windows_last)
@@ -62,9 +62,15 @@ PARALLEL_BYTES = 8 << 20
 
 
 def _epilogue(z, bias, act):
-    """``z += bias`` then ``z = act(z)``, in place (either may be ``None``)."""
+    """``z += bias`` then ``z = act(z)``, in place (either may be ``None``), for a contiguous
+    channels-last ``z`` (the bias added over rows of several positions: ``channel_rows``)."""
     if bias is not None:
-        z += bias
+        shape, repeat = channel_rows(z.shape)
+        if repeat > 1 and z.flags.c_contiguous:
+            rows = z.reshape(shape)
+            rows += np.tile(bias, repeat)
+        else:
+            z += bias
     if act is not None:
         act.forward(z, out=z)
 
@@ -276,7 +282,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             return pool.forward(z, False, None, context=False, workspace=workspace)[0]
         z = self.infer(x, workspace, kernel, None, None)
         out = pool.forward(z, False, None, context=False, workspace=workspace)[0]
-        _epilogue(out.reshape(-1, self.filters), bias, activation)
+        _epilogue(out, bias, activation)
         return out
 
     def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
@@ -308,13 +314,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         z2 = zb.reshape(-1, self.filters)
                         np.matmul(cols.T, kmat, out=z2)
                         if not late:
-                            _epilogue(z2, bias, activation)
+                            _epilogue(zb, bias, activation)
                         sl = pooled_slices.get(q1 - q0)
                         if sl is None:
                             sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
                         pooled = max_pool(zb, sl, out[i:i + 1, q0:q1])
                         if late:
-                            _epilogue(pooled.reshape(-1, self.filters), bias, activation)
+                            _epilogue(pooled, bias, activation)
         groups = parallel.groups(list(range(n)), parallel.block_threads())
         col_size = geo.size * c * rows * math.prod(geo.out[1:])
         z_size = rows * math.prod(geo.out[1:]) * self.filters
@@ -344,8 +350,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
                 for flat, samples in chunk:
                     for a, b, r0, r1, cols in self._blocks(src, flat, samples):
-                        zb = z[a:b, r0:r1].reshape(-1, self.filters)
-                        np.matmul(cols.T, kmat, out=zb)
+                        zb = z[a:b, r0:r1]
+                        np.matmul(cols.T, kmat, out=zb.reshape(-1, self.filters))
                         _epilogue(zb, bias, act)
             parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype), blas=True)
             return z, {"src": src, "cols": None}
@@ -357,7 +363,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             for g in range(self.groups):
                 np.matmul(self._group_rows(cols2, g).T, kernel[..., g * fg:(g + 1) * fg].reshape(-1, fg),
                           out=z2[:, g * fg:(g + 1) * fg])
-        _epilogue(z2, bias, act)
+        _epilogue(z, bias, act)
         return z, {"src": None, "cols": cols2}
 
     # ----------------------------------------------------------- backward

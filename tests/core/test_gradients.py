@@ -384,3 +384,43 @@ def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, p
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
     assert np.any(g1[0]["kernel"] != 0)
+
+
+def test_channel_rows_gathers_positions_and_per_channel_operations_agree():
+    """Per-channel operations run on rows of several positions (``channel_rows``): the shape rule,
+    and the bias epilogue and batch norm on contiguous and non-contiguous arrays equal the plain
+    broadcast."""
+    from core.layers.conv import _epilogue
+    from core.utils import CHANNEL_ROW_MAX, channel_rows
+    assert channel_rows((8, 30, 30, 30, 8)) == ((2400, 720), 90)  # a row of 30, then 3 of the 30 rows
+    assert channel_rows((64, 28, 28, 6)) == ((448, 672), 112)    # a row of 28, then 4 of the 28 rows
+    assert channel_rows((64, 126, 64)) == ((64 * 9, 14 * 64), 14)
+    assert channel_rows((5, 3)) == ((5, 3), 1) and channel_rows((2, 4, 300)) == ((2, 4, 300), 1)
+    for shape in [(3, 5, 7, 4), (2, 9, 2), (4, 6, 6, 6, 3)]:
+        rows, repeat = channel_rows(shape)
+        assert len(rows) == 2 and rows[1] == repeat * shape[-1] and rows[0] * rows[1] == np.prod(shape)
+        assert rows[1] <= CHANNEL_ROW_MAX
+    rng = np.random.default_rng(0)
+    bias = rng.normal(size=4)
+    z = rng.normal(size=(3, 5, 7, 4))
+    for arr in (z.copy(), np.asfortranarray(z), z.copy()[:, ::-1]):
+        want = arr + bias
+        _epilogue(arr, bias, None)
+        np.testing.assert_allclose(arr, want, rtol=1e-15)
+    bn = layers.BatchNormalization()
+    bn.build(z.shape[1:], rng=np.random.default_rng(0))
+    bn.set_weights([rng.uniform(0.5, 2, 4), rng.normal(size=4), rng.normal(size=4), rng.uniform(0.5, 2, 4)])
+    g = rng.normal(size=z.shape)
+    results = []
+    for training in (False, True):  # (training moves the statistics inference uses)
+        for arr in (z, z[:, ::-1].copy()[:, ::-1], np.asfortranarray(z)):
+            y, ctx = bn.forward(arr, training=training, context=True)
+            dx, grads = bn.backward(ctx, g)
+            results.append((training, y.copy(), dx.copy(), grads["gamma"].copy()))
+    for training, y, dx, dg in results:
+        ref = results[3] if training else results[0]
+        np.testing.assert_allclose(y, ref[1], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, ref[2], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dg, ref[3], rtol=1e-12, atol=1e-12)
+    xhat = (z - z.mean(axis=(0, 1, 2))) / np.sqrt(z.var(axis=(0, 1, 2)) + bn.epsilon)
+    np.testing.assert_allclose(results[3][1], xhat * bn.params["gamma"] + bn.params["beta"], rtol=1e-10, atol=1e-12)
