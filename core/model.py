@@ -27,6 +27,7 @@ from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, Tra
 from .layers import LAYER_CLASSES
 from .activations import ReLU
 from .layers.base import ActivationMixin, Layer
+from .layers.activation import Activation
 from .layers.conv import Conv
 from .layers.pooling import MaxPooling
 from .inference import InferencePlan
@@ -260,17 +261,18 @@ class Sequential:
         return outputs, contexts
 
     def _relus_after_pooling(self):
-        """Indices of the convolutions whose ReLU the training forward pass applies after the
-        max pooling that follows them, to the 4-8x smaller pooled output (and its derivative
-        there too). The gradients are the same to the bit: where a window's maximum is
+        """Indices of the convolutions and ``Activation`` layers whose ReLU the training forward
+        pass applies after the max pooling that follows them, to the 4-8x smaller pooled output
+        (and its derivative there too). The gradients are the same to the bit: where a window's maximum is
         positive, ReLU keeps the window's first maximum where it was, and where it is not, both
-        orders give the window a zero gradient. The convolution's own output (``outputs[i]``)
-        is then its pre-activation; inference and ``core.explain`` run the layers unchanged."""
+        orders give the window a zero gradient. The layer's own output (``outputs[i]``) is then
+        its pre-activation (an ``Activation`` layer passes its input on); inference and ``core.explain`` run the layers unchanged."""
         moved = self.__dict__.get("_moved_relus")
         if moved is None:
             moved = self._moved_relus = frozenset(
                 i for i, (layer, nxt) in enumerate(zip(self.layers, self.layers[1:]))
-                if isinstance(layer, Conv) and type(layer.activation) is ReLU and isinstance(nxt, MaxPooling))
+                if isinstance(layer, (Conv, Activation)) and type(layer.activation) is ReLU
+                and isinstance(nxt, MaxPooling))
         return moved
 
     def run_backward(self, contexts, grad, *, down_to=0, need_input_grad=True, workspace=None):

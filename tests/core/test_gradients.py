@@ -348,7 +348,8 @@ def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding):
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("pool,stride,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid")])
-def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, padding, monkeypatch):
+@pytest.mark.parametrize("form", ["conv relu", "batch norm, ReLU layer"])
+def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, padding, form, monkeypatch):
     """In training, a convolution's ReLU followed by max pooling is applied to the pooled output
     (``Sequential._relus_after_pooling``); outputs, parameter gradients and the input gradient
     equal those of ReLU-then-pool to the bit, with many windows entirely negative (a zero
@@ -358,21 +359,29 @@ def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, p
 
     rng = np.random.default_rng(rank * 5 + pool)
     x = rng.normal(size=(3,) + SPATIAL[rank] + (2,)).astype(np.float32)
-    conv = CONV[rank](4, 2, padding="same", activation="relu", bias_initializer="zeros")
-    model = Sequential([Input(x.shape[1:]), conv, POOLS[rank][0](pool_size=pool, strides=stride, padding=padding),
+    if form == "conv relu":
+        conv = CONV[rank](4, 2, padding="same", activation="relu", bias_initializer="zeros")
+        block = [conv]
+    else:  # the medical network's block: conv, batch norm, then a ReLU layer
+        conv = CONV[rank](4, 2, padding="same", bias_initializer="zeros")
+        block = [conv, layers.BatchNormalization(), layers.ReLU()]
+    model = Sequential([Input(x.shape[1:]), *block, POOLS[rank][0](pool_size=pool, strides=stride, padding=padding),
                         CONV[rank](3, 2, activation="relu"), layers.Flatten(), layers.Dense(2)], seed=1)
     conv.params["bias"][:] = [-1.0, 0.0, 0.5, -3.0]  # channel 3: almost every window negative
-    assert model._relus_after_pooling() == {0}
+    if len(block) > 1:
+        block[1].params["beta"][:] = [-1.0, 0.0, 0.5, -3.0]
+    k = len(block)  # the pooling layer's index
+    assert model._relus_after_pooling() == {k - 1}
     runs = []
     original = Sequential._relus_after_pooling
     for moved in (True, False):
         monkeypatch.setattr(Sequential, "_relus_after_pooling", original if moved else lambda self: frozenset())
         model.workspace.reclaim()
         outputs, contexts = model.run_forward(x, training=True, step=0)
-        assert (contexts[1]["after"] is not None) == moved and isinstance(model.layers[1], MaxPooling)
+        assert (contexts[k]["after"] is not None) == moved and isinstance(model.layers[k], MaxPooling)
         g = np.random.default_rng(0).normal(size=outputs[-1].shape).astype(np.float32)
         dx, grads = model.run_backward(contexts, g, need_input_grad=True)
-        runs.append((outputs[1].copy(), outputs[-1].copy(), dx.copy(),
+        runs.append((outputs[k].copy(), outputs[-1].copy(), dx.copy(),
                      [{k: v.copy() for k, v in gr.items()} for gr in grads]))
     (p1, y1, dx1, g1), (p2, y2, dx2, g2) = runs
     assert np.all(p1 >= 0) and np.mean(p1 == 0) > 0.1  # ties at zero are exercised
