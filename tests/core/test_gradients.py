@@ -395,16 +395,19 @@ def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, p
     assert np.any(g1[0]["kernel"] != 0)
 
 
-def test_channel_rows_gathers_positions_and_per_channel_operations_agree():
+def test_channel_rows_gathers_positions_and_per_channel_operations_agree(monkeypatch):
     """Per-channel operations run on rows of several positions (``channel_rows``): the shape rule,
     and the bias epilogue and batch norm on contiguous and non-contiguous arrays equal the plain
     broadcast."""
     from core.layers.conv import _epilogue
+    from core import utils
     from core.utils import CHANNEL_ROW_MAX, channel_rows
     assert channel_rows((8, 30, 30, 30, 8)) == ((2400, 720), 90)  # a row of 30, then 3 of the 30 rows
     assert channel_rows((64, 28, 28, 6)) == ((448, 672), 112)    # a row of 28, then 4 of the 28 rows
     assert channel_rows((64, 126, 64)) == ((64 * 9, 14 * 64), 14)
     assert channel_rows((5, 3)) == ((5, 3), 1) and channel_rows((2, 4, 300)) == ((2, 4, 300), 1)
+    assert channel_rows((32, 128, 32)) == ((32, 128, 32), 1)  # 131,072 numbers: too few to pay
+    monkeypatch.setattr(utils, "CHANNEL_ROWS_MIN", 0)  # the small arrays below
     for shape in [(3, 5, 7, 4), (2, 9, 2), (4, 6, 6, 6, 3)]:
         rows, repeat = channel_rows(shape)
         assert len(rows) == 2 and rows[1] == repeat * shape[-1] and rows[0] * rows[1] == np.prod(shape)
