@@ -404,7 +404,8 @@ def test_channel_rows_gathers_positions_and_per_channel_operations_agree(monkeyp
     from core.utils import CHANNEL_ROW_MAX, channel_rows
     assert channel_rows((8, 30, 30, 30, 8)) == ((2400, 720), 90)  # a row of 30, then 3 of the 30 rows
     assert channel_rows((64, 28, 28, 6)) == ((448, 672), 112)    # a row of 28, then 4 of the 28 rows
-    assert channel_rows((64, 126, 64)) == ((64 * 9, 14 * 64), 14)
+    assert channel_rows((64, 126, 64)) == ((64, 126, 64), 1)  # 64 channels: rows long enough
+    assert channel_rows((64, 128, 32)) == ((64 * 4, 1024), 32)
     assert channel_rows((5, 3)) == ((5, 3), 1) and channel_rows((2, 4, 300)) == ((2, 4, 300), 1)
     assert channel_rows((32, 128, 32)) == ((32, 128, 32), 1)  # 131,072 numbers: too few to pay
     monkeypatch.setattr(utils, "CHANNEL_ROWS_MIN", 0)  # the small arrays below
