@@ -263,10 +263,11 @@ class Sequential:
     def _relus_after_pooling(self):
         """Indices of the convolutions and ``Activation`` layers whose ReLU the training forward
         pass applies after the max pooling that follows them, to the 4-8x smaller pooled output
-        (and its derivative there too). The gradients are the same to the bit: where a window's maximum is
-        positive, ReLU keeps the window's first maximum where it was, and where it is not, both
-        orders give the window a zero gradient. The layer's own output (``outputs[i]``) is then
-        its pre-activation (an ``Activation`` layer passes its input on); inference and ``core.explain`` run the layers unchanged."""
+        (and its derivative there too). The gradients are the same to the bit: where a
+        window's maximum is positive, ReLU keeps the window's first maximum where it was, and
+        where it is not, both orders give the window a zero gradient. The layer's own output
+        (``outputs[i]``) is then its pre-activation (an ``Activation`` layer passes its input
+        on); inference and ``core.explain`` run the layers unchanged."""
         moved = self.__dict__.get("_moved_relus")
         if moved is None:
             moved = self._moved_relus = frozenset(

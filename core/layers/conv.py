@@ -52,7 +52,7 @@ import numpy as np
 
 from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
-from ..utils import as_tuple, channel_rows, check_padding
+from ..utils import as_tuple, channel_tiling, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
 from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, column_bytes, copy_runs, im2col,
                       im2col_block, max_pool, to_channels_first, windows_last)
@@ -65,10 +65,9 @@ def _epilogue(z, bias, act):
     """``z += bias`` then ``z = act(z)``, in place (either may be ``None``), for a contiguous
     channels-last ``z`` (the bias added over rows of several positions: ``channel_rows``)."""
     if bias is not None:
-        shape, repeat = channel_rows(z.shape)
-        if repeat > 1 and z.flags.c_contiguous:
-            rows = z.reshape(shape)
-            rows += np.tile(bias, repeat)
+        shape, tile = channel_tiling(z.shape)
+        if z.flags.c_contiguous:
+            z.reshape(shape)[...] += tile(bias)
         else:
             z += bias
     if act is not None:

@@ -12,7 +12,7 @@ import numpy as np
 from .. import initializers, parallel
 from ..exceptions import ConfigError
 from ..registry import serialize
-from ..utils import channel_rows
+from ..utils import channel_tiling
 from .base import Layer
 
 
@@ -62,7 +62,7 @@ class BatchNormalization(Layer):
             ones = ws.take("bn.ones", (m,), x.dtype, init=1)
             total = x.dtype.type(_batch_rows(m, x.shape[0]))
             mean = parallel.allreduce(ones @ x2) / total
-            rows, tile = _rows(x.shape)
+            rows, tile = channel_tiling(x.shape)  # per-channel operations over rows of positions
             xhat = ws.take("bn.xhat", x.shape, x.dtype)
             np.subtract(x.reshape(rows), tile(mean), out=xhat.reshape(rows))
             square = np.multiply(xhat, xhat, out=ws.take("bn.square", x.shape, x.dtype))
@@ -80,7 +80,7 @@ class BatchNormalization(Layer):
             return y, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=True)
         inv_std = (1.0 / np.sqrt(self.params["moving_variance"] + self.epsilon)).astype(x.dtype)
         scale = gamma * inv_std
-        rows, tile = _rows(x.shape)
+        rows, tile = channel_tiling(x.shape)  # per-channel operations over rows of positions
         y = ws.take("bn.y", x.shape, x.dtype)
         np.multiply(x.reshape(rows), tile(scale), out=y.reshape(rows))
         y.reshape(rows)[...] += tile(beta - self.params["moving_mean"] * scale)
@@ -109,7 +109,7 @@ class BatchNormalization(Layer):
         if not need_input_grad:
             return None, grads
         k = gamma * inv_std
-        rows, tile = _rows(dy.shape)
+        rows, tile = channel_tiling(dy.shape)
         dx = product
         np.multiply(dy.reshape(rows), tile(k), out=dx.reshape(rows))
         if not ctx["batch_stats"]:
@@ -134,16 +134,6 @@ class BatchNormalization(Layer):
                     "moving_mean_initializer": serialize(self.moving_mean_initializer),
                     "moving_variance_initializer": serialize(self.moving_variance_initializer)})
         return cfg
-
-
-def _rows(shape):
-    """``(rows_shape, tile)``: the 2-D shape of ``channel_rows`` for ``shape`` and a function
-    repeating a per-channel vector to match its rows (per-channel operations on rows of
-    several positions run 3-4x faster with few channels). Every array reshaped to it here
-    is a contiguous workspace buffer or a read-only input (reshaping a non-contiguous input
-    copies it, which reads the same numbers)."""
-    rows, repeat = channel_rows(shape)
-    return rows, (lambda v: np.tile(v, repeat)) if repeat > 1 else (lambda v: v)
 
 
 def _batch_rows(rows, samples):
