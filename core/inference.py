@@ -21,7 +21,12 @@
   cases in two in-process A/B runs, identical numbers); and with no activation
   or a monotone one (relu) the bias and activation are applied after the
   pooling, to the smaller pooled array: they commute exactly with a maximum
-  (the same numbers to the bit);
+  (the same numbers to the bit); a convolution whose columns are built
+  channels first (one input channel: LeNet-5's and the Conv3D cases' first
+  layers) with few filters computes its product as ``(filters, N, *out)``
+  before such a pooling (``Conv._infer_pooled_first``), which OpenBLAS runs
+  faster and which pools along long rows: predict 9-13 % faster on LeNet-5
+  and the tutorial network, 5-11 % on the Conv3D cases;
 - ``Dropout`` (the identity at inference) is left out before planning, so the
   layers on either side of it fuse as if adjacent (HAR's conv, dropout, max
   pooling);

@@ -57,6 +57,11 @@ from .base import ActivationMixin, KernelMixin, Layer
 from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, column_bytes, copy_runs, im2col,
                       im2col_block, max_pool, to_channels_first, windows_last)
 
+#: layers with at most this many filters and channels-first columns compute their inference
+#: output channels first when a max pooling follows (``Conv._infer_pooled_first``)
+FIRST_MAX_FILTERS = 32
+#: ... and at least this many output positions in the batch (below, the extra calls cost more)
+FIRST_MIN_POSITIONS = 4096
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
 PARALLEL_BYTES = 8 << 20
 
@@ -70,6 +75,14 @@ def _epilogue(z, bias, act):
             z.reshape(shape)[...] += tile(bias)
         else:
             z += bias
+    if act is not None:
+        act.forward(z, out=z)
+
+
+def _first_epilogue(z, bias, act):
+    """``_epilogue`` for a channels-first ``z`` ``(filters, ...)``."""
+    if bias is not None:
+        z += bias.reshape((-1,) + (1,) * (z.ndim - 1))
     if act is not None:
         act.forward(z, out=z)
 
@@ -270,12 +283,16 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def infer_then_pool(self, x, workspace, kernel, bias, activation, pool):
         """``pool(infer(x, ...))`` for a ``MaxPooling`` layer ``pool``: block by block
-        (``infer_pooled``) where that applies. With no activation or a ``monotone`` one (relu),
-        the bias and the activation are applied after the pooling, to the smaller pooled array:
-        both commute exactly with a maximum (``fl(z + b)`` never decreases as ``z`` grows), so
-        the result is the same to the bit."""
+        (``infer_pooled``) where that applies, else channels first (``_infer_pooled_first``)
+        where that applies. With no activation or a ``monotone`` one (relu), the bias and the
+        activation are applied after the pooling, to the smaller pooled array: both commute
+        exactly with a maximum (``fl(z + b)`` never decreases as ``z`` grows), so with the
+        product laid out as in ``infer`` (filters last) the result is the same to the bit; the
+        channels-first product rounds its sums differently (float32 rounding)."""
         if self.can_pool_in_blocks(pool, x):
             return self.infer_pooled(x, workspace, kernel, bias, activation, pool)
+        if self._pool_channels_first(pool, x, activation):
+            return self._infer_pooled_first(x, self._workspace(workspace), kernel, bias, activation, pool)
         if activation is not None and not activation.monotone:
             z = self.infer(x, workspace, kernel, bias, activation)
             return pool.forward(z, False, None, context=False, workspace=workspace)[0]
@@ -284,47 +301,89 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         _epilogue(out, bias, activation)
         return out
 
+    def _pool_channels_first(self, pool, x, activation):
+        """Whether ``infer_then_pool`` computes this layer channels first (``_infer_pooled_first``):
+        an unchunked, ungrouped layer whose columns are built channels first (one input channel),
+        few filters, a batch with enough output positions, no activation or a monotone one, and a
+        pooling without padding."""
+        return (not self._cols_last and self.groups == 1 and not self._use_chunks(x)
+                and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS
+                and self.filters <= FIRST_MAX_FILTERS and (activation is None or activation.monotone)
+                and pool.mode == "max" and not pool.geometry.needs_pad)
+
+    def _infer_pooled_first(self, x, ws, kernel, bias, activation, pool):
+        """``infer_then_pool`` channels first: the product ``kernel.T (filters, K*C) @ cols (K*C, M)``
+        gives the output as ``(filters, N, *out)``, which OpenBLAS computes 1.5x faster than
+        ``cols.T @ kernel`` with few filters; the pooling then reads rows of the output's last
+        axis, the bias and the activation are applied to the pooled ``(filters, N, *pooled)``
+        (long rows per channel) and only that smaller array is moved to channels last. LeNet-5's
+        first layer with its pooling: 1.9-2.0 ms -> 1.3-1.4 ms at batch 64 on one thread. The
+        product sums in another order than ``infer``'s: the same up to float32 rounding."""
+        geo, pgeo = self.geometry, pool.geometry
+        n, f = x.shape[0], self.filters
+        cols2 = self._columns(self._source(x, ws), ws, n)
+        zt = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
+        np.matmul(kernel.reshape(-1, f).T, cols2, out=zt.reshape(f, -1))
+        pooled = max_pool(zt, pgeo.slices(2), ws.take("pool.out_first", (f, n) + pgeo.out, x.dtype))
+        _first_epilogue(pooled, bias, activation)
+        out = ws.take("pool.out", (n,) + pgeo.out + (f,), x.dtype)
+        np.copyto(out, np.moveaxis(pooled, 0, -1))
+        return out
+
     def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
         """``pool(infer(x, ...))`` for a chunked layer followed by a ``MaxPooling`` layer whose
         windows tile its output (stride = pool size, no padding; see ``can_pool_in_blocks``):
         each block of output rows is pooled right after its product, while it is in the cache,
         and the whole convolution output is never written. The bias and a ``monotone``
-        activation are applied to the pooled block (see ``infer_then_pool``), others before."""
+        activation are applied to the pooled block (see ``infer_then_pool``), others before. A
+        layer with channels-first columns, few filters and a monotone activation computes each
+        block's product filters first, as ``_infer_pooled_first`` does for a whole layer (Conv3D
+        first layers: predict 5-11 % faster at one thread, 2-10 % at two)."""
         ws = self._workspace(workspace)
         late = activation is None or activation.monotone
         geo, pgeo = self.geometry, pool.geometry
-        n, c, p0 = x.shape[0], x.shape[-1], pool.pool_size[0]
+        n, c, p0, f = x.shape[0], x.shape[-1], pool.pool_size[0], self.filters
         per_block = max(1, self._chunk_rows // p0)  # pooled rows per block
         rows = per_block * p0
-        kmat = kernel.reshape(-1, self.filters)
-        out = ws.take("pool.out", (n,) + pgeo.out + (self.filters,), x.dtype)
+        kmat = kernel.reshape(-1, f)
+        out = ws.take("pool.out", (n,) + pgeo.out + (f,), x.dtype)
         src = self._source(x, ws)
+        # channels first, as in _infer_pooled_first: each block's product as (filters, rows, ...)
+        first = not self._cols_last and f <= FIRST_MAX_FILTERS and late
         pooled_slices = {}
 
         def work(chunk):  # each thread: whole samples, its own buffers
-            for (flat, zflat), samples in chunk:
+            for (flat, zflat, pflat), samples in chunk:
                 for i in samples:
                     for q0 in range(0, pgeo.out[0], per_block):
                         q1 = min(q0 + per_block, pgeo.out[0])
                         r0, r1 = q0 * p0, q1 * p0
                         cols = self._block_columns(src, flat, i, i + 1, r0, r1)
-                        zb = zflat[:(r1 - r0) * math.prod(geo.out[1:]) * self.filters]
-                        zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (self.filters,))
-                        z2 = zb.reshape(-1, self.filters)
-                        np.matmul(cols.T, kmat, out=z2)
-                        if not late:
-                            _epilogue(zb, bias, activation)
+                        zb = zflat[:(r1 - r0) * math.prod(geo.out[1:]) * f]
                         sl = pooled_slices.get(q1 - q0)
                         if sl is None:
                             sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
+                        if first:
+                            zb = zb.reshape((f, r1 - r0) + geo.out[1:])
+                            np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
+                            pooled = pflat[:(q1 - q0) * math.prod(pgeo.out[1:]) * f]
+                            pooled = max_pool(zb, sl, pooled.reshape((f, q1 - q0) + pgeo.out[1:]))
+                            _first_epilogue(pooled, bias, activation)
+                            np.copyto(out[i, q0:q1], np.moveaxis(pooled, 0, -1))
+                            continue
+                        zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (f,))
+                        np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
+                        if not late:
+                            _epilogue(zb, bias, activation)
                         pooled = max_pool(zb, sl, out[i:i + 1, q0:q1])
                         if late:
                             _epilogue(pooled, bias, activation)
         groups = parallel.groups(list(range(n)), parallel.block_threads())
         col_size = geo.size * c * rows * math.prod(geo.out[1:])
-        z_size = rows * math.prod(geo.out[1:]) * self.filters
-        plan = [((ws.take("conv.chunk", (col_size,), x.dtype), ws.take("conv.zblock", (z_size,), x.dtype)), g)
-                for g in groups]
+        z_size = rows * math.prod(geo.out[1:]) * f
+        pooled_size = per_block * math.prod(pgeo.out[1:]) * f if first else 0
+        plan = [((ws.take("conv.chunk", (col_size,), x.dtype), ws.take("conv.zblock", (z_size,), x.dtype),
+                  ws.take("pool.block_first", (pooled_size,), x.dtype)), g) for g in groups]
         parallel.run(work, plan, blas=True)
         return out
 

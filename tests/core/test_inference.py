@@ -156,31 +156,81 @@ def test_folding_follows_set_weights_and_loading(tmp_path):
 
 @pytest.mark.parametrize("rank", [2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, monkeypatch):
+@pytest.mark.parametrize("first", [False, True], ids=["filters-last", "filters-first"])
+def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, first, monkeypatch):
     """Chunked conv + bias + ReLU + max pooling, pooled per block of rows (odd sizes: the valid
-    pooling drops the last row; blocks of one and of several pooled rows; one and two threads)."""
+    pooling drops the last row; blocks of one and of several pooled rows; one and two threads),
+    with each block's product laid out filters last or filters first (``FIRST_MAX_FILTERS``)."""
+    from core.layers import conv as conv_module
     from core.layers.conv import Conv
     rng = np.random.default_rng(10)
     spatial = {2: (11, 9), 3: (9, 7, 8)}[rank]
     x = rng.normal(size=(3,) + spatial + (2,)).astype(np.float32)
     pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
-    calls = []
-    original = Conv.infer_pooled
+    calls, firsts = [], []
+    original, original_epilogue = Conv.infer_pooled, conv_module._first_epilogue
     monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
+    monkeypatch.setattr(conv_module, "_first_epilogue", lambda *a: firsts.append(1) or original_epilogue(*a))
+    if not first:
+        monkeypatch.setattr(conv_module, "FIRST_MAX_FILTERS", 0)
     try:
         config.set_num_threads(threads)
         for chunk_bytes in (1, 2000):
-            conv = CONV[rank](4, 3, padding="same", activation="relu")
+            conv = CONV[rank](4, 3, padding="same", activation="relu", bias_initializer="glorot_uniform")
             model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=2)
             conv.chunk_threshold, conv.chunk_bytes = 0, chunk_bytes
             conv.build(conv.input_shape)  # the row blocks follow chunk_bytes
-            if threads == 1:
+            assert not conv._cols_last  # two channels: columns channels first
+            if threads == 1 and not first:
                 np.testing.assert_array_equal(model.predict(x), _unfused(model, x))
-            else:  # predict splits the batch over the threads: products of other shapes round differently
+            else:  # products of other shapes (shards of the batch, filters first) round differently
                 np.testing.assert_allclose(model.predict(x), _unfused(model, x), rtol=1e-5, atol=1e-6)
     finally:
         config.set_num_threads(None)
     assert len(calls) == 2
+    assert bool(firsts) == first
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("stack,first", [
+    ("relu", True), ("none", True), ("leaky_relu", True), ("bn+relu", True), ("no-bias", True),
+    ("tanh", False), ("pool-padded", False), ("pool-overlapping", True), ("columns-last", False),
+])
+def test_single_channel_convolution_pooled_filters_first(rank, stack, first, monkeypatch):
+    """An unchunked convolution with channels-first columns (here one input channel) followed by
+    max pooling predicts through ``_infer_pooled_first`` (the product as (filters, N, *out)) when
+    its activation is monotone and the pooling needs no padding, and agrees with the unfused
+    forward pass up to float32 rounding either way."""
+    from core.layers import conv as conv_module
+    from core.layers.conv import Conv
+    rng = np.random.default_rng(11)
+    spatial = {1: (67,), 2: (17, 19), 3: (9, 11, 10)}[rank]
+    channels = 32 if stack == "columns-last" else 1  # 32: columns channels last (copy_runs)
+    x = rng.normal(size=(40,) + spatial + (channels,)).astype(np.float32)
+    monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 64)
+    conv_kw = {"activation": {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh"}.get(stack),
+               "use_bias": stack != "no-bias", "bias_initializer": "glorot_uniform"}
+    stacked = [CONV[rank](5, 3, padding="same", **conv_kw)]
+    if stack == "bn+relu":
+        stacked += [layers.BatchNormalization(), layers.ReLU()]
+    pool = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+    pool_kw = {"pool-padded": {"pool_size": 2, "padding": "same"},
+               "pool-overlapping": {"pool_size": 3, "strides": 2}}.get(stack, {"pool_size": 2})
+    if stack == "pool-padded":
+        x = x[(slice(None),) + tuple(slice(0, n - 1 if n % 2 == 0 else n) for n in spatial)]
+    model = Sequential([Input(x.shape[1:])] + stacked + [pool(**pool_kw), layers.Flatten()], seed=6)
+    _randomize_batchnorms(model, rng)
+    assert model.layers[0]._cols_last == (stack == "columns-last")
+    calls = []
+    original = Conv._infer_pooled_first
+    monkeypatch.setattr(Conv, "_infer_pooled_first", lambda self, *a: calls.append(1) or original(self, *a))
+    try:
+        config.set_num_threads(1)
+        fused = model.predict(x)
+    finally:
+        config.set_num_threads(None)
+    _assert_close(fused, _unfused(model, x))
+    assert bool(calls) == first
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
