@@ -287,3 +287,48 @@ def test_layers_around_a_dropout_fuse():
     steps = model._inference_plan().steps
     assert [type(s).__name__ for s in steps] == ["_FusedPool", "_Fused", "_Plain", "_Fused"]
     _assert_close(model.predict(x), _unfused(model, x))
+
+
+@pytest.mark.parametrize("padding,dilation", [("valid", 1), ("same", 1), ("causal", 1), ("valid", 2), ("same", 3)])
+@pytest.mark.parametrize("activation", ["relu", None, "tanh"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_one_dimensional_convolution_by_shifted_products(padding, dilation, activation, threads, monkeypatch):
+    """A 1-D convolution with stride 1 and many input channels, followed by max pooling, predicts
+    by one product per kernel offset over the rows of the padded input (``_shifted_output``), and
+    agrees with the unfused forward pass up to float32 rounding, with and without the pooling
+    windows that need padding, on one thread and on shards of the batch."""
+    from core import model as model_module
+    from core.layers import conv as conv_module
+    from core.layers.conv import Conv
+    monkeypatch.setattr(model_module, "SHARD_MIN_WORK", 0)  # a batch this small splits too
+    monkeypatch.setattr(model_module, "SHARD_MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(6, 29, conv_module.SHIFT_MIN_CHANNELS)).astype(np.float32)
+    calls = []
+    original = Conv._shifted_output
+    monkeypatch.setattr(Conv, "_shifted_output", lambda self, *a: calls.append(1) or original(self, *a))
+    for pool in (layers.MaxPooling1D(2), layers.MaxPooling1D(3, strides=2, padding="same")):
+        model = Sequential([Input(x.shape[1:]), layers.Conv1D(7, 3, padding=padding, dilation_rate=dilation,
+                                                              activation=activation, bias_initializer="glorot_uniform"),
+                            pool, layers.Flatten(), layers.Dense(3)], seed=8)
+        try:
+            config.set_num_threads(threads)
+            fused = model.predict(x, batch_size=6)
+        finally:
+            config.set_num_threads(None)
+        _assert_close(fused, _unfused(model, x))
+    assert len(calls) == 2 * threads  # each model: once per shard
+
+
+def test_shifted_products_only_for_one_dimensional_layers_with_many_channels():
+    from core.layers import conv as conv_module
+    wide = conv_module.SHIFT_MIN_CHANNELS
+    made = {}
+    for name, layer, shape in [("wide", layers.Conv1D(4, 3), (20, wide)),
+                               ("narrow", layers.Conv1D(4, 3), (20, wide - 1)),
+                               ("strided", layers.Conv1D(4, 3, strides=2), (20, wide)),
+                               ("grouped", layers.Conv1D(4, 3, groups=2), (20, wide)),
+                               ("2-D", layers.Conv2D(4, 3), (9, 9, wide))]:
+        Sequential([Input(shape), layer])
+        made[name] = layer._shifted
+    assert made == {"wide": True, "narrow": False, "strided": False, "grouped": False, "2-D": False}

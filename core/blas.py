@@ -1,0 +1,81 @@
+"""A matrix product that adds into its output in place: ``out = beta * out + a @ b``.
+
+NumPy's ``matmul`` always overwrites its output, so adding a product into an
+existing array costs a temporary and one more pass over both. BLAS's ``gemm``
+takes that ``beta`` itself. SciPy wraps it (``scipy.linalg.blas.sgemm``), but
+those wrappers hold the GIL for the whole call: two shards of a batch on two
+threads would take turns (measured: two threads no faster than one). So this
+module calls the same routine through the function pointers SciPy publishes
+for Cython (``scipy.linalg.cython_blas``, a public API) with ``ctypes``, which
+releases the GIL around a foreign call. Where that is not available, or the
+arrays do not suit it, it falls back to ``matmul`` and an add (same result up
+to float rounding).
+
+The BLAS behind it is SciPy's, which ``core.parallel`` limits to one thread
+inside a sharded pass like NumPy's (threadpoolctl sees both).
+"""
+import ctypes
+
+import numpy as np
+
+_routines = {}  # dtype -> the ctypes function, or None where unavailable
+
+
+def _routine(dtype):
+    if dtype not in _routines:
+        _routines[dtype] = _load(dtype)
+    return _routines[dtype]
+
+
+def _load(dtype):
+    name, real = {np.dtype(np.float32): ("sgemm", ctypes.c_float),
+                  np.dtype(np.float64): ("dgemm", ctypes.c_double)}[dtype]
+    try:
+        from scipy.linalg import cython_blas
+        capsule = cython_blas.__pyx_capi__[name]
+        api = ctypes.pythonapi
+        api.PyCapsule_GetName.restype = ctypes.c_char_p
+        api.PyCapsule_GetName.argtypes = [ctypes.py_object]
+        api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+        api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+        address = api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule))
+    except (ImportError, AttributeError, KeyError, ValueError):  # pragma: no cover - SciPy without it
+        return None
+    if not address:  # pragma: no cover
+        return None
+    integer, pointer = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
+    # Fortran gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), every argument by reference
+    prototype = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, integer, integer, integer,
+                                 ctypes.POINTER(real), pointer, integer, pointer, integer, ctypes.POINTER(real),
+                                 pointer, integer)
+    return prototype(address), real
+
+
+_INT_MAX = 2 ** 31 - 1
+
+
+def gemm_into(out, a, b, beta):
+    """``out[...] = beta * out + a @ b`` for 2-D ``a (m, k)``, ``b (k, f)``, ``out (m, f)``; returns
+    ``out``. With ``beta == 0`` what ``out`` held is not read. C-contiguous float32/float64 arrays
+    of one dtype take BLAS's gemm directly (releasing the GIL); anything else ``matmul``."""
+    routine = None
+    if (a.dtype == b.dtype == out.dtype and a.flags.c_contiguous and b.flags.c_contiguous
+            and out.flags.c_contiguous and out.shape == (a.shape[0], b.shape[1]) and a.shape[1] == b.shape[0]
+            and max(a.shape + b.shape) <= _INT_MAX and a.size and b.size):
+        routine = _routine(a.dtype)
+    if routine is None:
+        if beta == 0:
+            return np.matmul(a, b, out=out)
+        if beta != 1:
+            out *= beta
+        out += a @ b
+        return out
+    gemm, real = routine
+    m, k = a.shape
+    f = b.shape[1]
+    ref = ctypes.byref
+    c_int = ctypes.c_int
+    # in column-major terms, C-ordered out (m, f) is out.T (f, m) = b.T (f, k) @ a.T (k, m)
+    gemm(b"N", b"N", ref(c_int(f)), ref(c_int(m)), ref(c_int(k)), ref(real(1.0)), b.ctypes.data, ref(c_int(f)),
+         a.ctypes.data, ref(c_int(k)), ref(real(beta)), out.ctypes.data, ref(c_int(f)))
+    return out
