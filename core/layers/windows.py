@@ -165,18 +165,34 @@ def col2im_rows(dcols, geo, flat, channels, n):
     overflow lands in the spare end of ``flat``, a 1-D buffer of at least
     ``C * N * prod(padded) + row_slack`` elements, which this overwrites. Returns the padded
     input gradient, ``(C, N, *padded)``, a view of ``flat``."""
+    flat.fill(0)
+    views = rows_views(geo, flat, channels, n)
+    d = dcols.reshape((geo.size,) + views[0].shape)
+    for k, view in enumerate(views):
+        view += d[k]
+    return flat[:channels * n * math.prod(geo.padded)].reshape((channels, n) + geo.padded)
+
+
+def rows_views(geo, flat, channels, n):
+    """The ``K`` views ``(C, N, *out[:-2], run)`` of ``flat`` (see ``col2im_rows``) that the
+    offsets add into: a run is one output plane's rows end to end, ``out[-2] * padded[-1]``
+    elements from the offset's start in the plane."""
     plane = math.prod(geo.padded)
     item = flat.itemsize
-    run = geo.out[-2] * geo.padded[-1]
-    shape = (channels, n) + geo.out[:-2] + (run,)
+    shape = (channels, n) + geo.out[:-2] + (geo.out[-2] * geo.padded[-1],)
     strides = ((n * plane * item, plane * item)
                + tuple(s * st * item for s, st in zip(geo.strides[:-2], geo._steps)) + (item,))
-    flat.fill(0)
-    d = dcols.reshape((geo.size,) + shape)
-    for k, start in enumerate(geo._row_starts):
-        view = np.lib.stride_tricks.as_strided(flat[start:], shape, strides)
-        view += d[k]
-    return flat[:channels * n * plane].reshape((channels, n) + geo.padded)
+    return [np.lib.stride_tricks.as_strided(flat[start:], shape, strides) for start in geo._row_starts]
+
+
+def col2im_rows_block(dcols, views, j, r0, r1):
+    """Add the column gradient of output rows ``r0:r1`` (first spatial axis) of sample ``j``,
+    ``dcols (K, C, r1-r0, *out_rows[1:])`` (flattened or not, a 3-D geometry), through the
+    views of ``rows_views``: ``col2im_rows`` one block at a time, into a buffer the caller
+    clears once for all the blocks."""
+    d = dcols.reshape((len(views), views[0].shape[0], r1 - r0) + views[0].shape[3:])
+    for k, view in enumerate(views):
+        view[:, j, r0:r1] += d[k]
 
 
 def windows_last(xp, geo, rows=None):

@@ -168,20 +168,26 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
 def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads,
                                                          monkeypatch):
     """With stride 1 on the last two axes the input gradient is scattered by whole rows (each
-    window offset adds one run per plane, ``col2im_rows``), in the whole-matrix path and in
-    chunked blocks of one and of several whole samples (block threads on and off); it equals
-    the row-by-row scatter and finite differences."""
+    window offset adds one run per plane, ``col2im_rows``), in the whole-matrix path, in
+    chunked blocks of one and of several whole samples (block threads on and off) and, for
+    3-D layers, in blocks of one or two output rows of a sample (``col2im_rows_block``); it
+    equals the row-by-row scatter and finite differences."""
     from core import config
+    from core.layers import conv as conv_module
     from core.layers import windows
 
     monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)  # these small inputs have relatively long rows
+    by_row_blocks = []
+    original = conv_module.col2im_rows_block
+    monkeypatch.setattr(conv_module, "col2im_rows_block", lambda *a: by_row_blocks.append(1) or original(*a))
     rng = np.random.default_rng(rank * 7 + threads)
     x = rng.normal(size=(5,) + SPATIAL[rank] + (2,))
     g = None
     results = []
     try:
         config.set_num_threads(threads)
-        for mode in ("row by row", "whole", "blocks of one sample", "blocks of samples"):
+        for mode in ("row by row", "whole", "blocks of one sample", "blocks of samples", "blocks of 1 row",
+                     "blocks of 2 rows"):
             layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
             if mode.startswith("blocks"):
                 layer.chunk_threshold = 0
@@ -189,6 +195,9 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
             assert layer.geometry.flat_rows
             if mode == "row by row":
                 layer.geometry.flat_rows = False
+            elif mode.endswith("rows") or mode.endswith("row"):  # rows of one sample per block
+                layer._chunk_rows = int(mode.split()[2])
+                layer._chunk_samples = 1
             elif mode.startswith("blocks"):  # whole samples per block: 1, or 2 (blocks of 2, 2 and 1)
                 layer._chunk_rows = layer.geometry.out[0]
                 layer._chunk_samples = 1 if mode == "blocks of one sample" else 2
@@ -202,6 +211,7 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     for dx, dk in results[1:]:
         np.testing.assert_allclose(dx, results[0][0], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dk, results[0][1], rtol=1e-10, atol=1e-12)
+    assert bool(by_row_blocks) == (rank == 3)
     layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
     layer.build(x.shape[1:], rng=np.random.default_rng(0))
     check_layer(layer, x[:2], rng)
