@@ -270,8 +270,15 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 yield i, i + 1, r0, r1, self._block_columns(src, flat, i, i + 1, r0, r1)
 
     # ------------------------------------------------------------ forward
-    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True):
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True,
+                filters_first=False):
+        """``filters_first`` (``Sequential`` asks it before a max pooling, see ``can_run_filters_first``):
+        the output is the ``(N, *out, filters)`` view of a contiguous ``(filters, N, *out)``
+        array, computed as ``kernel.T @ cols``; the pooling reads it in that layout."""
         keep = self._keep(training, context)
+        if filters_first and self.can_run_filters_first(activation):
+            z, saved = self._output_first(x, self._workspace(workspace))
+            return np.moveaxis(z, 0, -1), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
         act = self.activation
         # an activation whose backward needs only its output runs in place, block by block, with the bias
         fuse = activation and not act.identity and act.output_only
@@ -281,7 +288,37 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             y, parts = z, ({"act": True, "a": z} if keep else {})
         else:
             y, parts = self._activate(z, activation, keep, owned=True)
-        return y, self._context(keep, batch=x.shape[0], **saved, **parts)
+        return y, self._context(keep, batch=x.shape[0], first=False, **saved, **parts)
+
+    def can_run_filters_first(self, activation=True):
+        """Whether ``forward(filters_first=True)`` lays the output out filters first: an ungrouped
+        layer whose columns are built channels first (one input channel), with few filters and
+        no activation to apply (none, or one ``Sequential`` moved after the pooling)."""
+        return (not self._cols_last and self.groups == 1 and self.filters <= FIRST_MAX_FILTERS
+                and (not activation or self.activation.identity))
+
+    def _output_first(self, x, ws):
+        """``(zt, saved)``: the convolution plus bias as a contiguous ``(filters, N, *out)``
+        (``_output``'s blocks and whole product, with the kernel on the left)."""
+        geo = self.geometry
+        n, f = x.shape[0], self.filters
+        kt = self.params["kernel"].reshape(-1, f).T
+        bias = self.params.get("bias")
+        zt = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
+        src = self._source(x, ws)
+        if self._use_chunks(x):
+            def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
+                for flat, samples in chunk:
+                    for a, b, r0, r1, cols in self._blocks(src, flat, samples):
+                        zb = zt[:, a:b, r0:r1]
+                        np.matmul(kt, cols, out=zb.reshape(f, -1))
+                        _first_epilogue(zb, bias, None)
+            parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype), blas=True)
+            return zt, {"src": src, "cols": None}
+        cols2 = self._columns(src, ws, n)
+        np.matmul(kt, cols2, out=zt.reshape(f, -1))
+        _first_epilogue(zt, bias, None)
+        return zt, {"src": None, "cols": cols2}
 
     def infer(self, x, workspace, kernel, bias, activation):
         """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
@@ -467,6 +504,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
         ctx = self._require_context(ctx)
         ws = self._workspace(workspace)
+        if ctx["first"] and not need_input_grad:
+            dzt = np.moveaxis(dy, -1, 0)
+            if dzt.flags.c_contiguous:  # filters first from the pooling too (MaxPooling.backward)
+                return None, self._grads_first(ctx, dzt, ws)
         dz2 = self._activation_backward(ctx, dy).reshape(-1, self.filters)
         grads = {}
         if self.use_bias:
@@ -477,6 +518,34 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         else:
             dx = self._backward_whole(ctx["cols"], ctx["batch"], dz2, need_input_grad, grads, ws)
         return dx, grads
+
+    def _grads_first(self, ctx, dzt, ws):
+        """Bias and kernel gradients from a contiguous ``(filters, N, *out)`` output gradient:
+        ``dzt @ ones`` and ``cols @ dzt.T``, the columns rebuilt block by block for a chunked layer
+        (the layer's input gradient is not asked for: ``backward`` handles that case)."""
+        f = self.filters
+        dz2t = dzt.reshape(f, -1)
+        grads = {}
+        if self.use_bias:
+            grads["bias"] = dz2t @ ws.take("conv.ones", (dz2t.shape[1],), dzt.dtype, init=1)
+        kernel = self.params["kernel"]
+        if ctx["cols"] is not None:
+            grads["kernel"] = (ctx["cols"] @ dz2t.T).reshape(kernel.shape)
+            return grads
+        src, n = ctx["src"], ctx["batch"]
+
+        def work(chunk):  # each thread: whole samples, its own partial sum
+            dk = np.zeros((kernel.size // f, f), dzt.dtype)
+            for flat, samples in chunk:
+                for a, b, r0, r1, cols in self._blocks(src, flat, samples):
+                    dk += cols @ dzt[:, a:b, r0:r1].reshape(f, -1).T
+            return dk
+        partial = parallel.run(work, self._block_plan(n, ws, self.input_shape[-1], dzt.dtype), blas=True)
+        dk = partial[0]
+        for p in partial[1:]:  # summed in thread order
+            dk += p
+        grads["kernel"] = dk.reshape(kernel.shape)
+        return grads
 
     def _backward_whole(self, cols2, n, dz2, need_input_grad, grads, ws):
         geo = self.geometry

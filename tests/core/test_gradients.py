@@ -382,6 +382,8 @@ def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, p
         block[1].params["beta"][:] = [-1.0, 0.0, 0.5, -3.0]
     k = len(block)  # the pooling layer's index
     assert model._relus_after_pooling() == {k - 1}
+    # the products laid out as usual in both runs (filters first rounds differently: tested below)
+    monkeypatch.setattr(Sequential, "_convolutions_filters_first", lambda self: frozenset())
     runs = []
     original = Sequential._relus_after_pooling
     for moved in (True, False):
@@ -447,3 +449,82 @@ def test_channel_rows_gathers_positions_and_per_channel_operations_agree(monkeyp
         np.testing.assert_allclose(dg, ref[3], rtol=1e-12, atol=1e-12)
     xhat = (z - z.mean(axis=(0, 1, 2))) / np.sqrt(z.var(axis=(0, 1, 2)) + bn.epsilon)
     np.testing.assert_allclose(results[3][1], xhat * bn.params["gamma"] + bn.params["beta"], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("pool,stride", [(2, None), (3, 2), (2, 1)])
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_max_pooling_of_a_filters_first_input_equals_channels_last(rank, pool, stride, blocks):
+    """Max pooling handed the ``(N, *spatial, C)`` view of a contiguous ``(C, N, *spatial)`` array
+    (a convolution's output under ``filters_first``) pools it in that layout (whole, or a sample
+    and a row at a time) and returns the input gradient as such a view; output, winners (ties
+    included) and gradient equal those of the same numbers laid out channels last, to the bit."""
+    rng = np.random.default_rng(rank * 3 + pool)
+    xt = np.maximum(rng.normal(size=(4, 3) + SPATIAL[rank]), 0).astype(np.float32)  # many tied zeros
+    x = np.moveaxis(xt, 0, -1)
+    layer = POOLS[rank][0](pool_size=pool, strides=stride)
+    layer.build(x.shape[1:])
+    if blocks:  # blocks of one or two output rows of a sample
+        layer.block_threshold = 0
+        layer._block_rows = blocks
+    (y1, c1), (y2, c2) = layer.forward(x, training=True), layer.forward(np.ascontiguousarray(x), training=True)
+    assert c1["first"] and not c2["first"]
+    np.testing.assert_array_equal(y1, y2)
+    assert y1.flags.c_contiguous
+    g = rng.normal(size=y1.shape).astype(np.float32)
+    d1, d2 = layer.backward(c1, g)[0], layer.backward(c2, g)[0]
+    assert np.moveaxis(d1, -1, 0).flags.c_contiguous
+    np.testing.assert_array_equal(d1, d2)
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+@pytest.mark.parametrize("case", ["relu", "linear", "chunked", "input gradient", "tanh", "padded pooling"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float64, rank, case, threads,
+                                                                           monkeypatch):
+    """A convolution with one input channel before a max pooling computes its training output
+    filters first (``Sequential._convolutions_filters_first``), the pooling reads that layout
+    and the kernel gradient comes from it (also block by block for a chunked layer; where the
+    layer's input gradient is needed it falls back to channels last). Outputs and every
+    gradient equal the channels-last run up to rounding; with an activation
+    that stays before the pooling (tanh) or a pooling with padding, nothing changes."""
+    from core import Input, Sequential, config
+
+    rng = np.random.default_rng(rank * 11 + len(case))
+    x = rng.normal(size=(5,) + SPATIAL[rank] + (1,))
+    act = {"linear": None, "tanh": "tanh"}.get(case, "relu")
+    conv = CONV[rank](4, 3, padding="same", activation=act, bias_initializer="glorot_uniform")
+    before = [CONV[rank](1, 2, padding="same")] if case == "input gradient" else []
+    pool = POOLS[rank][0](pool_size=2, padding="same" if case == "padded pooling" else "valid")
+    x = x[(slice(None),) + tuple(slice(0, n - n % 2 + (case == "padded pooling")) for n in x.shape[1:-1])]
+    model = Sequential([Input(x.shape[1:]), *before, conv, pool, CONV[rank](3, 2, activation="relu"),
+                        layers.Flatten(), layers.Dense(2)], seed=1)
+    if case == "chunked":
+        conv.chunk_threshold, conv.chunk_bytes = 0, 1
+        conv.build(conv.input_shape)
+        assert conv._use_chunks(x) == (rank > 1)  # 1-D layers never run in chunks
+    k = model.layers.index(pool)
+    expected = case not in ("tanh", "padded pooling")
+    runs = []
+    original = Sequential._convolutions_filters_first
+    try:
+        config.set_num_threads(threads)
+        for first in (True, False):
+            monkeypatch.setattr(Sequential, "_convolutions_filters_first",
+                                original if first else lambda self: frozenset())
+            model.workspace.reclaim()
+            outputs, contexts = model.run_forward(x, training=True, step=0)
+            assert contexts[k]["first"] == (first and expected)
+            g = np.random.default_rng(0).normal(size=outputs[-1].shape)
+            # as in training: no gradient of the model's input (the first layer's needs none)
+            dx, grads = model.run_backward(contexts, g, need_input_grad=False)
+            runs.append((outputs[k].copy(), outputs[-1].copy(), dx,
+                         [{n: v.copy() for n, v in gr.items()} for gr in grads]))
+    finally:
+        config.set_num_threads(None)
+    (p1, y1, dx1, g1), (p2, y2, dx2, g2) = runs
+    assert dx1 is None and dx2 is None
+    for a, b in [(p1, p2), (y1, y2)] + [(a[n], b[n]) for a, b in zip(g1, g2) for n in a]:
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert all(a.keys() == b.keys() for a, b in zip(g1, g2))
+    assert np.any(g1[model.layers.index(conv)]["kernel"] != 0)
