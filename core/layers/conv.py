@@ -56,7 +56,8 @@ from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, channel_tiling, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
 from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, col2im_rows_block, column_bytes,
-                      copy_runs, im2col, im2col_block, max_pool, rows_views, to_channels_first, windows_last)
+                      copy_runs, first_epilogue, im2col, im2col_block, max_pool, rows_views, to_channels_first,
+                      windows_last)
 
 #: layers with at most this many filters and channels-first columns compute their inference
 #: output channels first when a max pooling follows (``Conv._infer_pooled_first``)
@@ -79,14 +80,6 @@ def _epilogue(z, bias, act):
             z.reshape(shape)[...] += tile(bias)
         else:
             z += bias
-    if act is not None:
-        act.forward(z, out=z)
-
-
-def _first_epilogue(z, bias, act):
-    """``_epilogue`` for a channels-first ``z`` ``(filters, ...)``."""
-    if bias is not None:
-        z += bias.reshape((-1,) + (1,) * (z.ndim - 1))
     if act is not None:
         act.forward(z, out=z)
 
@@ -277,7 +270,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         array, computed as ``kernel.T @ cols``; the pooling reads it in that layout."""
         keep = self._keep(training, context)
         if filters_first and self.can_run_filters_first(activation):
-            z, saved = self._output_first(x, self._workspace(workspace))
+            z, saved = self._output_first(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"))
             return np.moveaxis(z, 0, -1), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
         act = self.activation
         # an activation whose backward needs only its output runs in place, block by block, with the bias
@@ -297,13 +290,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         return (not self._cols_last and self.groups == 1 and self.filters <= FIRST_MAX_FILTERS
                 and (not activation or self.activation.identity))
 
-    def _output_first(self, x, ws):
-        """``(zt, saved)``: the convolution plus bias as a contiguous ``(filters, N, *out)``
-        (``_output``'s blocks and whole product, with the kernel on the left)."""
+    def _output_first(self, x, ws, kernel, bias):
+        """``(zt, saved)``: the convolution of ``x`` with ``kernel`` plus ``bias`` (or ``None``) as a
+        contiguous ``(filters, N, *out)`` (``_output``'s blocks and whole product, with the kernel
+        on the left); ``saved`` is what backward needs."""
         geo = self.geometry
         n, f = x.shape[0], self.filters
-        kt = self.params["kernel"].reshape(-1, f).T
-        bias = self.params.get("bias")
+        kt = kernel.reshape(-1, f).T
         zt = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
         src = self._source(x, ws)
         if self._use_chunks(x):
@@ -312,12 +305,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     for a, b, r0, r1, cols in self._blocks(src, flat, samples):
                         zb = zt[:, a:b, r0:r1]
                         np.matmul(kt, cols, out=zb.reshape(f, -1))
-                        _first_epilogue(zb, bias, None)
+                        first_epilogue(zb, bias, None)
             parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype), blas=True)
             return zt, {"src": src, "cols": None}
         cols2 = self._columns(src, ws, n)
         np.matmul(kt, cols2, out=zt.reshape(f, -1))
-        _first_epilogue(zt, bias, None)
+        first_epilogue(zt, bias, None)
         return zt, {"src": None, "cols": cols2}
 
     def infer(self, x, workspace, kernel, bias, activation):
@@ -389,22 +382,15 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def _infer_pooled_first(self, x, ws, kernel, bias, activation, pool):
         """``infer_then_pool`` channels first: the product ``kernel.T (filters, K*C) @ cols (K*C, M)``
-        gives the output as ``(filters, N, *out)``, which OpenBLAS computes 1.5x faster than
-        ``cols.T @ kernel`` with few filters; the pooling then reads rows of the output's last
-        axis, the bias and the activation are applied to the pooled ``(filters, N, *pooled)``
-        (long rows per channel) and only that smaller array is moved to channels last. LeNet-5's
-        first layer with its pooling: 1.9-2.0 ms -> 1.3-1.4 ms at batch 64 on one thread. The
-        product sums in another order than ``infer``'s: the same up to float32 rounding."""
-        geo, pgeo = self.geometry, pool.geometry
-        n, f = x.shape[0], self.filters
-        cols2 = self._columns(self._source(x, ws), ws, n)
-        zt = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
-        np.matmul(kernel.reshape(-1, f).T, cols2, out=zt.reshape(f, -1))
-        pooled = max_pool(zt, pgeo.slices(2), ws.take("pool.out_first", (f, n) + pgeo.out, x.dtype))
-        _first_epilogue(pooled, bias, activation)
-        out = ws.take("pool.out", (n,) + pgeo.out + (f,), x.dtype)
-        np.copyto(out, np.moveaxis(pooled, 0, -1))
-        return out
+        gives the output as ``(filters, N, *out)`` (``_output_first``), which OpenBLAS computes 1.5x
+        faster than ``cols.T @ kernel`` with few filters; the pooling then reads rows of the
+        output's last axis, the bias and the activation are applied to the pooled ``(filters, N,
+        *pooled)`` (long rows per channel) and only that smaller array is moved to channels last
+        (``MaxPooling.forward_first``). LeNet-5's first layer with its pooling: 1.9-2.0 ms ->
+        1.3-1.4 ms at batch 64 on one thread. The product sums in another order than ``infer``'s:
+        the same up to float32 rounding."""
+        zt = self._output_first(x, ws, kernel, None)[0]
+        return pool.forward_first(zt, ws, False, activation, bias)[0]
 
     def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
         """``pool(infer(x, ...))`` for a chunked layer followed by a ``MaxPooling`` layer whose
@@ -444,7 +430,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                             np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
                             pooled = pflat[:(q1 - q0) * math.prod(pgeo.out[1:]) * f]
                             pooled = max_pool(zb, sl, pooled.reshape((f, q1 - q0) + pgeo.out[1:]))
-                            _first_epilogue(pooled, bias, activation)
+                            first_epilogue(pooled, bias, activation)
                             np.copyto(out[i, q0:q1], np.moveaxis(pooled, 0, -1))
                             continue
                         zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (f,))

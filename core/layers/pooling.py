@@ -19,7 +19,8 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import Layer
-from .windows import WindowGeometry, max_pool, max_pool_adjoint, row_blocks, sum_pool, sum_pool_adjoint
+from .windows import (WindowGeometry, first_epilogue, max_pool, max_pool_adjoint, row_blocks, sum_pool,
+                      sum_pool_adjoint)
 
 
 class Pooling(Layer):
@@ -94,7 +95,7 @@ class MaxPooling(Pooling):
         geo = self.geometry
         xt = np.moveaxis(x, -1, 0)
         if xt.flags.c_contiguous and not x.flags.c_contiguous and not geo.needs_pad:
-            return self._forward_first(xt, ws, keep, after)
+            return self.forward_first(xt, ws, keep, after)
         xp = self._pad(x, -np.inf, ws)
         out = ws.take("pool.out", (x.shape[0],) + geo.out + (x.shape[-1],), x.dtype)
         won = ws.take("pool.won", (geo.size,) + out.shape, bool) if keep else None
@@ -111,13 +112,14 @@ class MaxPooling(Pooling):
             after.forward(out, out=out)
         return out, self._context(keep, won=won, xshape=xp.shape, after=after, a=out, first=False)
 
-    def _forward_first(self, xt, ws, keep, after):
+    def forward_first(self, xt, ws, keep, after, bias=None):
         """``forward`` of an input laid out filters first (``xt``, contiguous ``(C, N, *spatial)``:
-        a convolution's output under ``Sequential``'s ``filters_first``): the windows are read
-        along rows of the last spatial axis, ``after`` runs on the pooled ``(C, N, *out)``, and
-        only that is copied to a channels-last output. ``backward`` returns the input gradient
-        in the same layout. Conv3D 32^3 or LeNet-5's first convolution with its pooling: 12-19 %
-        faster in training than channels last (paired A/B, one thread)."""
+        a convolution's output under ``Sequential``'s ``filters_first``, or ``Conv.infer_then_pool``):
+        the windows are read along rows of the last spatial axis, ``bias`` (a ``(C,)`` vector that
+        commutes with the maximum; inference only) and ``after`` run on the pooled ``(C, N,
+        *out)``, and only that is copied to a channels-last output. ``backward`` returns the
+        input gradient in the same layout. Conv3D 32^3 or LeNet-5's first convolution with its
+        pooling: 12-19 % faster in training than channels last (paired A/B, one thread)."""
         geo = self.geometry
         pooled = ws.take("pool.out_first", xt.shape[:2] + geo.out, xt.dtype)
         won = ws.take("pool.won_first", (geo.size,) + pooled.shape, bool) if keep else None
@@ -127,8 +129,7 @@ class MaxPooling(Pooling):
                          None if won is None else won[:, :, i, r0:r1])
         else:
             max_pool(xt, geo.slices(2), pooled, won)
-        if after is not None:
-            after.forward(pooled, out=pooled)
+        first_epilogue(pooled, bias, after)
         out = ws.take("pool.out", (xt.shape[1],) + geo.out + (xt.shape[0],), xt.dtype)
         np.copyto(out, np.moveaxis(pooled, 0, -1))
         return out, self._context(keep, won=won, xshape=xt.shape, after=after, a=pooled, first=True)
@@ -149,7 +150,7 @@ class MaxPooling(Pooling):
 
 
     def _backward_first(self, ctx, dy, ws):
-        """``backward`` after ``_forward_first``: the gradient moved filters first (the pooled
+        """``backward`` after ``forward_first``: the gradient moved filters first (the pooled
         size), the activation's derivative there, and the windows' gradients scattered into a
         contiguous ``(C, N, *spatial)``, returned as its ``(N, *spatial, C)`` view."""
         geo = self.geometry

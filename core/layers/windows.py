@@ -253,6 +253,15 @@ def max_pool(xp, slices, out, won=None):
     return out
 
 
+def first_epilogue(z, bias, act):
+    """``z += bias`` then ``z = act(z)`` in place (either may be ``None``) for ``z`` laid out
+    filters first, ``(filters, ...)``: each filter's rows at once."""
+    if bias is not None:
+        z += bias.reshape((-1,) + (1,) * (z.ndim - 1))
+    if act is not None:
+        act.forward(z, out=z)
+
+
 def max_pool_adjoint(grad, won, slices, geo, dxp):
     """Gradient of ``max_pool``: each window's gradient to its winning offset,
     written into ``dxp`` (the padded input's shape), which is fully overwritten."""

@@ -168,9 +168,9 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, f
     x = rng.normal(size=(3,) + spatial + (2,)).astype(np.float32)
     pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
     calls, firsts = [], []
-    original, original_epilogue = Conv.infer_pooled, conv_module._first_epilogue
+    original, original_epilogue = Conv.infer_pooled, conv_module.first_epilogue
     monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
-    monkeypatch.setattr(conv_module, "_first_epilogue", lambda *a: firsts.append(1) or original_epilogue(*a))
+    monkeypatch.setattr(conv_module, "first_epilogue", lambda *a: firsts.append(1) or original_epilogue(*a))
     if not first:
         monkeypatch.setattr(conv_module, "FIRST_MAX_FILTERS", 0)
     try:
