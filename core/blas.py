@@ -21,15 +21,17 @@ import numpy as np
 _routines = {}  # dtype -> the ctypes function, or None where unavailable
 
 
+_NAMES = {np.dtype(np.float32): ("sgemm", ctypes.c_float), np.dtype(np.float64): ("dgemm", ctypes.c_double)}
+
+
 def _routine(dtype):
     if dtype not in _routines:
-        _routines[dtype] = _load(dtype)
+        _routines[dtype] = _load(dtype) if dtype in _NAMES else None
     return _routines[dtype]
 
 
 def _load(dtype):
-    name, real = {np.dtype(np.float32): ("sgemm", ctypes.c_float),
-                  np.dtype(np.float64): ("dgemm", ctypes.c_double)}[dtype]
+    name, real = _NAMES[dtype]
     try:
         from scipy.linalg import cython_blas
         capsule = cython_blas.__pyx_capi__[name]
@@ -56,12 +58,16 @@ _INT_MAX = 2 ** 31 - 1
 
 def gemm_into(out, a, b, beta):
     """``out[...] = beta * out + a @ b`` for 2-D ``a (m, k)``, ``b (k, f)``, ``out (m, f)``; returns
-    ``out``. With ``beta == 0`` what ``out`` held is not read. C-contiguous float32/float64 arrays
-    of one dtype take BLAS's gemm directly (releasing the GIL); anything else ``matmul``."""
+    ``out``. With ``beta == 0`` what ``out`` held is not read. Aligned, C-contiguous float32 or
+    float64 arrays of one dtype in native byte order, ``out`` writeable and sharing no memory
+    with ``a`` or ``b``, take BLAS's gemm directly (releasing the GIL); anything else ``matmul``
+    (which raises for a read-only ``out``)."""
     routine = None
-    if (a.dtype == b.dtype == out.dtype and a.flags.c_contiguous and b.flags.c_contiguous
-            and out.flags.c_contiguous and out.shape == (a.shape[0], b.shape[1]) and a.shape[1] == b.shape[0]
-            and max(a.shape + b.shape) <= _INT_MAX and a.size and b.size):
+    if (a.dtype == b.dtype == out.dtype and a.dtype.isnative
+            and all(arr.flags.c_contiguous and arr.flags.aligned for arr in (a, b, out))
+            and out.flags.writeable and out.shape == (a.shape[0], b.shape[1]) and a.shape[1] == b.shape[0]
+            and max(a.shape + b.shape) <= _INT_MAX and a.size and b.size
+            and not np.may_share_memory(out, a) and not np.may_share_memory(out, b)):
         routine = _routine(a.dtype)
     if routine is None:
         if beta == 0:

@@ -284,8 +284,9 @@ class Sequential:
     def _convolutions_filters_first(self):
         """Indices of the convolutions whose training forward pass lays their output out filters
         first, ``(filters, N, *out)`` seen through an ``(N, *out, filters)`` view, for the max
-        pooling after them (``Conv.can_run_filters_first``: one input channel, few filters, no
-        activation before the pooling, a ReLU moved after it; a pooling without padding). The
+        pooling after them (``Conv.can_run_filters_first``: columns built channels first, which
+        layers with few input channels do, few filters, no activation before the pooling or a
+        ReLU moved after it; a pooling without padding). The
         product ``kernel.T @ cols`` runs faster with few filters, the pooling reads long rows
         and returns its input gradient in that layout, and the kernel gradient is taken from it
         directly: LeNet-5's and the Conv3D cases' first layer with its pooling 12-19 % faster

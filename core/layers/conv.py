@@ -59,10 +59,13 @@ from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, col
                       copy_runs, first_epilogue, im2col, im2col_block, max_pool, rows_views, to_channels_first,
                       windows_last)
 
-#: layers with at most this many filters and channels-first columns compute their inference
-#: output channels first when a max pooling follows (``Conv._infer_pooled_first``)
+#: layers with at most this many filters whose columns are built channels first (few input
+#: channels, see ``copy_runs``) compute their output filters first when a max pooling follows,
+#: in inference (``Conv._infer_pooled_first``, ``infer_pooled``) and in training
+#: (``Conv.can_run_filters_first``)
 FIRST_MAX_FILTERS = 32
-#: ... and at least this many output positions in the batch (below, the extra calls cost more)
+#: ... in inference of a whole (unchunked) layer, when the batch has at least this many output
+#: positions (below, the extra calls cost more than the faster product saves)
 FIRST_MIN_POSITIONS = 4096
 #: 1-D layers with stride 1 and at least this many input channels compute their inference
 #: output before a max pooling by one product per kernel offset (``Conv._shifted_output``)
@@ -183,9 +186,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """The padded input the columns are copied from: ``(N, *padded, C)`` (``x`` itself when
         there is no padding) for a layer whose columns are built channels last, else the
         channels-first ``(C, N, *padded)`` of ``_channels_first``."""
-        geo = self.geometry
         if not self._cols_last:
             return self._channels_first(x, ws)
+        return self._padded_last(x, ws)
+
+    def _padded_last(self, x, ws):
+        """The padded input channels last, ``(N, *padded, C)`` (``x`` itself without padding)."""
+        geo = self.geometry
         if not geo.needs_pad:
             return x
         buf = ws.take(("conv.pad_last", geo.pads), (x.shape[0],) + geo.padded + (x.shape[-1],), x.dtype,
@@ -285,7 +292,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def can_run_filters_first(self, activation=True):
         """Whether ``forward(filters_first=True)`` lays the output out filters first: an ungrouped
-        layer whose columns are built channels first (one input channel), with few filters and
+        layer whose columns are built channels first (few input channels), with few filters and
         no activation to apply (none, or one ``Sequential`` moved after the pooling)."""
         return (not self._cols_last and self.groups == 1 and self.filters <= FIRST_MAX_FILTERS
                 and (not activation or self.activation.identity))
@@ -346,7 +353,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def _pool_channels_first(self, pool, x, activation):
         """Whether ``infer_then_pool`` computes this layer channels first (``_infer_pooled_first``):
-        an unchunked, ungrouped layer whose columns are built channels first (one input channel),
+        an unchunked, ungrouped layer whose columns are built channels first (few input channels),
         few filters, a batch with enough output positions, no activation or a monotone one, and a
         pooling without padding."""
         return (not self._cols_last and self.groups == 1 and not self._use_chunks(x)
@@ -356,7 +363,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def _shifted_output(self, x, ws, kernel):
         """The convolution of ``x`` with ``kernel`` (no bias) for a 1-D layer with stride 1, without
-        a column matrix: with the padded input ``(N, Lp, C)`` read as one ``(N*Lp, C)`` matrix,
+        a column matrix: with the padded input channels last, ``(N, Lp, C)`` (``_padded_last``,
+        whatever layout the layer's columns use), read as one ``(N*Lp, C)`` matrix,
         kernel offset ``k`` moves every output row by the same ``k * dilation`` rows, so the
         output over the grid of all ``N*Lp`` positions is the sum over offsets of one product
         ``rows[k*d : k*d + M] @ kernel[k]``, accumulated in place by BLAS
@@ -367,7 +375,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         8-17 % faster on one thread, 1-2 % on two (paired A/B). Sums in another order than
         ``infer``'s: the same up to float32 rounding."""
         geo = self.geometry
-        src = self._source(x, ws)
+        src = self._padded_last(x, ws)  # channels last, whatever layout the layer's columns use
         if not src.flags.c_contiguous:
             src = np.ascontiguousarray(src)
         n, lp, c = src.shape
@@ -612,13 +620,16 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         kmat = kernel.reshape(-1, self.filters)
         c = self.input_shape[-1]
         dz = dz2.reshape((n,) + geo.out + (self.filters,))
-        dxt = None
+        dxt = dx = None
         by_rows = need_input_grad and geo.flat_rows and self._chunk_rows == geo.out[0]
         # 3-D layers cut into blocks of rows scatter them by rows too (``col2im_rows`` with a
-        # block): each thread into a padded buffer of its own samples, copied into dxt at the end
+        # block): each thread into a padded buffer of its own samples, whose interior it then
+        # copies channels last into dx (no channels-first dxt for the whole batch)
         block_rows = (need_input_grad and geo.flat_rows and not by_rows and self.rank == 3
                       and self._chunk_samples == 1)
-        if need_input_grad:
+        if block_rows:
+            dx = ws.take("conv.dx", (n,) + self.input_shape, dz2.dtype)
+        elif need_input_grad:
             dxt = ws.take("conv.dxt", (c, n) + geo.padded, dz2.dtype)
             if not by_rows and not block_rows:  # (by rows, every thread overwrites its samples)
                 parallel.over_samples(lambda a, b: dxt[:, a:b].fill(0), n, PARALLEL_BYTES, dxt.nbytes)
@@ -658,15 +669,15 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         col2im_block_add(dcols.reshape((geo.size, -1, r1 - r0) + geo.out[1:]), geo, a, r0, r1, dxt)
                 if block_rows:
                     a, b = samples[0], samples[-1] + 1
-                    np.copyto(dxt[:, a:b], buffers[2][:c * (b - a) * math.prod(geo.padded)].reshape(
-                        (c, b - a) + geo.padded))
+                    padded = buffers[2][:c * (b - a) * math.prod(geo.padded)].reshape((c, b - a) + geo.padded)
+                    np.copyto(dx[a:b], np.moveaxis(padded[geo.interior_with(2)], 0, -1))
             return dk
         partial = parallel.run(work, list(zip(plan, rows_buffers)), blas=True)
         dk = partial[0]
         for p in partial[1:]:  # summed in thread order: the same result for the same thread count
             dk += p
         grads["kernel"] = dk.reshape(kernel.shape)
-        return None if dxt is None else self._channels_last(dxt, ws)
+        return dx if dxt is None else self._channels_last(dxt, ws)
 
     def _channels_last(self, dxt, ws):
         """The interior of ``(C, N, *padded)`` as a new ``(N, *spatial, C)`` array."""

@@ -66,3 +66,24 @@ def test_gemm_into_from_several_threads_at_once():
         t.join()
     for out, (a, b) in zip(outs, parts):
         np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)
+
+
+def test_gemm_into_falls_back_for_arrays_blas_cannot_take():
+    """Other dtypes, foreign byte order and an output overlapping an operand go through
+    ``matmul`` (right results); a read-only output is refused as ``matmul`` refuses it."""
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(6, 4))
+    b = rng.normal(size=(4, 3))
+    for dtype in (np.float16, np.dtype(">f4")):
+        out = np.zeros((6, 3), dtype)
+        blas.gemm_into(out, a.astype(dtype), b.astype(dtype), 0.0)
+        np.testing.assert_allclose(out.astype(np.float64), a @ b, rtol=2e-2, atol=2e-2)
+    square = rng.normal(size=(5, 5))
+    kept = square.copy()
+    blas.gemm_into(square, square, kept, 1.0)  # out is a
+    np.testing.assert_allclose(square, kept + kept @ kept, rtol=1e-12)
+    frozen = np.zeros((6, 3))
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError):
+        blas.gemm_into(frozen, a, b, 0.0)
+    assert not frozen.any()

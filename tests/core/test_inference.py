@@ -332,3 +332,18 @@ def test_shifted_products_only_for_one_dimensional_layers_with_many_channels():
         Sequential([Input(shape), layer])
         made[name] = layer._shifted
     assert made == {"wide": True, "narrow": False, "strided": False, "grouped": False, "2-D": False}
+
+
+@pytest.mark.parametrize("batch", [8, 40])
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_shifted_products_with_columns_built_channels_first(batch, dilation):
+    """A long 1-D input with 32 channels builds its columns channels first (``copy_runs``); its
+    shifted products still read the padded input channels last, at any batch size."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(batch, 128, 16)).astype(np.float32)
+    model = Sequential([Input(x.shape[1:]), layers.Conv1D(32, 3, activation="relu"),
+                        layers.Conv1D(32, 3, dilation_rate=dilation, activation="relu"), layers.MaxPooling1D(2),
+                        layers.Flatten(), layers.Dense(2)], seed=9)
+    second = model.layers[1]
+    assert second._shifted and not second._cols_last
+    _assert_close(model.predict(x, batch_size=batch), _unfused(model, x))
