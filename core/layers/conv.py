@@ -64,8 +64,8 @@ from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, col
 #: in inference (``Conv._infer_pooled_first``, ``infer_pooled``) and in training
 #: (``Conv.can_run_filters_first``)
 FIRST_MAX_FILTERS = 32
-#: ... in inference of a whole (unchunked) layer, when the batch has at least this many output
-#: positions (below, the extra calls cost more than the faster product saves)
+#: ... when the batch has at least this many output positions (below, the extra calls cost more
+#: than the faster product saves; blocks of a chunked layer in inference have enough)
 FIRST_MIN_POSITIONS = 4096
 #: 1-D layers with stride 1 and at least this many input channels compute their inference
 #: output before a max pooling by one product per kernel offset (``Conv._shifted_output``)
@@ -272,11 +272,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     # ------------------------------------------------------------ forward
     def forward(self, x, training=False, rng=None, *, context=None, workspace=None, activation=True,
                 filters_first=False):
-        """``filters_first`` (``Sequential`` asks it before a max pooling, see ``can_run_filters_first``):
-        the output is the ``(N, *out, filters)`` view of a contiguous ``(filters, N, *out)``
-        array, computed as ``kernel.T @ cols``; the pooling reads it in that layout."""
+        """``filters_first`` (``Sequential`` asks it before a max pooling, see ``can_run_filters_first``;
+        batches with ``FIRST_MIN_POSITIONS`` output positions or more): the output is the ``(N,
+        *out, filters)`` view of a contiguous ``(filters, N, *out)`` array, computed as
+        ``kernel.T @ cols``; the pooling reads it in that layout."""
         keep = self._keep(training, context)
-        if filters_first and self.can_run_filters_first(activation):
+        if (filters_first and self.can_run_filters_first(activation)
+                and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS):
             z, saved = self._output_first(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"))
             return np.moveaxis(z, 0, -1), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
         act = self.activation
@@ -356,8 +358,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         an unchunked, ungrouped layer whose columns are built channels first (few input channels),
         few filters, a batch with enough output positions, no activation or a monotone one, and a
         pooling without padding."""
-        return (not self._cols_last and self.groups == 1 and not self._use_chunks(x)
-                and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS
+        return (not self._cols_last and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS
+                and self.groups == 1 and not self._use_chunks(x)
                 and self.filters <= FIRST_MAX_FILTERS and (activation is None or activation.monotone)
                 and pool.mode == "max" and not pool.geometry.needs_pad)
 

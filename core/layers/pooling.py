@@ -93,9 +93,10 @@ class MaxPooling(Pooling):
         ws = self._workspace(workspace)
         keep = self._keep(training, context)
         geo = self.geometry
-        xt = np.moveaxis(x, -1, 0)
-        if xt.flags.c_contiguous and not x.flags.c_contiguous and not geo.needs_pad:
-            return self.forward_first(xt, ws, keep, after)
+        if not x.flags.c_contiguous and not geo.needs_pad:
+            xt = np.moveaxis(x, -1, 0)
+            if xt.flags.c_contiguous:  # laid out filters first
+                return self.forward_first(xt, ws, keep, after)
         xp = self._pad(x, -np.inf, ws)
         out = ws.take("pool.out", (x.shape[0],) + geo.out + (x.shape[-1],), x.dtype)
         won = ws.take("pool.won", (geo.size,) + out.shape, bool) if keep else None

@@ -489,7 +489,9 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
     gradient equal the channels-last run up to rounding; with an activation
     that stays before the pooling (tanh) or a pooling with padding, nothing changes."""
     from core import Input, Sequential, config
+    from core.layers import conv as conv_module
 
+    monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 1)  # these batches are small
     rng = np.random.default_rng(rank * 11 + len(case))
     x = rng.normal(size=(5,) + SPATIAL[rank] + (1,))
     act = {"linear": None, "tanh": "tanh"}.get(case, "relu")
@@ -528,3 +530,19 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert all(a.keys() == b.keys() for a, b in zip(g1, g2))
     assert np.any(g1[model.layers.index(conv)]["kernel"] != 0)
+
+
+def test_filters_first_only_for_batches_with_enough_positions():
+    """Below ``FIRST_MIN_POSITIONS`` output positions (the tutorial network at batch 1) the extra
+    calls of the filters-first layout cost more than they save: the usual layout runs."""
+    from core import Input, Sequential
+    from core.layers import conv as conv_module
+
+    model = Sequential([Input((28, 28, 1)), layers.Conv2D(8, 3, activation="relu"), layers.MaxPooling2D(2),
+                        layers.Flatten(), layers.Dense(10)], seed=0)
+    assert model._convolutions_filters_first() == {0}
+    for n, expected in ((1, False), (conv_module.FIRST_MIN_POSITIONS // (26 * 26) + 1, True)):
+        x = np.random.default_rng(n).normal(size=(n, 28, 28, 1)).astype(np.float32)
+        model.workspace.reclaim()
+        _, contexts = model.run_forward(x, training=True, step=0)
+        assert contexts[1]["first"] == expected
