@@ -21,7 +21,7 @@ again, a second Python thread wakes every 0.5 ms (the interpreter's switch
 interval is lowered to 0.1 ms meanwhile, so a main thread holding the GIL
 hands it over promptly) and looks at the main thread's innermost frame in
 ``core/``; the sample counts as BLAS when that source line is a matrix
-product (``@``, ``matmul``, ``dot``, ``tensordot``, ``einsum``). Each sample
+product (``@``, ``matmul``, ``dot``, ``tensordot``, ``einsum``, ``core.blas``'s ``gemm``). Each sample
 is weighted by the time since the previous one. It is an estimate: the few
 element-wise steps that share a line with a product count as BLAS, and the
 sampler's own wake-ups cost a few percent; on this project's 2-core machine,
@@ -54,7 +54,7 @@ if __package__ in (None, ""):  # run as a script
 from benchmarks.cases import CASES, DEFAULT_CASES  # noqa: E402
 from benchmarks.run import REPO_ROOT, SLOW_BLAS_VARS, cpu_model, format_table  # noqa: E402
 
-BLAS_LINE = re.compile(r"\s@=?\s|\bmatmul\(|\bdot\(|\btensordot\(|\beinsum\(")
+BLAS_LINE = re.compile(r"\s@=?\s|\bmatmul\(|\bdot\(|\btensordot\(|\beinsum\(|\bgemm\(|\bgemm_into\(")
 CORE_DIR = os.path.join(REPO_ROOT, "core") + os.sep
 
 
