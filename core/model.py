@@ -286,12 +286,12 @@ class Sequential:
         first, ``(filters, N, *out)`` seen through an ``(N, *out, filters)`` view, for the max
         pooling after them (``Conv.can_run_filters_first``: columns built channels first, which
         layers with few input channels do, few filters, no activation before the pooling or a
-        ReLU moved after it; a pooling without padding). The
-        product ``kernel.T @ cols`` runs faster with few filters, the pooling reads long rows
-        and returns its input gradient in that layout, and the kernel gradient is taken from it
-        directly: LeNet-5's and the Conv3D cases' first layer with its pooling 12-19 % faster
-        (paired A/B, one thread). The values are those of the usual layout up to float32
-        rounding of the products."""
+        ReLU moved after it; a pooling without padding; ``Conv.forward`` also asks for a batch
+        of ``FIRST_MIN_POSITIONS`` output positions). The product ``kernel.T @ cols`` runs
+        faster with few filters, the pooling reads long rows and returns its input gradient in
+        that layout, and the kernel gradient is taken from it directly: LeNet-5's and the
+        Conv3D cases' first layer with its pooling 12-19 % faster (paired A/B, one thread). The
+        values are those of the usual layout up to float32 rounding of the products."""
         first = self.__dict__.get("_filters_first")
         if first is None:  # (run_forward also checks that the activation is moved or the identity)
             first = self._filters_first = frozenset(

@@ -45,6 +45,14 @@ through the same ``K`` slices into a channels-first buffer (col2im),
 transposed to channels last at the end. Its buffers are borrowed from the
 workspace; the forward context (the column matrix, or the padded input for
 chunked layers) is only read.
+
+Before a max pooling, a layer with channels-first columns and few filters
+computes ``kernel.T @ cols``, its output laid out filters first ``(filters,
+N, *out)`` (``_output_first``): in inference the pooling follows in that
+layout, and in training ``Sequential`` asks for it (``filters_first``) and the
+layer returns the channels-last view of it, which ``MaxPooling`` recognizes.
+A 1-D layer with stride 1 and many channels predicts before a max pooling by
+one product per kernel offset, without columns (``_shifted_output``).
 """
 import math
 

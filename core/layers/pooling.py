@@ -149,7 +149,6 @@ class MaxPooling(Pooling):
                               dy.shape[0], self.block_threshold, dxp.nbytes)
         return self._unpad(dxp), {}
 
-
     def _backward_first(self, ctx, dy, ws):
         """``backward`` after ``forward_first``: the gradient moved filters first (the pooled
         size), the activation's derivative there, and the windows' gradients scattered into a
