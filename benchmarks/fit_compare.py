@@ -7,13 +7,11 @@ calls ``compare(module, args, extra)`` from its ``main``.
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_CNN_THREADS")
+from .run import REPO_ROOT, child_env
 
 
 def add_arguments(p):
@@ -28,14 +26,8 @@ def add_arguments(p):
 def spawn(module, engine, threads, extra):
     """Run ``python -m module --worker engine --threads threads *extra`` with every thread
     variable set to ``threads``; its ``RESULT`` as a dict."""
-    env = dict(os.environ)
-    for var in THREAD_VARS:
-        env[var] = str(threads)
-    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # see benchmarks/run.py
-        env.pop(var, None)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", module, "--worker", engine, "--threads", str(threads), *extra]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=REPO)
+    proc = subprocess.run(cmd, env=child_env(threads), capture_output=True, text=True, cwd=REPO_ROOT)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode or not lines:
         raise SystemExit(f"{engine} worker failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")

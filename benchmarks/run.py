@@ -48,6 +48,20 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_CNN_THREADS")
 SLOW_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
+
+def child_env(threads, keep_openblas_env=False):
+    """The environment of a timed child process: every thread variable set to ``threads``,
+    ``SLOW_BLAS_VARS`` removed unless ``keep_openblas_env`` (see the module docstring), and
+    the repository first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    for var in THREAD_VARS:
+        env[var] = str(threads)
+    if not keep_openblas_env:
+        for var in SLOW_BLAS_VARS:
+            env.pop(var, None)
+    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
 #: columns of the per-engine table, in order (the smoke test checks them)
 COLUMNS = ("case", "threads", "engine", "train_ms", "train_cpu_ms", "train_gflops", "infer_ms", "infer_cpu_ms",
            "infer_gflops", "peak_rss_mb", "train_rss_delta_mb", "rss_delta_mb")
@@ -63,15 +77,9 @@ class Worker:
     """One child process timing one engine on one case at one thread count."""
 
     def __init__(self, engine, case, threads, timing, keep_openblas_env=False, alt_core=None):
-        env = dict(os.environ)
+        env = child_env(threads, keep_openblas_env)
         if alt_core:
             env["BENCH_ALT_CORE"] = os.path.abspath(alt_core)
-        for var in THREAD_VARS:
-            env[var] = str(threads)
-        if not keep_openblas_env:
-            for var in SLOW_BLAS_VARS:
-                env.pop(var, None)
-        env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.engine = engine
         self._stderr = tempfile.TemporaryFile(mode="w+")
         cmd = [sys.executable, "-m", "benchmarks.worker", engine, case, "--threads", str(threads),

@@ -52,7 +52,7 @@ if __package__ in (None, ""):  # run as a script
     __package__ = "benchmarks"
 
 from benchmarks.cases import CASES, DEFAULT_CASES  # noqa: E402
-from benchmarks.run import REPO_ROOT, SLOW_BLAS_VARS, cpu_model, format_table  # noqa: E402
+from benchmarks.run import REPO_ROOT, child_env, cpu_model, format_table  # noqa: E402
 
 BLAS_LINE = re.compile(r"\s@=?\s|\bmatmul\(|\bdot\(|\btensordot\(|\beinsum\(|\bgemm\(|\bgemm_into\(")
 CORE_DIR = os.path.join(REPO_ROOT, "core") + os.sep
@@ -155,13 +155,7 @@ def child(case_name, min_time, repeats, warmup):
 
 # ---------------------------------------------------------------- parent side
 def run_child(case, threads, args):
-    env = dict(os.environ)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = str(threads)
-    env["NUMPY_CNN_THREADS"] = str(threads)
-    for var in SLOW_BLAS_VARS:
-        env.pop(var, None)
-    env["PYTHONPATH"] = REPO_ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env = child_env(threads)
     cmd = [sys.executable, "-m", "benchmarks.scaling", "--child", case, "--min-time", str(args.min_time),
            "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
