@@ -48,7 +48,7 @@ chunked layers) is only read.
 
 Before a max pooling, a layer with channels-first columns and few filters
 computes ``kernel.T @ cols``, its output laid out filters first ``(filters,
-N, *out)`` (``_output_first``): in inference the pooling follows in that
+N, *out)`` (``_output`` with ``first``): in inference the pooling follows in that
 layout, and in training ``Sequential`` asks for it (``filters_first``) and the
 layer returns the channels-last view of it, which ``MaxPooling`` recognizes.
 A 1-D layer with stride 1 and many channels predicts before a max pooling by
@@ -287,7 +287,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         keep = self._keep(training, context)
         if (filters_first and self.can_run_filters_first(activation)
                 and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS):
-            z, saved = self._output_first(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"))
+            z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"), None,
+                                    first=True)
             return np.moveaxis(z, 0, -1), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
         act = self.activation
         # an activation whose backward needs only its output runs in place, block by block, with the bias
@@ -306,29 +307,6 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         no activation to apply (none, or one ``Sequential`` moved after the pooling)."""
         return (not self._cols_last and self.groups == 1 and self.filters <= FIRST_MAX_FILTERS
                 and (not activation or self.activation.identity))
-
-    def _output_first(self, x, ws, kernel, bias):
-        """``(zt, saved)``: the convolution of ``x`` with ``kernel`` plus ``bias`` (or ``None``) as a
-        contiguous ``(filters, N, *out)`` (``_output``'s blocks and whole product, with the kernel
-        on the left); ``saved`` is what backward needs."""
-        geo = self.geometry
-        n, f = x.shape[0], self.filters
-        kt = kernel.reshape(-1, f).T
-        zt = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
-        src = self._source(x, ws)
-        if self._use_chunks(x):
-            def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
-                for flat, samples in chunk:
-                    for a, b, r0, r1, cols in self._blocks(src, flat, samples):
-                        zb = zt[:, a:b, r0:r1]
-                        np.matmul(kt, cols, out=zb.reshape(f, -1))
-                        first_epilogue(zb, bias, None)
-            parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype), blas=True)
-            return zt, {"src": src, "cols": None}
-        cols2 = self._columns(src, ws, n)
-        np.matmul(kt, cols2, out=zt.reshape(f, -1))
-        first_epilogue(zt, bias, None)
-        return zt, {"src": None, "cols": cols2}
 
     def infer(self, x, workspace, kernel, bias, activation):
         """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
@@ -400,14 +378,14 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def _infer_pooled_first(self, x, ws, kernel, bias, activation, pool):
         """``infer_then_pool`` channels first: the product ``kernel.T (filters, K*C) @ cols (K*C, M)``
-        gives the output as ``(filters, N, *out)`` (``_output_first``), which OpenBLAS computes 1.5x
+        gives the output as ``(filters, N, *out)`` (``_output`` with ``first``), which OpenBLAS computes 1.5x
         faster than ``cols.T @ kernel`` with few filters; the pooling then reads rows of the
         output's last axis, the bias and the activation are applied to the pooled ``(filters, N,
         *pooled)`` (long rows per channel) and only that smaller array is moved to channels last
         (``MaxPooling.forward_first``). LeNet-5's first layer with its pooling: 1.9-2.0 ms ->
         1.3-1.4 ms at batch 64 on one thread. The product sums in another order than ``infer``'s:
         the same up to float32 rounding."""
-        zt = self._output_first(x, ws, kernel, None)[0]
+        zt = self._output(x, ws, kernel, None, None, first=True)[0]
         return pool.forward_first(zt, ws, False, activation, bias)[0]
 
     def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
@@ -473,35 +451,48 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         return (self._use_chunks(x) and self._chunk_samples == 1 and pool.mode == "max" and not pgeo.needs_pad
                 and tuple(pool.strides) == tuple(pool.pool_size))
 
-    def _output(self, x, ws, kernel, bias, act):
+    def _output(self, x, ws, kernel, bias, act, first=False):
         """``(z, saved)``: the convolution of ``x`` with ``kernel``, plus ``bias``, then ``act`` (or
         ``None``) in place; a chunked layer applies both to each block right after its product, while
         the block is in the cache (applying them in cache-sized blocks of a whole product measured no
-        faster); ``saved`` is what backward needs (the column matrix or the padded input)."""
+        faster); ``saved`` is what backward needs (the column matrix or the padded input).
+        ``first`` (ungrouped layers with channels-first columns): ``z`` laid out filters first,
+        a contiguous ``(filters, N, *out)`` computed as ``kernel.T @ cols``."""
         geo = self.geometry
-        n = x.shape[0]
-        kmat = kernel.reshape(-1, self.filters)
-        z = ws.take("conv.z", (n,) + geo.out + (self.filters,), x.dtype)
-        z2 = z.reshape(-1, self.filters)
+        n, f = x.shape[0], self.filters
+        kmat = kernel.reshape(-1, f)
+        if first:
+            z = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
+
+            def product(cols, zb):
+                np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
+            epilogue = first_epilogue
+        else:
+            z = ws.take("conv.z", (n,) + geo.out + (f,), x.dtype)
+
+            def product(cols, zb):
+                np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
+            epilogue = _epilogue
         src = self._source(x, ws)
         if self._use_chunks(x):
             def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
                 for flat, samples in chunk:
                     for a, b, r0, r1, cols in self._blocks(src, flat, samples):
-                        zb = z[a:b, r0:r1]
-                        np.matmul(cols.T, kmat, out=zb.reshape(-1, self.filters))
-                        _epilogue(zb, bias, act)
+                        zb = z[:, a:b, r0:r1] if first else z[a:b, r0:r1]
+                        product(cols, zb)
+                        epilogue(zb, bias, act)
             parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype), blas=True)
             return z, {"src": src, "cols": None}
         cols2 = self._columns(src, ws, n)
         if self.groups == 1:
-            np.matmul(cols2.T, kmat, out=z2)
+            product(cols2, z)
         else:
-            fg = self.filters // self.groups
+            fg = f // self.groups
+            z2 = z.reshape(-1, f)
             for g in range(self.groups):
                 np.matmul(self._group_rows(cols2, g).T, kernel[..., g * fg:(g + 1) * fg].reshape(-1, fg),
                           out=z2[:, g * fg:(g + 1) * fg])
-        _epilogue(z, bias, act)
+        epilogue(z, bias, act)
         return z, {"src": None, "cols": cols2}
 
     # ----------------------------------------------------------- backward
