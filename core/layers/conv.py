@@ -95,6 +95,15 @@ def _epilogue(z, bias, act):
         act.forward(z, out=z)
 
 
+def _sum_in_order(partial):
+    """The threads' partial kernel gradients summed in thread order, into the first: the same
+    result for the same thread count."""
+    total = partial[0]
+    for p in partial[1:]:
+        total += p
+    return total
+
+
 def _columns_times(cols, dz):
     """``cols (K*C, m) @ dz (m, filters)``: the kernel gradient. For columns built channels last
     (``cols`` the transpose of a C-ordered matrix) computed as ``(dz.T @ cols.T).T``, which
@@ -326,17 +335,16 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             return self.infer_pooled(x, workspace, kernel, bias, activation, pool)
         if self._pool_channels_first(pool, x, activation):
             return self._infer_pooled_first(x, self._workspace(workspace), kernel, bias, activation, pool)
-        if activation is not None and not activation.monotone:
-            if self._shifted:
-                z = self._shifted_output(x, self._workspace(workspace), kernel)
+        late = activation is None or activation.monotone
+        if self._shifted:
+            z = self._shifted_output(x, self._workspace(workspace), kernel)
+            if not late:
                 _epilogue(z, bias, activation)
-            else:
-                z = self.infer(x, workspace, kernel, bias, activation)
-            return pool.forward(z, False, None, context=False, workspace=workspace)[0]
-        z = (self._shifted_output(x, self._workspace(workspace), kernel) if self._shifted
-             else self.infer(x, workspace, kernel, None, None))
+        else:
+            z = self.infer(x, workspace, kernel, None if late else bias, None if late else activation)
         out = pool.forward(z, False, None, context=False, workspace=workspace)[0]
-        _epilogue(out, bias, activation)
+        if late:
+            _epilogue(out, bias, activation)
         return out
 
     def _pool_channels_first(self, pool, x, activation):
@@ -536,10 +544,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     dk += cols @ dzt[:, a:b, r0:r1].reshape(f, -1).T
             return dk
         partial = parallel.run(work, self._block_plan(n, ws, self.input_shape[-1], dzt.dtype), blas=True)
-        dk = partial[0]
-        for p in partial[1:]:  # summed in thread order
-            dk += p
-        grads["kernel"] = dk.reshape(kernel.shape)
+        grads["kernel"] = _sum_in_order(partial).reshape(kernel.shape)
         return grads
 
     def _backward_whole(self, cols2, n, dz2, need_input_grad, grads, ws):
@@ -632,7 +637,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             dx = ws.take("conv.dx", (n,) + self.input_shape, dz2.dtype)
         elif need_input_grad:
             dxt = ws.take("conv.dxt", (c, n) + geo.padded, dz2.dtype)
-            if not by_rows and not block_rows:  # (by rows, every thread overwrites its samples)
+            if not by_rows:  # (by rows, every thread overwrites its samples)
                 parallel.over_samples(lambda a, b: dxt[:, a:b].fill(0), n, PARALLEL_BYTES, dxt.nbytes)
 
         plan = self._block_plan(n, ws, c, dz2.dtype)
@@ -674,10 +679,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     np.copyto(dx[a:b], np.moveaxis(padded[geo.interior_with(2)], 0, -1))
             return dk
         partial = parallel.run(work, list(zip(plan, rows_buffers)), blas=True)
-        dk = partial[0]
-        for p in partial[1:]:  # summed in thread order: the same result for the same thread count
-            dk += p
-        grads["kernel"] = dk.reshape(kernel.shape)
+        grads["kernel"] = _sum_in_order(partial).reshape(kernel.shape)
         return dx if dxt is None else self._channels_last(dxt, ws)
 
     def _channels_last(self, dxt, ws):
