@@ -127,11 +127,12 @@ def channel_rows(shape):
     rows hold ``repeat`` consecutive positions (the trailing axes before the channels, and a
     divisor of the next one, up to ``CHANNEL_ROW_MAX`` elements a row). With the array
     reshaped to ``rows_shape`` and a per-channel vector ``(C,)`` tiled ``repeat`` times,
-    ``array op tiled`` is ``array op vector``: NumPy runs an operation with a broadcast ``(C,)`` vector one row of ``C``
-    elements at a time, which with a few channels is 3-4x slower than with rows of hundreds
-    (measured 3.1 against 0.8 ms on 2 million float32 numbers, C=8). ``repeat`` is 1 (the
-    shape unchanged) with more than ``CHANNEL_ROWS_MAX_CHANNELS`` channels, no axes to gather
-    or fewer than ``CHANNEL_ROWS_MIN`` elements."""
+    ``array op tiled`` is ``array op vector``: NumPy runs an operation with a broadcast
+    ``(C,)`` vector one row of ``C`` elements at a time, which with a few channels is 3-4x
+    slower than with rows of hundreds (measured 3.1 against 0.8 ms on 2 million float32
+    numbers, C=8). ``repeat`` is 1 (the shape unchanged) with more than
+    ``CHANNEL_ROWS_MAX_CHANNELS`` channels, no axes to gather or fewer than
+    ``CHANNEL_ROWS_MIN`` elements."""
     c = shape[-1] if len(shape) else 1
     repeat = 1
     if c <= CHANNEL_ROWS_MAX_CHANNELS and math.prod(shape) >= CHANNEL_ROWS_MIN:
