@@ -294,8 +294,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         *out, filters)`` view of a contiguous ``(filters, N, *out)`` array, computed as
         ``kernel.T @ cols``; the pooling reads it in that layout."""
         keep = self._keep(training, context)
-        if (filters_first and self.can_run_filters_first(activation)
-                and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS):
+        if filters_first and self.can_run_filters_first(activation) and self._enough_positions(x):
             z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"), None,
                                     first=True)
             return np.moveaxis(z, 0, -1), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
@@ -316,6 +315,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         no activation to apply (none, or one ``Sequential`` moved after the pooling)."""
         return (not self._cols_last and self.groups == 1 and self.filters <= FIRST_MAX_FILTERS
                 and (not activation or self.activation.identity))
+
+    def _enough_positions(self, x):
+        """Whether the batch ``x`` has the ``FIRST_MIN_POSITIONS`` output positions the
+        filters-first layout needs."""
+        return x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS
 
     def infer(self, x, workspace, kernel, bias, activation):
         """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
@@ -352,10 +356,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         an unchunked, ungrouped layer whose columns are built channels first (few input channels),
         few filters, a batch with enough output positions, no activation or a monotone one, and a
         pooling without padding."""
-        return (not self._cols_last and x.shape[0] * math.prod(self.geometry.out) >= FIRST_MIN_POSITIONS
-                and self.groups == 1 and not self._use_chunks(x)
-                and self.filters <= FIRST_MAX_FILTERS and (activation is None or activation.monotone)
-                and pool.mode == "max" and not pool.geometry.needs_pad)
+        return (self.can_run_filters_first(False) and self._enough_positions(x) and not self._use_chunks(x)
+                and (activation is None or activation.monotone) and pool.mode == "max"
+                and not pool.geometry.needs_pad)
 
     def _shifted_output(self, x, ws, kernel):
         """The convolution of ``x`` with ``kernel`` (no bias) for a 1-D layer with stride 1, without
@@ -415,7 +418,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         out = ws.take("pool.out", (n,) + pgeo.out + (f,), x.dtype)
         src = self._source(x, ws)
         # channels first, as in _infer_pooled_first: each block's product as (filters, rows, ...)
-        first = not self._cols_last and f <= FIRST_MAX_FILTERS and late
+        first = self.can_run_filters_first(False) and late
         pooled_slices = {}
 
         def work(chunk):  # each thread: whole samples, its own buffers
