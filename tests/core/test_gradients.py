@@ -217,6 +217,79 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     check_layer(layer, x[:2], rng)
 
 
+@pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(2, 1, "same", 1, 3), (2, (2, 1), "valid", 2, (3, 2)),
+                                                                (2, 1, "same", (2, 1), (1, 3)), (3, 1, "same", 1, 2),
+                                                                (3, (1, 2, 1), "valid", (1, 1, 2), (2, 2, 3))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_input_gradient_samples_last_matches_col2im(float64, rank, stride, padding, dilation, kernel, threads,
+                                                    monkeypatch):
+    """Blocks of several whole samples with short output rows scatter their input gradient with
+    the samples on the last axis (``Conv._input_grad_samples_last``), in the whole-matrix path
+    and in chunked blocks of whole samples (blocks of 2, 2 and 1 of 5 samples; block threads on
+    and off); it equals ``col2im``'s channels-first scatter and finite differences."""
+    from core import config
+    from core.layers import conv as conv_module
+
+    from core.layers import windows
+
+    monkeypatch.setattr(conv_module, "SAMPLES_LAST_MIN", 2)  # for these blocks of 2 samples
+    max_run = conv_module.SAMPLES_LAST_MAX_RUN
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", -1.0)  # (by whole rows where it applies: a test of its own)
+    used = []
+    original = conv_module.Conv._input_grad_samples_last
+    monkeypatch.setattr(conv_module.Conv, "_input_grad_samples_last",
+                        lambda self, *a: used.append(a[0].shape[0]) or original(self, *a))
+    rng = np.random.default_rng(rank * 11 + threads)
+    x = rng.normal(size=(5,) + SPATIAL[rank] + (2,))
+    g = None
+    results = {}
+    try:
+        config.set_num_threads(threads)
+        for mode in ("col2im", "whole", "chunked col2im", "chunked"):
+            monkeypatch.setattr(conv_module, "SAMPLES_LAST_MAX_RUN", 0 if mode.endswith("col2im") else max_run)
+            layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
+            if mode.startswith("chunked"):
+                layer.chunk_threshold = 0
+            layer.build(x.shape[1:], rng=np.random.default_rng(0))
+            if mode.startswith("chunked"):
+                layer._chunk_rows, layer._chunk_samples = layer.geometry.out[0], 2
+            y, ctx = layer.forward(x, training=True)
+            g = rng.normal(size=y.shape) if g is None else g
+            del used[:]
+            dx, grads = layer.backward(ctx, g.copy())
+            assert sorted(used) == {"col2im": [], "whole": [5], "chunked col2im": [], "chunked": [1, 2, 2]}[mode]  # (threads)
+            results[mode] = (dx.copy(), grads["kernel"].copy(), grads["bias"].copy())
+    finally:
+        config.set_num_threads(None)
+    for mode, got in results.items():
+        for a, b in zip(got, results["col2im"]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=mode)
+    monkeypatch.setattr(conv_module, "SAMPLES_LAST_MAX_RUN", max_run)
+    layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
+    del used[:]
+    check_layer(layer, x[:4], rng)
+    assert 4 in used
+
+
+def test_samples_last_rule():
+    """The input gradient goes samples last only for 2-D and 3-D layers with stride 1 on the last
+    axis, output rows shorter than ``SAMPLES_LAST_MAX_RUN`` and ``SAMPLES_LAST_MIN`` samples."""
+    from core.layers import conv as conv_module
+
+    def rule(layer, shape, n):
+        layer.build(shape, rng=np.random.default_rng(0))
+        return layer._samples_last(n)
+    n = conv_module.SAMPLES_LAST_MIN
+    short = conv_module.SAMPLES_LAST_MAX_RUN - 1
+    assert rule(layers.Conv2D(4, 5, padding="same"), (14, short, 3), n)
+    assert not rule(layers.Conv2D(4, 5, padding="same"), (14, short, 3), n - 1)
+    assert not rule(layers.Conv2D(4, 5, padding="same"), (14, short + 1, 3), n)
+    assert not rule(layers.Conv2D(4, 3, strides=(1, 2)), (14, 14, 3), n)
+    assert rule(layers.Conv2D(4, 3, strides=(2, 1)), (14, 14, 3), n)
+    assert rule(layers.Conv3D(4, 3), (6, 6, 6, 3), n)
+    assert not rule(layers.Conv1D(4, 3), (short, 3), n)
+
+
 @pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(1, 1, "valid", 1, 3), (1, 2, "same", 2, 3),
                                                                 (2, 1, "same", 1, 3), (2, (2, 1), "valid", (1, 2), (2, 3)),
                                                                 (3, 1, "valid", 1, 2), (3, (1, 2, 1), "same", 2, 2)])
