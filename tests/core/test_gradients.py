@@ -257,7 +257,8 @@ def test_input_gradient_samples_last_matches_col2im(float64, rank, stride, paddi
             g = rng.normal(size=y.shape) if g is None else g
             del used[:]
             dx, grads = layer.backward(ctx, g.copy())
-            assert sorted(used) == {"col2im": [], "whole": [5], "chunked col2im": [], "chunked": [1, 2, 2]}[mode]  # (threads)
+            expected = {"col2im": [], "whole": [5], "chunked col2im": [], "chunked": [1, 2, 2]}[mode]
+            assert sorted(used) == expected  # (sorted: threads record in any order)
             results[mode] = (dx.copy(), grads["kernel"].copy(), grads["bias"].copy())
     finally:
         config.set_num_threads(None)
@@ -347,6 +348,28 @@ def test_columns_channels_last_match_channels_first(float64, rank, stride, paddi
     layer.build(x.shape[1:], rng=np.random.default_rng(0))
     assert layer._cols_last
     check_layer(layer, x[:2], rng)
+
+
+@pytest.mark.parametrize("spatial,kernel,stride,dilation,padding", [
+    ((11,), (3,), (2,), (2,), "same"), ((9, 8), (3, 2), (1, 2), (2, 1), "valid"),
+    ((7, 9), (5, 5), (1, 1), (1, 1), "same"), ((6, 5, 7), (2, 3, 2), (2, 1, 1), (1, 1, 2), "same")])
+def test_im2col_in_one_copy_equals_the_offset_slices(spatial, kernel, stride, dilation, padding):
+    """``im2col`` and ``im2col_block`` copy one strided window view (``windows_first``); each
+    offset's columns must be exactly the input under that offset's window slice, for the whole
+    batch and for every block of output rows of a sample."""
+    from core.layers.windows import WindowGeometry, im2col, im2col_block
+
+    geo = WindowGeometry(spatial, kernel, stride, dilation, padding)
+    rng = np.random.default_rng(len(spatial))
+    xt = rng.normal(size=(3, 4) + geo.padded)
+    cols = im2col(xt, geo, np.empty((geo.size, 3, 4) + geo.out))
+    for k, sl in enumerate(geo.slices(2)):
+        np.testing.assert_array_equal(cols[k], xt[sl])
+    for i in range(4):
+        for r0, r1 in ((0, geo.out[0]), (1, 2), (geo.out[0] - 2, geo.out[0])):
+            block = im2col_block(xt, geo, i, r0, r1, np.empty((geo.size, 3, r1 - r0) + geo.out[1:]))
+            for k, sl in enumerate(geo.block_slices((slice(None), i), r0, r1)):
+                np.testing.assert_array_equal(block[k], xt[sl])
 
 
 def test_column_layout_rule():
