@@ -141,6 +141,21 @@ def _pool(threads):
         return pool
 
 
+def _after_fork_in_child():
+    """A forked child has none of its parent's worker threads: it forgets the pool (a new one
+    starts on first use) and the locks some other thread of the parent may have held at the
+    fork. Without this, a process forked after the parent had used the pool (a
+    ``multiprocessing`` worker, a Luigi worker) waited forever in its first parallel region."""
+    global _lock, _shard_lock
+    _lock = threading.Lock()
+    _shard_lock = threading.Lock()
+    _state["pool"] = None
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def groups(parts, threads):
     """Split the list ``parts`` into at most ``threads`` contiguous groups of near-equal size."""
     return [parts[a:b] for a, b in sample_ranges(len(parts), threads)]
