@@ -72,11 +72,15 @@ def _shard_process(case, x, steps, ready, result):
 
     from .profile_cases import setup
 
-    model = setup(case)[0]
-    with threadpool_limits(1, user_api="blas"):
-        _steps(model, x, 3)
-        ready.wait()
-        result.value = _wall(model, x, steps)
+    try:
+        model = setup(case)[0]
+        with threadpool_limits(1, user_api="blas"):
+            _steps(model, x, 3)
+            ready.wait(timeout=600)
+            result.value = _wall(model, x, steps)
+    except BaseException:
+        ready.abort()  # a partner waiting at the barrier fails instead of waiting forever
+        raise
 
 
 def _beside_processes(case, x, steps, count):
