@@ -284,10 +284,13 @@ def test_two_models_training_at_once_in_two_threads(threads, shard_always):
             np.testing.assert_array_equal(a, b)
 
 
-def _train_in_child(result):
-    """In a forked child: two sharded training steps and one parallel region, then their sum."""
-    from core import parallel
 
+_FORK_AFTER_POOL = """
+import multiprocessing, sys
+import numpy as np
+from core import Input, Sequential, config, layers, parallel
+
+def train(result):
     rng = np.random.default_rng(2)
     model = Sequential([Input((12, 12, 2)), layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2),
                         layers.Flatten(), layers.Dense(3, activation="softmax")], seed=0)
@@ -296,25 +299,28 @@ def _train_in_child(result):
     loss = sum(float(model.train_on_batch(x, y)) for _ in range(2))
     result.value = loss + sum(parallel.run(lambda chunk: sum(chunk), [1, 2, 3, 4], threads=2))
 
+config.set_num_threads(2)
+assert parallel.run(lambda chunk: sum(chunk), [1, 2, 3, 4], threads=2) == [3, 7]  # the pool exists
+ctx = multiprocessing.get_context("fork")
+result = ctx.Value("d", -1.0)
+child = ctx.Process(target=train, args=(result,))
+child.start()
+child.join(60)
+if child.is_alive():
+    child.kill()
+    sys.exit("the forked child hung in a parallel region")
+assert child.exitcode == 0 and result.value > 10, (child.exitcode, result.value)
+print("ok")
+"""
+
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "register_at_fork"), reason="no fork on this platform")
-def test_a_process_forked_after_the_pool_ran_trains_on_threads(threads):
+def test_a_process_forked_after_the_pool_ran_trains_on_threads():
     """A child forked after the parent's pool ran (a multiprocessing or Luigi worker) has none of
-    the pool's threads: it must start its own, not wait forever for the parent's."""
-    import multiprocessing
+    the pool's threads: it must start its own, not wait forever for the parent's. (In a fresh
+    interpreter: this test process has threads of other libraries that forking would copy.)"""
+    import subprocess
+    import sys
 
-    from core import parallel
-
-    threads(2)
-    assert parallel.run(lambda chunk: sum(chunk), [1, 2, 3, 4], threads=2) == [3, 7]  # the pool exists
-    ctx = multiprocessing.get_context("fork")
-    result = ctx.Value("d", -1.0)
-    child = ctx.Process(target=_train_in_child, args=(result,))
-    child.start()
-    child.join(60)
-    alive = child.is_alive()
-    if alive:
-        child.kill()
-        child.join()
-    assert not alive, "the forked child hung in a parallel region"
-    assert child.exitcode == 0 and result.value > 10
+    done = subprocess.run([sys.executable, "-c", _FORK_AFTER_POOL], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
