@@ -1,14 +1,14 @@
 """How much slower one shard's layers run beside a partner shard than alone.
 
-``python -m benchmarks.experiments.shard_contention [CASE ...] [--steps N] [--processes]`` builds two
-copies of each case's model and times every layer's training forward and backward
+``python -m benchmarks.experiments.shard_contention [CASE ...] [--steps N] [--processes]``
+builds two copies of each case's model and times every layer's training forward and backward
 (``Sequential.run_forward`` / ``run_backward``, the layers timed through wrappers) on half
 the case's batch: first one copy alone, then both copies at once on two Python threads, as
 the two shards of a sharded step run. BLAS is held to one thread, as inside a shard. The
 ratio per layer is what the second core costs each shard: on this project's 2-core machine
 a whole shard ran 22-48 % slower (two runs each of LeNet-5 and Conv3D 32^3), almost every
-layer with it, the matrix products included (in part the GIL: see below), so a two-thread step cannot reach 2x whatever
-share of it BLAS has.
+layer with it, the matrix products included (mostly the GIL: see below), so a two-thread
+step cannot reach 2x whatever share of it BLAS has.
 
 ``--processes`` also times whole shard steps alone and beside a partner *thread*, then alone
 and beside a partner *process* (two forked children, each with its own interpreter and so its
@@ -168,6 +168,7 @@ def main(argv=None):
             print(f"  total {alone.sum() * 1e3:.2f} -> {both.sum() * 1e3:.2f} ms ({both.sum() / alone.sum():.2f}x)")
             if args.processes:
                 _compare_processes(case, x, args.steps)
+
 
 if __name__ == "__main__":
     main()

@@ -134,9 +134,17 @@ def to_channels_first(x, geo, out):
 
 def im2col(xt, geo, cols):
     """Columns of the whole input: ``cols[k] = xt[window k]`` for
-    ``xt (C, N, *padded)`` and ``cols (K, C, N, *out)`` (contiguous). Returns ``cols``."""
-    np.copyto(cols.reshape(geo.kernel + cols.shape[1:]), windows_first(xt, geo, 2))
+    ``xt (C, N, *padded)`` and ``cols (K, C, N, *out)``. Returns ``cols``."""
+    np.copyto(_by_offset_axes(cols, geo), windows_first(xt, geo, 2))
     return cols
+
+
+def _by_offset_axes(cols, geo):
+    """``cols (K, ...)`` as a view ``(*kernel, ...)``: the offsets' axis split into the kernel's
+    axes (C order), whatever ``cols``'s strides (a reshape would copy a non-contiguous one)."""
+    step = cols.strides[0]
+    strides = tuple(step * math.prod(geo.kernel[i + 1:]) for i in range(len(geo.kernel)))
+    return np.lib.stride_tricks.as_strided(cols, geo.kernel + cols.shape[1:], strides + cols.strides[1:])
 
 
 def windows_first(xt, geo, lead, rows=None):
@@ -245,7 +253,7 @@ def copy_runs(geo, channels):
 
 def im2col_block(xt, geo, i, r0, r1, cols):
     """Columns of output rows ``r0:r1`` of sample ``i``: ``cols (K, C, r1-r0, *out[1:])``."""
-    np.copyto(cols.reshape(geo.kernel + cols.shape[1:]), windows_first(xt[:, i], geo, 1, (r0, r1)))
+    np.copyto(_by_offset_axes(cols, geo), windows_first(xt[:, i], geo, 1, (r0, r1)))
     return cols
 
 

@@ -356,7 +356,8 @@ def test_columns_channels_last_match_channels_first(float64, rank, stride, paddi
 def test_im2col_in_one_copy_equals_the_offset_slices(spatial, kernel, stride, dilation, padding):
     """``im2col`` and ``im2col_block`` copy one strided window view (``windows_first``); each
     offset's columns must be exactly the input under that offset's window slice, for the whole
-    batch and for every block of output rows of a sample."""
+    batch (into a contiguous or a strided destination) and for every block of output rows of a
+    sample."""
     from core.layers.windows import WindowGeometry, im2col, im2col_block
 
     geo = WindowGeometry(spatial, kernel, stride, dilation, padding)
@@ -365,6 +366,9 @@ def test_im2col_in_one_copy_equals_the_offset_slices(spatial, kernel, stride, di
     cols = im2col(xt, geo, np.empty((geo.size, 3, 4) + geo.out))
     for k, sl in enumerate(geo.slices(2)):
         np.testing.assert_array_equal(cols[k], xt[sl])
+    spaced = np.zeros((geo.size, 3, 9) + geo.out)  # a non-contiguous destination is filled too
+    np.testing.assert_array_equal(im2col(xt, geo, spaced[:, :, 1:9:2]), cols)
+    assert not spaced[:, :, ::2].any()
     for i in range(4):
         for r0, r1 in ((0, geo.out[0]), (1, 2), (geo.out[0] - 2, geo.out[0])):
             block = im2col_block(xt, geo, i, r0, r1, np.empty((geo.size, 3, r1 - r0) + geo.out[1:]))
