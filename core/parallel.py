@@ -136,6 +136,9 @@ def _pool(threads):
         if pool is None or pool._max_workers < threads - 1:  # a larger pool serves fewer groups too
             if pool is not None:
                 pool.shutdown(wait=False)
+            if not _state.get("fork_hook") and hasattr(os, "register_at_fork"):  # POSIX; once, not at import
+                os.register_at_fork(after_in_child=_after_fork_in_child)
+                _state["fork_hook"] = True
             pool = _state["pool"] = concurrent.futures.ThreadPoolExecutor(
                 max_workers=threads - 1, thread_name_prefix="numpy-cnn")
         return pool
@@ -145,15 +148,12 @@ def _after_fork_in_child():
     """A forked child has none of its parent's worker threads: it forgets the pool (a new one
     starts on first use) and the locks some other thread of the parent may have held at the
     fork. Without this, a process forked after the parent had used the pool (a
-    ``multiprocessing`` worker, a Luigi worker) waited forever in its first parallel region."""
+    ``multiprocessing`` worker, a Luigi worker) waited forever in its first parallel region.
+    Registered when the first pool starts (importing the engine registers nothing)."""
     global _lock, _shard_lock
     _lock = threading.Lock()
     _shard_lock = threading.Lock()
     _state["pool"] = None
-
-
-if hasattr(os, "register_at_fork"):  # POSIX
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def groups(parts, threads):
