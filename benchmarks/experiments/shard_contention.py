@@ -156,11 +156,7 @@ def main(argv=None):
             for m in models:
                 _steps(m, x, 2)
                 m.layer_times = [[0.0, 0.0] for _ in m.layers]
-            threads = [threading.Thread(target=_steps, args=(m, x, args.steps)) for m in models]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            _beside_threads(models, x, args.steps)
             both = np.array(models[0].layer_times) / args.steps
             print(f"== {name}, {case.batch // 2} samples per shard (ms: alone -> beside a partner)")
             for layer, (fa, ba), (fb, bb) in zip(models[0].layers, alone * 1e3, both * 1e3):
