@@ -339,6 +339,13 @@ def shard_rows():
     return a, b, group.total
 
 
+def beside_partners():
+    """Whether the calling thread runs beside other threads of the engine: a shard of a batch
+    split over several threads, or a part of a parallel region."""
+    member = getattr(_local, "shard", None)
+    return (member is not None and len(member[0].ranges) > 1) or inside_region()
+
+
 def is_first_shard():
     """Whether this thread works on the first shard of a batch, or on a whole batch: the one
     that updates state shared by the shards (batch-norm moving statistics)."""

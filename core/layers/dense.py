@@ -6,6 +6,7 @@ product acts on the last one.
 """
 import numpy as np
 
+from .. import blas
 from ..exceptions import ConfigError
 from .base import ActivationMixin, KernelMixin, Layer
 
@@ -52,7 +53,7 @@ class Dense(ActivationMixin, KernelMixin, Layer):
         dz = self._activation_backward(ctx, dy)
         x = ctx["x"]
         dz2 = dz.reshape(-1, self.units)
-        grads = {"kernel": x.reshape(-1, x.shape[-1]).T @ dz2}
+        grads = {"kernel": blas.dot(x.reshape(-1, x.shape[-1]).T, dz2)}
         if self.use_bias:
             grads["bias"] = dz2.sum(axis=0)
         return (dz @ self.params["kernel"].T if need_input_grad else None), grads

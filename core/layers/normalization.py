@@ -9,7 +9,7 @@ moving statistics are used.
 """
 import numpy as np
 
-from .. import initializers, parallel
+from .. import blas, initializers, parallel
 from ..exceptions import ConfigError
 from ..registry import serialize
 from ..utils import channel_tiling
@@ -61,12 +61,12 @@ class BatchNormalization(Layer):
             # the sums are over the whole batch: each shard adds its part (``allreduce``)
             ones = ws.take("bn.ones", (m,), x.dtype, init=1)
             total = x.dtype.type(_batch_rows(m, x.shape[0]))
-            mean = parallel.allreduce(ones @ x2) / total
+            mean = parallel.allreduce(blas.dot(ones, x2)) / total
             rows, tile = channel_tiling(x.shape)  # per-channel operations over rows of positions
             xhat = ws.take("bn.xhat", x.shape, x.dtype)
             np.subtract(x.reshape(rows), tile(mean), out=xhat.reshape(rows))
             square = np.multiply(xhat, xhat, out=ws.take("bn.square", x.shape, x.dtype))
-            var = parallel.allreduce(ones @ square.reshape(-1, x.shape[-1])) / total
+            var = parallel.allreduce(blas.dot(ones, square.reshape(-1, x.shape[-1]))) / total
             inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
             xhat.reshape(rows)[...] *= tile(inv_std)
             if parallel.is_first_shard():  # the statistics are the batch's, the same in every shard
@@ -97,8 +97,8 @@ class BatchNormalization(Layer):
         xhat, inv_std = ctx["xhat"], ctx["inv_std"]
         ones = ws.take("bn.ones", (dy.size // c,), dy.dtype, init=1)
         product = np.multiply(dy, xhat, out=ws.take("bn.dx", dy.shape, dy.dtype))
-        dgamma = ones @ product.reshape(-1, c)
-        dbeta = ones @ dy.reshape(-1, c)
+        dgamma = blas.dot(ones, product.reshape(-1, c))
+        dbeta = blas.dot(ones, dy.reshape(-1, c))
         grads = {}
         if self.scale:
             grads["gamma"] = dgamma

@@ -87,3 +87,61 @@ def test_gemm_into_falls_back_for_arrays_blas_cannot_take():
     with pytest.raises(ValueError):
         blas.gemm_into(frozen, a, b, 0.0)
     assert not frozen.any()
+
+
+def _operands(rng, dtype):
+    """Every layout ``dot`` meets: contiguous, transposed, 1-D vectors, and blocks of larger
+    arrays (rows or columns of unit stride, reversed)."""
+    big = rng.normal(size=(9, 13, 11)).astype(dtype)
+    yield big[2, :5, :6].copy(), np.asfortranarray(big[3, :6, :4])  # contiguous
+    yield big[2, :6, 1:8].copy().T, big[:6, 3, :4].copy()            # a transposed one
+    yield big[:, 1, 3].copy(), big[:, 2, :5].copy()                  # vector @ matrix
+    yield big[0, :4, :9].copy(), big[1, 2, :9].copy()                # matrix @ vector
+    yield big[:, 0, :7], big[0, :7, :5]                              # rows of larger arrays
+    yield big[3, :4, 2:8], big[4, 1:7, :3].T[:, :6].T                # a block and a transposed one
+    yield big[5, 7:2:-1, :3], big[6, :3, :4].copy()                  # reversed rows
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dot_equals_matmul_for_every_layout(dtype, monkeypatch):
+    """``blas.dot`` (``np.dot``, which releases the GIL for products with small results, where
+    ``matmul`` holds it) equals ``a @ b``; an operand that is a block of a larger array goes to
+    ``matmul`` (``np.dot`` would copy it)."""
+    rng = np.random.default_rng(3)
+    calls = []
+    original = np.matmul
+    monkeypatch.setattr(blas.np, "matmul", lambda *args: calls.append(1) or original(*args))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    to_matmul = []
+    for a, b in _operands(rng, dtype):
+        calls.clear()
+        result = blas.dot(a, b)
+        np.testing.assert_allclose(result, a.astype(np.float64) @ b.astype(np.float64), rtol=tol, atol=tol)
+        assert result.dtype == dtype and result.shape == (a @ b).shape
+        to_matmul.append(bool(calls))
+    assert to_matmul == [False] * 4 + [True] * 3
+
+
+def test_dot_copies_a_block_only_beside_partner_threads(monkeypatch):
+    """Alone, a strided operand goes to ``matmul`` as it is; in a batch split over two shards
+    (``core.parallel.run_shards``), where ``matmul`` would keep the partner waiting, it is copied
+    along its axis of unit stride and multiplied by ``np.dot``: same product either way."""
+    from core import parallel
+
+    rng = np.random.default_rng(4)
+    big = rng.normal(size=(9, 13, 11)).astype(np.float32)
+    a, b = big[:, 0, :7], big[0, :7, :5].T.copy().T[:, :4]  # rows of a larger array; a column block
+    calls = []
+    original = np.matmul
+    monkeypatch.setattr(blas.np, "matmul", lambda *args: calls.append(threading.get_ident()) or original(*args))
+    assert not parallel.beside_partners()
+    alone = blas.dot(a, b)
+    assert len(calls) == 1
+    calls.clear()
+    results = parallel.run_shards(lambda rows: (parallel.beside_partners(), blas.dot(a, b)), [(0, 1), (1, 2)])
+    assert calls == [] and [flag for flag, _ in results] == [True, True]
+    for _, product in results:
+        np.testing.assert_allclose(product, alone, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(alone, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    assert not blas._runs(a).flags.f_contiguous and blas._runs(a).flags.c_contiguous
+    assert blas._runs(big[0, :7, :5].T).flags.f_contiguous
