@@ -64,8 +64,8 @@ from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, channel_tiling, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
 from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, col2im_rows_block, column_bytes,
-                      copy_runs, first_epilogue, im2col, im2col_block, max_pool, rows_views, to_channels_first,
-                      windows_last)
+                      copy_runs, first_axis_last, first_epilogue, im2col, im2col_block, last_axis_first, max_pool,
+                      rows_views, to_channels_first, windows_last)
 
 #: layers with at most this many filters whose columns are built channels first (few input
 #: channels, see ``copy_runs``) compute their output filters first when a max pooling follows,
@@ -302,7 +302,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         if filters_first and self.can_run_filters_first(activation) and self._enough_positions(x):
             z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"), None,
                                     first=True)
-            return np.moveaxis(z, 0, -1), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
+            return first_axis_last(z), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
         act = self.activation
         # an activation whose backward needs only its output runs in place, block by block, with the bias
         fuse = activation and not act.identity and act.output_only
@@ -443,7 +443,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                             pooled = pflat[:(q1 - q0) * math.prod(pgeo.out[1:]) * f]
                             pooled = max_pool(zb, sl, pooled.reshape((f, q1 - q0) + pgeo.out[1:]))
                             first_epilogue(pooled, bias, activation)
-                            np.copyto(out[i, q0:q1], np.moveaxis(pooled, 0, -1))
+                            np.copyto(out[i, q0:q1], first_axis_last(pooled))
                             continue
                         zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (f,))
                         np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
@@ -516,7 +516,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         ctx = self._require_context(ctx)
         ws = self._workspace(workspace)
         if ctx["first"] and not need_input_grad:
-            dzt = np.moveaxis(dy, -1, 0)
+            dzt = last_axis_first(dy)
             if dzt.flags.c_contiguous:  # filters first from the pooling too (MaxPooling.backward)
                 return None, self._grads_first(ctx, dzt, ws)
         dz2 = self._activation_backward(ctx, dy).reshape(-1, self.filters)
@@ -579,7 +579,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             dk = np.empty_like(kernel)
             for g in range(self.groups):
                 dzg = dz2[:, g * fg:(g + 1) * fg]
-                dk[..., g * fg:(g + 1) * fg] = blas.dot(self._group_rows(cols2, g), dzg).reshape(kernel.shape[:-1] + (fg,))
+                dk[..., g * fg:(g + 1) * fg] = blas.dot(self._group_rows(cols2, g), dzg).reshape(
+                    kernel.shape[:-1] + (fg,))
                 if need_input_grad:
                     kg = kernel[..., g * fg:(g + 1) * fg].reshape(-1, fg)
                     dcols.reshape(geo.size, c, -1)[:, g * cg:(g + 1) * cg] = (kg @ dzg.T).reshape(geo.size, cg, -1)
@@ -622,7 +623,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         m = n * math.prod(geo.out)
         per_row = geo.size // geo.kernel[0]
         dzm = dzt[:f * m].reshape(f, m)
-        np.copyto(dzm.reshape((f,) + geo.out + (n,)), np.moveaxis(dz, (0, -1), (-1, 0)))
+        np.copyto(dzm.reshape((f,) + geo.out + (n,)), dz.swapaxes(0, -1))
         dxt = dxt[:c * n * math.prod(geo.padded)].reshape((c,) + geo.padded + (n,))
         part = part[:per_row * c * m].reshape(per_row * c, m)
         dxt.fill(0)
@@ -631,7 +632,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             d = np.matmul(kernel_row, dzm, out=part).reshape((per_row, c) + geo.out + (n,))
             for r in range(per_row):
                 dxt[slices[i * per_row + r]] += d[r]
-        np.copyto(dx, np.moveaxis(dxt[geo.interior_with(1)], (0, -1), (-1, 0)))
+        np.copyto(dx, dxt[geo.interior_with(1)].swapaxes(0, -1))
         return dx
 
     def _input_grad_by_rows(self, dz, dz_rows, dcols, flat):
@@ -741,7 +742,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 if block_rows:
                     a, b = samples[0], samples[-1] + 1
                     padded = buffers[2][:c * (b - a) * math.prod(geo.padded)].reshape((c, b - a) + geo.padded)
-                    np.copyto(dx[a:b], np.moveaxis(padded[geo.interior_with(2)], 0, -1))
+                    np.copyto(dx[a:b], first_axis_last(padded[geo.interior_with(2)]))
             return dk
         partial = parallel.run(work, list(zip(plan, rows_buffers)), blas=True)
         grads["kernel"] = _sum_in_order(partial).reshape(kernel.shape)
@@ -751,7 +752,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """The interior of ``(C, N, *padded)`` as a new ``(N, *spatial, C)`` array."""
         inner = dxt[self.geometry.interior_with(2)]
         dx = ws.take("conv.dx", (inner.shape[1],) + inner.shape[2:] + (inner.shape[0],), dxt.dtype)
-        parallel.over_samples(lambda a, b: np.copyto(dx[a:b], np.moveaxis(inner[:, a:b], 0, -1)), dx.shape[0],
+        parallel.over_samples(lambda a, b: np.copyto(dx[a:b], first_axis_last(inner[:, a:b])), dx.shape[0],
                               PARALLEL_BYTES, dx.nbytes)
         return dx
 

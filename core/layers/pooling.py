@@ -19,8 +19,8 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import Layer
-from .windows import (WindowGeometry, first_epilogue, max_pool, max_pool_adjoint, row_blocks, sum_pool,
-                      sum_pool_adjoint)
+from .windows import (WindowGeometry, first_axis_last, first_epilogue, last_axis_first, max_pool, max_pool_adjoint,
+                      row_blocks, sum_pool, sum_pool_adjoint)
 
 
 class Pooling(Layer):
@@ -94,7 +94,7 @@ class MaxPooling(Pooling):
         keep = self._keep(training, context)
         geo = self.geometry
         if not x.flags.c_contiguous and not geo.needs_pad:
-            xt = np.moveaxis(x, -1, 0)
+            xt = last_axis_first(x)
             if xt.flags.c_contiguous:  # laid out filters first
                 return self.forward_first(xt, ws, keep, after)
         xp = self._pad(x, -np.inf, ws)
@@ -132,7 +132,7 @@ class MaxPooling(Pooling):
             max_pool(xt, geo.slices(2), pooled, won)
         first_epilogue(pooled, bias, after)
         out = ws.take("pool.out", (xt.shape[1],) + geo.out + (xt.shape[0],), xt.dtype)
-        np.copyto(out, np.moveaxis(pooled, 0, -1))
+        np.copyto(out, first_axis_last(pooled))
         return out, self._context(keep, won=won, xshape=xt.shape, after=after, a=pooled, first=True)
 
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
@@ -155,12 +155,12 @@ class MaxPooling(Pooling):
         contiguous ``(C, N, *spatial)``, returned as its ``(N, *spatial, C)`` view."""
         geo = self.geometry
         dyt = ws.take("pool.dy_first", ctx["a"].shape, dy.dtype)
-        np.copyto(dyt, np.moveaxis(dy, -1, 0))
+        np.copyto(dyt, last_axis_first(dy))
         if ctx["after"] is not None:
             dyt = ctx["after"].backward(None, ctx["a"], dyt)
         dxt = ws.take("pool.dx_first", ctx["xshape"], dy.dtype)
         max_pool_adjoint(dyt, ctx["won"], geo.slices(2), geo, dxt)
-        return np.moveaxis(dxt, 0, -1)
+        return first_axis_last(dxt)
 
 
 class AveragePooling(Pooling):

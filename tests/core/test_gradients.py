@@ -376,6 +376,36 @@ def test_im2col_in_one_copy_equals_the_offset_slices(spatial, kernel, stride, di
                 np.testing.assert_array_equal(block[k], xt[sl])
 
 
+def test_strided_views_equal_as_strided():
+    """``windows.strided`` (an array over a C-contiguous buffer, else ``as_strided``) gives the
+    view ``as_strided`` gives, writes through to the buffer, is read-only when asked or when the
+    buffer is, and refuses a view reaching past a contiguous buffer's end."""
+    from numpy.lib.stride_tricks import as_strided
+
+    from core.layers.windows import first_axis_last, last_axis_first, strided
+
+    x = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
+    shape, steps = (2, 3, 2, 2), (x.strides[0], x.strides[1], x.strides[1], x.strides[2])
+    for source in (x, x[:, 1:], x[:, :, ::2]):  # contiguous, a block, every other column
+        view = strided(source, shape, steps)
+        np.testing.assert_array_equal(view, as_strided(source, shape, steps))
+        view[1, 1, 0, 1] = -1.0
+        assert as_strided(source, shape, steps)[1, 1, 0, 1] == -1.0 and (x == -1.0).sum() == 1
+        x[x == -1.0] = 0.0
+        assert not strided(source, shape, steps, writeable=False).flags.writeable
+    flat = np.arange(20.0)
+    np.testing.assert_array_equal(strided(flat, (3, 2), (32, 8), offset=5), [[5, 6], [9, 10], [13, 14]])
+    frozen = flat.copy()
+    frozen.flags.writeable = False
+    assert not strided(frozen, (2,), (8,)).flags.writeable
+    with pytest.raises(ValueError):
+        strided(flat, (3, 2), (64, 8), offset=5)
+    z = np.zeros((2, 3, 4))
+    assert last_axis_first(z).shape == (4, 2, 3) and first_axis_last(z).shape == (3, 4, 2)
+    np.testing.assert_array_equal(last_axis_first(x), np.moveaxis(x, -1, 0))
+    np.testing.assert_array_equal(first_axis_last(x), np.moveaxis(x, 0, -1))
+
+
 def test_column_layout_rule():
     """Channels last where its contiguous runs (last kernel axis x channels) are longer than the
     channels-first slices' (output rows): several channels, not one; never with groups."""
