@@ -67,7 +67,7 @@ _INT_MAX = 2 ** 31 - 1
 
 
 def dot(a, b):
-    """``a @ b`` for 1-D or 2-D ``a`` and ``b``, releasing the GIL whatever the result's size (see
+    """``a @ b``; for 1-D or 2-D ``a`` and ``b``, releasing the GIL whatever the result's size (see
     the module's docstring): for products with a small result, such as weight gradients and sums
     over the rows of a tall matrix.
 
@@ -76,6 +76,8 @@ def dot(a, b):
     threads (``core.parallel.beside_partners``) it is copied here along its axis of unit stride
     first, which also lets the partners run; alone, ``matmul`` takes it as it is (the copy made
     a Conv3D block's kernel gradient 1.3x slower)."""
+    if a.ndim > 2 or b.ndim > 2:  # np.dot's N-D product is not matmul's
+        return np.matmul(a, b)
     if (a.ndim == 2 and not _contiguous(a)) or (b.ndim == 2 and not _contiguous(b)):
         if not parallel.beside_partners():
             return np.matmul(a, b)

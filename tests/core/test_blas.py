@@ -120,6 +120,8 @@ def test_dot_equals_matmul_for_every_layout(dtype, monkeypatch):
         assert result.dtype == dtype and result.shape == (a @ b).shape
         to_matmul.append(bool(calls))
     assert to_matmul == [False] * 4 + [True] * 3
+    stack = rng.normal(size=(3, 4, 5)).astype(dtype)  # N-D operands keep matmul's meaning
+    np.testing.assert_allclose(blas.dot(stack, stack[0].T), stack @ stack[0].T, rtol=tol, atol=tol)
 
 
 def test_dot_copies_a_block_only_beside_partner_threads(monkeypatch):
