@@ -6,12 +6,12 @@ prints the partner's pace relative to its pace beside a sleeping main thread. A 
 releases the GIL leaves the partner most of its pace; one that holds it leaves a fraction.
 
 On this project's 2-core machine (2026-11-30), NumPy 2.4's ``matmul`` held the GIL for the
-whole product whenever the result had 500 elements or fewer, however long it took: the
-partner kept 0.27-0.44 of its pace during LeNet-5's first kernel gradient ``(25, 25088) @
-(25088, 6)``, a batch-norm sum ``ones @ (100000, 16)`` or a ``(20, 5000) @ (5000, 25)``
-product, and 0.7-1.7 during ``np.dot`` of the same operands or ``matmul`` with a result of 529
-elements (the pace is noisy: read the two columns against each other). That is why the
-engine's weight gradients and sums go through ``blas.dot``.
+whole product whenever the result had 500 elements or fewer, however long it took. Two
+runs: the partner kept 0.29-0.36 of its pace during LeNet-5's first kernel gradient ``(25,
+25088) @ (25088, 6)``, a batch-norm sum ``ones @ (100000, 16)`` or a ``(20, 5000) @ (5000,
+25)`` product, and 0.64-0.87 during ``np.dot`` of the same operands; ``matmul`` with a result
+of 529 elements left it 0.97-1.12 (the pace is noisy: read the columns against each other).
+That is why the engine's weight gradients and sums go through ``blas.dot``.
 """
 import argparse
 import sys
