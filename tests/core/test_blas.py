@@ -133,15 +133,18 @@ def test_dot_copies_a_block_only_beside_partner_threads(monkeypatch):
     rng = np.random.default_rng(4)
     big = rng.normal(size=(9, 13, 11)).astype(np.float32)
     a, b = big[:, 0, :7], big[0, :7, :5].T.copy().T[:, :4]  # rows of a larger array; a column block
-    calls = []
-    original = np.matmul
+    calls, dots = [], []
+    original, original_dot = np.matmul, np.dot
     monkeypatch.setattr(blas.np, "matmul", lambda *args: calls.append(threading.get_ident()) or original(*args))
+    monkeypatch.setattr(blas.np, "dot", lambda *args: dots.append([blas._contiguous(x) for x in args])
+                        or original_dot(*args))
     assert not parallel.beside_partners()
     alone = blas.dot(a, b)
-    assert len(calls) == 1
+    assert len(calls) == 1 and dots == []
     calls.clear()
     results = parallel.run_shards(lambda rows: (parallel.beside_partners(), blas.dot(a, b)), [(0, 1), (1, 2)])
     assert calls == [] and [flag for flag, _ in results] == [True, True]
+    assert dots == [[True, True], [True, True]]  # np.dot was handed contiguous copies
     for _, product in results:
         np.testing.assert_allclose(product, alone, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(alone, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
