@@ -50,19 +50,29 @@ def _rss_now_kb():
 
 
 def _maxrss_kb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    """Peak resident set size in KiB (Linux), plus the private memory of the engine's shard
+    processes (``core.shardprocs.worker_usage``) when they run: their work is this case's."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    shardprocs = sys.modules.get("core.shardprocs")
+    return peak + (shardprocs.worker_usage()[1] if shardprocs is not None else 0)
+
+
+def _cpu_seconds():
+    """CPU seconds of this process (all its threads) and of the engine's shard processes."""
+    shardprocs = sys.modules.get("core.shardprocs")
+    return time.process_time() + (shardprocs.worker_usage()[0] if shardprocs is not None else 0.0)
 
 
 def time_calls(fn, min_time, min_iters, max_iters, warmup):
     """Call ``fn`` ``warmup`` times untimed, then time single calls until both
     ``min_time`` seconds and ``min_iters`` calls are reached (at most
     ``max_iters``). Returns the per-call wall-clock seconds and the mean CPU
-    seconds per call of this process (all its threads)."""
+    seconds per call of this process (all its threads) and its shard processes."""
     for _ in range(warmup):
         fn()
     times = []
     start = time.perf_counter()
-    cpu_start = time.process_time()
+    cpu_start = _cpu_seconds()
     while len(times) < max_iters:
         t0 = time.perf_counter()
         fn()
@@ -70,7 +80,7 @@ def time_calls(fn, min_time, min_iters, max_iters, warmup):
         if len(times) >= min_iters and time.perf_counter() - start >= min_time:
             break
     # CPU time is accounted in coarse ticks in some kernels: only its mean over the loop is meaningful
-    return times, (time.process_time() - cpu_start) / len(times)
+    return times, (_cpu_seconds() - cpu_start) / len(times)
 
 
 def _median(values):

@@ -5,6 +5,7 @@ import numpy as np
 
 from .exceptions import ConfigError
 from .parallel import get_num_threads, set_num_threads  # noqa: F401  (part of the config API)
+from .shardprocs import set_shard_processes  # noqa: F401  (part of the config API)
 
 _FLOATX = "float32"
 _GLOBAL_RNG = np.random.default_rng()

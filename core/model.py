@@ -21,7 +21,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import callbacks as callbacks_module
-from . import config, losses, metrics as metrics_module, optimizers, parallel
+from . import config, losses, metrics as metrics_module, optimizers, parallel, shardprocs
 from .data import ArrayBatches, SourceBatches, is_source, unpack_batch
 from .exceptions import ConfigError, InputError, NotFittedError, ShapeError, TrainingError
 from .layers import LAYER_CLASSES
@@ -76,6 +76,7 @@ class Sequential:
         self._noise_seeds = {}
         self._free_calls = 0
         self._weights_version = 0  # bumped when weights may have changed in place (inference cache)
+        self._crew_generation = 0  # bumped by build and compile: a crew of shard processes is then replaced
         self._inference = None
         for layer in layers or []:
             self.add(layer, _build=False)
@@ -142,6 +143,7 @@ class Sequential:
                 raise type(exc)(f"while building layer {i} ({layer.name!r}) for input shape {shape}: {exc}") from None
             shape = layer.output_shape
         self.built = True
+        self._crew_generation += 1
         self._sample_size_cache = None  # the shard size follows the layers (_shard_ranges)
         self._moved_relus = None  # and so do the ReLUs moved after pooling
         self._filters_first = None  # and the convolutions laid out filters first for their pooling
@@ -179,6 +181,7 @@ class Sequential:
             raise ConfigError(f"compile: metrics must be a list, got {type(metrics).__name__}")
         self._metrics = [metrics_module.get(m, loss_name) for m in (metrics or [])]
         self.compiled = True
+        self._crew_generation += 1
 
     def _fused_output(self):
         """Whether the loss is computed from the last layer's pre-activation
@@ -423,23 +426,18 @@ class Sequential:
         at once, whatever the number of threads. Returns ``(outputs, loss, grads)`` (``grads``
         ``None`` outside training)."""
         n = len(x)
-        workspaces = self._shard_workspaces_for(ranges)
         step = self.optimizer.iterations if training else None
+        message = {"op": "train" if training else "eval", "step": step, "down_to": down_to}
+        workspaces = self._shard_workspaces_for(ranges)
 
         def work(rows):
             a, b = rows
-            ws = workspaces[a]
             sw = None if sample_weight is None else sample_weight[a:b]
-            out, value, grad, contexts = self._outputs_and_loss(x[a:b], y[a:b], sw, training, step=step,
-                                                                workspace=ws)
-            share = (b - a) / n  # the loss is a mean over the shard: weigh it by the shard's size
-            grads = None
-            if training:
-                grad *= grad.dtype.type(share)
-                _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False, workspace=ws)
-            return out, value * share, grads
+            return self._shard_part(x[a:b], y[a:b], sw, (b - a) / n, training, step, down_to, workspaces[a])
 
-        results = parallel.run_shards(work, ranges)
+        results = self._run_shard_processes(ranges, message, {"x": x, "y": y, "sw": sample_weight}, work)
+        if results is None:
+            results = parallel.run_shards(work, ranges)
         outs, values, shard_grads = zip(*results)
         out = None if outs[0] is None else np.concatenate(outs, axis=0)
         if not training:
@@ -452,6 +450,41 @@ class Sequential:
                     g += other[i][name]
                 grads[i][name] = g
         return out, math.fsum(values), grads
+
+    def _shard_part(self, x, y, sample_weight, share, training, step, down_to, workspace):
+        """One shard's forward, loss and (in training) backward: ``(outputs, loss, grads)`` with
+        the loss and gradients weighed by ``share``, the shard's fraction of the batch (the
+        loss is a mean over the shard)."""
+        out, value, grad, contexts = self._outputs_and_loss(x, y, sample_weight, training, step=step,
+                                                            workspace=workspace)
+        grads = None
+        if training:
+            grad *= grad.dtype.type(share)
+            _, grads = self.run_backward(contexts, grad, down_to=down_to, need_input_grad=False, workspace=workspace)
+        return out, value * share, grads
+
+    def _run_shard_processes(self, ranges, message, inputs, own):
+        """Run a sharded batch with the model's crew of shard processes (``core.shardprocs``):
+        ``own(rows)`` runs shard 0 here, the workers the others. ``None`` when the shards
+        run on threads instead (processes turned off or not available here, or a target
+        larger than the workers' slots)."""
+        if not shardprocs.wanted():
+            return None
+        rows = max(b - a for a, b in ranges)
+        key = shardprocs.Crew.key(self, len(ranges), rows)
+        with parallel.pass_lock():
+            crew = self.__dict__.get("_crew")
+            if crew is not None and not crew.mine():
+                crew = self._crew = None  # inherited through a fork: the workers are the parent's
+            elif crew is not None and (crew.closed or crew.key != key):
+                crew.close()
+                crew = self._crew = None
+            if crew is None:
+                crew = self._crew = shardprocs.Crew.start(self, key, len(ranges), rows, shardprocs.row_bytes(self))
+            try:
+                return crew.run(self, message, ranges, inputs, own)
+            except shardprocs.SlotTooSmall:
+                return None
 
     def _metric_values(self, y, out):
         return {name: fn(y, out) for name, fn in self._metrics}
@@ -712,15 +745,21 @@ class Sequential:
         if ranges is None:
             with self._blas_for_whole(len(xb)):
                 return plan(xb, ws)
-        # one shard of the batch per thread, each with its own workspace (see _sharded_pass)
+        # one shard of the batch per thread or shard process, each with its own workspace (see _sharded_pass)
         out = ws.take("predict.out", (len(xb),) + tuple(self.layers[-1].output_shape), xb.dtype)
         workspaces = self._shard_workspaces_for(ranges)
 
         def work(rows):
             a, b = rows
             out[a:b] = plan(xb[a:b], workspaces[a])
+            return None, None, None
 
-        parallel.run_shards(work, ranges)
+        results = self._run_shard_processes(ranges, {"op": "infer"}, {"x": xb}, work)
+        if results is None:
+            parallel.run_shards(work, ranges)
+        else:
+            for (a, b), (part, _, _) in zip(ranges[1:], results[1:]):
+                out[a:b] = part
         return out
 
     def predict(self, x, batch_size=None, verbose=0):

@@ -241,6 +241,12 @@ def over_samples(fn, n, min_bytes=0, nbytes=0):
 _shard_lock = threading.Lock()
 
 
+def pass_lock():
+    """The lock that lets one sharded pass run at a time in the process (``run_shards``;
+    ``core.shardprocs`` takes it too)."""
+    return _shard_lock
+
+
 def run_shards(fn, ranges):
     """``[fn((start, stop)) for (start, stop) in ranges]``, each shard of a batch on its own
     thread at the same time (the calling thread takes the first), inside a ``ShardGroup`` so
@@ -256,7 +262,7 @@ def run_shards(fn, ranges):
         with group.member(index):
             return fn(rows)
 
-    with _shard_lock:
+    with pass_lock():
         return run(member, list(enumerate(group.ranges)), threads=len(group.ranges), blas=True)
 
 
@@ -300,7 +306,18 @@ class ShardGroup:
         """Context manager: the calling thread works on shard ``index`` (``allreduce`` and
         ``shard_rows`` refer to it); an error inside breaks the group, so partners waiting in
         ``allreduce`` raise instead of waiting for ever."""
-        return _Membership(self, index)
+        return membership(self, index)
+
+    def abort(self):
+        self._barrier.abort()
+
+
+def membership(group, index):
+    """Context manager: the calling thread works on shard ``index`` of ``group`` (anything
+    with ``ranges``, ``total``, ``allreduce(index, part)`` and ``abort()``: a ``ShardGroup``,
+    or a shard process's view of its batch, ``core.shardprocs``); ``abort`` is called when
+    the block raises."""
+    return _Membership(group, index)
 
 
 class _Membership:
@@ -315,7 +332,7 @@ class _Membership:
     def __exit__(self, exc_type, exc, tb):
         _local.shard = self.saved
         if exc_type is not None:
-            self.group._barrier.abort()
+            self.group.abort()
 
 
 def allreduce(part):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core import config
+from core import config, shardprocs
 
 
 @pytest.fixture
@@ -14,3 +14,12 @@ def float64():
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture
+def shards_on_threads():
+    """Run sharded batches on threads for the duration of a test: a test that counts calls
+    through a patched method sees only this process's (``core.shardprocs``)."""
+    shardprocs.set_shard_processes(False)
+    yield
+    shardprocs.set_shard_processes(None)

@@ -292,7 +292,8 @@ def test_layers_around_a_dropout_fuse():
 @pytest.mark.parametrize("padding,dilation", [("valid", 1), ("same", 1), ("causal", 1), ("valid", 2), ("same", 3)])
 @pytest.mark.parametrize("activation", ["relu", None, "tanh"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_one_dimensional_convolution_by_shifted_products(padding, dilation, activation, threads, monkeypatch):
+def test_one_dimensional_convolution_by_shifted_products(padding, dilation, activation, threads, monkeypatch,
+                                                         shards_on_threads):
     """A 1-D convolution with stride 1 and many input channels, followed by max pooling, predicts
     by one product per kernel offset over the rows of the padded input (``_shifted_output``), and
     agrees with the unfused forward pass up to float32 rounding, with and without the pooling

@@ -4,7 +4,7 @@ paths forced with tiny thresholds), and whole training runs."""
 import numpy as np
 import pytest
 
-from core import ConfigError, Input, Sequential, config, layers
+from core import ConfigError, Input, Sequential, config, layers, shardprocs
 from core.layers import conv as conv_module
 from tests.core.test_contract import CASES, _input
 
@@ -132,6 +132,16 @@ def shard_always(monkeypatch):
     monkeypatch.setattr(model_module, "SHARD_MIN_ELEMENTS", 0)
 
 
+@pytest.fixture(params=["threads", "processes"])
+def shards(request):
+    """Run the shards of a batch on threads, then in forked processes (``core.shardprocs``)."""
+    if request.param == "processes" and not shardprocs.available():
+        pytest.skip("shard processes need Linux's fork")
+    shardprocs.set_shard_processes(request.param == "processes")
+    yield request.param
+    shardprocs.set_shard_processes(None)
+
+
 def _sharded_model(rank, dropout=0.3):
     spatial = {1: (13,), 2: (9, 8), 3: (6, 7, 5)}[rank]
     conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
@@ -146,7 +156,7 @@ def _sharded_model(rank, dropout=0.3):
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, threads, shard_always):
+def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, threads, shard_always, shards):
     """Batch norm sums over all the shards, dropout draws the whole batch's mask: 5 steps give the
     same weights, moving statistics, losses, evaluation and predictions with 1, 2 and 3 threads
     (7 samples: uneven shards), up to float32 rounding."""
@@ -169,9 +179,11 @@ def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, threads, s
         np.testing.assert_allclose(p, p1, rtol=1e-5, atol=1e-6)
 
 
-def test_a_sharded_step_that_fails_in_one_shard_raises_and_leaves_the_model(threads, shard_always, monkeypatch):
+def test_a_sharded_step_that_fails_in_one_shard_raises_and_leaves_the_model(threads, shard_always, shards,
+                                                                           monkeypatch):
     """An error in one shard's pass reaches the caller (the other shard, waiting for batch norm's
-    sums, is released rather than left waiting), and the moving statistics stay as they were."""
+    sums, is released rather than left waiting), and the moving statistics stay as they were.
+    In a shard process, the error is raised again in the parent, with the shard's rows."""
     import threading
 
     from core import parallel
@@ -192,6 +204,8 @@ def test_a_sharded_step_that_fails_in_one_shard_raises_and_leaves_the_model(thre
         return original(self, inputs, *args, **kwargs)
 
     monkeypatch.setattr(BatchNormalization, "forward", failing)
+    if shards == "processes":  # workers forked from now on run the failing layer
+        model._crew.close()
     outcome = []
 
     def step():
@@ -204,11 +218,15 @@ def test_a_sharded_step_that_fails_in_one_shard_raises_and_leaves_the_model(thre
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive(), "a shard was left waiting for its partner"
-    assert outcome == ["shard 2 fails"]
+    if shards == "processes":
+        assert outcome == ["in the shard process for rows 3:6 of the batch: shard 2 fails"]
+        assert model._crew.closed  # stopped: its worker may have been waiting for batch norm's sums
+    else:
+        assert outcome == ["shard 2 fails"]
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
     monkeypatch.setattr(BatchNormalization, "forward", original)
-    model.train_on_batch(x, y)  # the model still trains
+    model.train_on_batch(x, y)  # the model still trains (in a new crew of processes)
 
 
 def test_small_batches_are_not_split(threads):
@@ -223,7 +241,7 @@ def test_small_batches_are_not_split(threads):
 
 
 @pytest.mark.parametrize("noise_shape", [None, (7, 1), (1, None), (None, 1)])
-def test_sharded_dropout_draws_the_whole_batch_mask(noise_shape, threads, shard_always):
+def test_sharded_dropout_draws_the_whole_batch_mask(noise_shape, threads, shard_always, shards):
     """Dropout in a batch split over threads keeps its rows of the whole batch's mask, for any
     noise_shape (per sample, shared by the batch, broadcast over features): the gradients of
     one step match one thread's."""
@@ -255,7 +273,7 @@ def test_rows_of_a_draw_equal_the_rows_of_the_whole_draw():
             np.testing.assert_array_equal(_rows_of_draw(used, shape, a, b), reference.random(shape, np.float32)[a:b])
 
 
-def test_two_models_training_at_once_in_two_threads(threads, shard_always):
+def test_two_models_training_at_once_in_two_threads(threads, shard_always, shards):
     """Sharded passes of two models trained from two Python threads at once (3 shards each, batch
     norm waiting for its partners) finish, and give the weights each gets when trained alone."""
     import threading

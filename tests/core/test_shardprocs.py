@@ -1,0 +1,212 @@
+"""Shards of a batch in forked worker processes (``core.shardprocs``): the same numbers as the
+shards on threads, a crew that follows the model, and failures that say what happened."""
+import gc
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from core import CNNError, ConfigError, Input, Sequential, config, layers, optimizers, shardprocs
+
+pytestmark = pytest.mark.skipif(not shardprocs.available(), reason="shard processes need Linux's fork")
+
+
+@pytest.fixture
+def two_shards(monkeypatch):
+    """Two threads, every batch split however little work it holds; defaults restored after."""
+    from core import model as model_module
+    monkeypatch.setattr(model_module, "SHARD_MIN_WORK", 0)
+    monkeypatch.setattr(model_module, "SHARD_MIN_ELEMENTS", 0)
+    config.set_num_threads(2)
+    yield
+    config.set_num_threads(None)
+    shardprocs.set_shard_processes(None)
+
+
+def _model(seed=4):
+    model = Sequential([Input((9, 8, 2)), layers.Conv2D(4, 3, padding="same"), layers.BatchNormalization(),
+                        layers.Activation("relu"), layers.MaxPooling2D(2), layers.Dropout(0.3), layers.Flatten(),
+                        layers.Dense(6, activation="relu"), layers.Dense(3, activation="softmax")], seed=seed)
+    model.compile(optimizer=optimizers.SGD(0.05, momentum=0.9), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def _data(n=7, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 9, 8, 2)).astype(np.float32), np.arange(n) % 3, rng.random(n).astype(np.float32)
+
+
+def _alive(pid):
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == 0
+
+
+def _workers(model):
+    return [w.pid for w in model._crew.workers]
+
+
+def _run(mode, steps=5):
+    shardprocs.set_shard_processes(mode)
+    model = _model()
+    x, y, sw = _data()
+    losses = [model.train_on_batch(x, y, sample_weight=sw)[0] for _ in range(steps)]
+    return model, losses, model.evaluate(x, y, batch_size=7), model.predict(x, batch_size=7)
+
+
+def test_processes_give_the_numbers_of_threads_bit_for_bit(two_shards):
+    """Each shard computes exactly what it computes on a thread (batch norm's sums added in shard
+    order, dropout's rows of the batch's mask, sample weights): weights, moving statistics,
+    losses, evaluation and predictions after 5 steps are equal, not merely close."""
+    threaded = _run(False)
+    forked = _run(True)
+    assert forked[0]._crew is not None and len(forked[0]._crew.workers) == 1
+    for a, b in zip(forked[0].get_weights(), threaded[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert forked[1] == threaded[1] and forked[2] == threaded[2]
+    np.testing.assert_array_equal(forked[3], threaded[3])
+
+
+def test_the_crew_follows_the_model(two_shards):
+    """One crew serves every batch; a new compile or build replaces it (its workers leave); a
+    weight replaced by ``set_weights`` reaches the workers; the model's collection stops them."""
+    shardprocs.set_shard_processes(True)
+    model = _model()
+    x, y, _ = _data()
+    model.train_on_batch(x, y)
+    first = _workers(model)
+    model.train_on_batch(x, y)
+    model.predict(x, batch_size=7)
+    assert _workers(model) == first and _alive(first[0])
+
+    kernel = model.layers[0].params["kernel"]
+    model.layers[0].set_weights([np.zeros_like(kernel), model.layers[0].params["bias"] + 1])
+    shardprocs.set_shard_processes(False)
+    expected = model.predict(x, batch_size=7)  # on threads, with the new weights
+    shardprocs.set_shard_processes(True)
+    np.testing.assert_array_equal(model.predict(x, batch_size=7), expected)
+    assert model.layers[0].params["kernel"] is model._crew.views[0, "kernel"]  # copied into the arena
+
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    model.train_on_batch(x, y)
+    second = _workers(model)
+    assert second != first and not _alive(first[0])
+
+    del model
+    gc.collect()
+    assert not _alive(second[0])
+
+
+def test_a_killed_worker_fails_its_batch_with_a_clear_error_and_the_next_one_trains(two_shards):
+    shardprocs.set_shard_processes(True)
+    model = _model()
+    x, y, _ = _data()
+    model.train_on_batch(x, y)
+    before = model.get_weights()
+    pid, = _workers(model)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(CNNError, match=r"shard process for rows 4:7 .* ended unexpectedly \(killed by signal 9\)"):
+        model.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    model.train_on_batch(x, y)
+    assert _workers(model) != [pid]
+
+
+def test_a_batch_larger_than_the_workers_slots_runs_on_threads(two_shards, monkeypatch):
+    """Targets wider than the slots made for them (``row_bytes``) send the batch to the threads,
+    with the same result, rather than failing."""
+    shardprocs.set_shard_processes(False)
+    x, y, _ = _data()
+    expected = _model()
+    expected.train_on_batch(x, y)
+    shardprocs.set_shard_processes(True)
+    monkeypatch.setattr(shardprocs, "row_bytes", lambda model: {"x": 8 * 144, "y": 1, "sw": 8, "out": 24})
+    model = _model()
+    model.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), expected.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0.5])
+def test_set_shard_processes_validates(bad):
+    with pytest.raises(ConfigError, match="set_shard_processes"):
+        shardprocs.set_shard_processes(bad)
+
+
+def test_the_environment_variable_chooses_threads_and_is_checked(monkeypatch):
+    monkeypatch.setenv("NUMPY_CNN_SHARDS", "threads")
+    assert not shardprocs.wanted()
+    monkeypatch.setenv("NUMPY_CNN_SHARDS", "Processes")
+    assert shardprocs.wanted()
+    monkeypatch.setenv("NUMPY_CNN_SHARDS", "forks")
+    with pytest.raises(ConfigError, match="NUMPY_CNN_SHARDS must be 'processes' or 'threads', got 'forks'"):
+        shardprocs.wanted()
+    shardprocs.set_shard_processes(False)  # the setting wins over the variable
+    try:
+        assert not shardprocs.wanted()
+    finally:
+        shardprocs.set_shard_processes(None)
+
+
+def test_a_process_with_a_threaded_runtime_loaded_keeps_its_shards_on_threads(monkeypatch):
+    """JAX, PyTorch or TensorFlow loaded: no fork unless asked for."""
+    monkeypatch.delenv("NUMPY_CNN_SHARDS", raising=False)
+    for name in shardprocs.THREADED_RUNTIMES:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    assert shardprocs.wanted()
+    monkeypatch.setitem(sys.modules, "torch", sys)  # any module object: only the name is looked up
+    assert not shardprocs.wanted()
+    monkeypatch.setenv("NUMPY_CNN_SHARDS", "processes")
+    assert shardprocs.wanted()
+
+
+_FORK_WITH_A_CREW = """
+import json, multiprocessing, os, sys
+import numpy as np
+from core import Input, Sequential, config, layers
+from core import model as model_module
+
+model_module.SHARD_MIN_WORK = model_module.SHARD_MIN_ELEMENTS = 0
+config.set_num_threads(2)
+model = Sequential([Input((6, 6, 1)), layers.Conv2D(3, 3), layers.Flatten(), layers.Dense(2, activation="softmax")],
+                   seed=0)
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+x, y = np.random.default_rng(0).normal(size=(8, 6, 6, 1)).astype("float32"), np.arange(8) % 2
+model.train_on_batch(x, y)
+parent_workers = [w.pid for w in model._crew.workers]
+
+def child(result):  # inherits the model and its crew, whose workers are not its own
+    model.train_on_batch(x, y)
+    result.value = model._crew.workers[0].pid
+
+ctx = multiprocessing.get_context("fork")
+result = ctx.Value("i", 0)
+proc = ctx.Process(target=child, args=(result,))
+proc.start()
+proc.join(60)
+assert proc.exitcode == 0 and result.value not in (0, parent_workers[0]), (proc.exitcode, result.value)
+model.train_on_batch(x, y)  # the parent's crew still answers
+assert [w.pid for w in model._crew.workers] == parent_workers
+print(json.dumps(parent_workers + [result.value]))
+"""
+
+
+def test_a_forked_process_starts_its_own_crew_and_no_worker_outlives_its_parent():
+    """A process forked from one with a crew (a multiprocessing or Luigi worker) starts its own
+    workers rather than talking to its parent's; when the parent ends, every worker leaves.
+    (In a fresh interpreter, so that its exit can be watched.)"""
+    done = subprocess.run([sys.executable, "-c", _FORK_WITH_A_CREW], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pids = __import__("json").loads(done.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
+        time.sleep(0.1)
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
