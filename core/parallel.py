@@ -22,7 +22,10 @@ process may run on. Two kinds of parallel work use them:
   with one hand-off per batch. The layers that couple the samples of a batch
   take part: batch normalization adds the shards' sums with ``allreduce``
   (one barrier per call, summed in shard order), dropout draws the whole
-  batch's mask and keeps its rows (``shard_rows``). This is on by default.
+  batch's mask and keeps its rows (``shard_rows``). This is on by default. On
+  Linux the shards after the first run in forked worker processes instead
+  (``core.shardprocs``), with their own GIL; the layers see the same
+  ``allreduce`` and ``shard_rows`` there (``membership``).
 - **Blocks of one layer** (``run``, ``over_samples``): large convolutions and
   pooling cut into whole samples. Used only when a number was set explicitly
   (``block_threads``) and the layer is not already inside a shard: on the

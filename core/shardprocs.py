@@ -400,6 +400,13 @@ def _serve(model, index, sock, arena, slots):
     """A worker's life: answer the parent's messages until it says stop or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     model._crew = None  # the parent's
+    # Buffers of its own rather than the parent's, shared copy-on-write since the fork: a fault
+    # on a shared huge page leaves 4 KB pages behind, and the parent's buffers stay its own
+    # (paired A/B, two threads: training 2-3 % faster on LeNet-5 and the Conv3D cases).
+    model.workspace.clear()
+    for extra in model.__dict__.get("_shard_workspaces", ()):
+        extra.clear()
+    model._inference = None
     with parallel.one_blas_thread():
         while True:
             try:
