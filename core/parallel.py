@@ -281,7 +281,6 @@ class ShardGroup:
     def __init__(self, ranges):
         self.ranges = list(ranges)
         self.total = self.ranges[-1][1] - self.ranges[0][0]
-        self.threads = len(self.ranges)  # the shards' threads, all in this process
         self._slots = [None] * len(self.ranges)
         self._results = []
         self._calls = [0] * len(self.ranges)
@@ -318,8 +317,7 @@ class ShardGroup:
 
 def membership(group, index):
     """Context manager: the calling thread works on shard ``index`` of ``group`` (anything
-    with ``ranges``, ``total``, ``threads`` (how many of the shards run on threads of this
-    process), ``allreduce(index, part)`` and ``abort()``: a ``ShardGroup``,
+    with ``ranges``, ``total``, ``allreduce(index, part)`` and ``abort()``: a ``ShardGroup``,
     or a shard process's view of its batch, ``core.shardprocs``); ``abort`` is called when
     the block raises."""
     return _Membership(group, index)
@@ -362,12 +360,10 @@ def shard_rows():
 
 
 def beside_partners():
-    """Whether the calling thread runs beside other threads of the engine in this process (and
-    so shares the GIL with them): a shard of a batch split over several threads, or a part of
-    a parallel region. A shard whose partners run in other processes (``core.shardprocs``:
-    the group's ``threads`` is 1) has none."""
+    """Whether the calling thread runs beside other threads of the engine: a shard of a batch
+    split over several threads, or a part of a parallel region."""
     member = getattr(_local, "shard", None)
-    return (member is not None and member[0].threads > 1) or inside_region()
+    return (member is not None and len(member[0].ranges) > 1) or inside_region()
 
 
 def is_first_shard():

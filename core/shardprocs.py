@@ -364,8 +364,6 @@ class _ParentGroup:
     """Shard 0's view of a sharded batch run with a ``Crew`` (the duck type of
     ``parallel.ShardGroup``)."""
 
-    threads = 1  # the other shards run in other processes
-
     def __init__(self, crew, ranges):
         self.crew = crew
         self.ranges = [tuple(r) for r in ranges]
@@ -380,8 +378,6 @@ class _ParentGroup:
 
 class _WorkerGroup:
     """A worker's view of its sharded batch: ``allreduce`` asks the parent for the sum."""
-
-    threads = 1
 
     def __init__(self, sock, arena, slots, ranges):
         self.sock, self.arena, self.slots = sock, arena, slots

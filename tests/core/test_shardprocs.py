@@ -210,26 +210,3 @@ def test_a_forked_process_starts_its_own_crew_and_no_worker_outlives_its_parent(
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
         time.sleep(0.1)
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
-
-
-def test_a_shard_process_has_no_partner_threads_to_share_the_gil_with(two_shards, monkeypatch):
-    """``core.blas.dot`` copies a strided block before ``np.dot`` only to let partner threads
-    run; the shards of a crew have none in their process: the parent's shard (seen from a
-    layer during a real batch) and a worker's (its kind of group)."""
-    from core import parallel
-    from core.layers.dense import Dense
-    shardprocs.set_shard_processes(True)
-    model = _model()
-    x, y, _ = _data()
-    seen = []
-    original = Dense.forward
-    monkeypatch.setattr(Dense, "forward", lambda self, *a, **k: seen.append(parallel.beside_partners())
-                        or original(self, *a, **k))
-    model.train_on_batch(x, y)
-    assert seen == [False, False]
-    with parallel.membership(shardprocs._WorkerGroup(None, None, None, [(0, 3), (3, 7)]), 1):
-        assert not parallel.beside_partners()
-    shardprocs.set_shard_processes(False)
-    seen.clear()
-    model.train_on_batch(x, y)
-    assert seen == [True] * 4  # two Dense layers in each of the two shards, both on threads here
