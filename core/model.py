@@ -470,17 +470,19 @@ class Sequential:
         larger than the workers' slots)."""
         if not shardprocs.wanted():
             return None
-        rows = max(b - a for a, b in ranges)
-        key = shardprocs.Crew.key(self, len(ranges), rows)
+        shards, rows = len(ranges), max(b - a for a, b in ranges)
+        key = shardprocs.Crew.key(self)
         with parallel.pass_lock():
             crew = self.__dict__.get("_crew")
             if crew is not None and not crew.mine():
                 crew = self._crew = None  # inherited through a fork: the workers are the parent's
-            elif crew is not None and (crew.closed or crew.key != key):
+            elif crew is not None and (crew.closed or crew.key != key or not crew.fits(shards, rows)):
+                if not crew.closed and crew.key == key:  # a larger batch: room for both
+                    shards, rows = max(shards, len(crew.workers) + 1), max(rows, crew.rows)
                 crew.close()
                 crew = self._crew = None
             if crew is None:
-                crew = self._crew = shardprocs.Crew.start(self, key, len(ranges), rows, shardprocs.row_bytes(self))
+                crew = self._crew = shardprocs.Crew.start(self, key, shards, rows, shardprocs.row_bytes(self))
             try:
                 return crew.run(self, message, ranges, inputs, own)
             except shardprocs.SlotTooSmall:

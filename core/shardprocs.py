@@ -6,8 +6,12 @@ releases it and must win it back from the partner, which holds it through its Py
 and small operations (``benchmarks/experiments/shard_contention.py`` measured a shard step
 1.2-1.4x slower beside a partner thread, 1.05-1.2x beside a partner process). A ``Crew``
 runs shards 1..k-1 in ``k - 1`` processes forked from the model's own process; the calling
-thread runs shard 0, as with threads. Linux only (``available``); elsewhere, and for the
-cases ``Sequential`` keeps on threads, the thread path is used.
+thread runs shard 0, as with threads. Linux only (``available``); elsewhere, in a process
+that has loaded JAX, PyTorch or TensorFlow (``wanted``), when ``set_shard_processes(False)``
+or ``NUMPY_CNN_SHARDS=threads`` asks for it, and for a batch whose targets do not fit the
+workers' slots, the shards run on threads. Both give the same numbers up to float32
+rounding: each shard runs the same operations, but NumPy's vectorized sums can round
+differently for buffers at other addresses.
 
 Everything the processes exchange lies in one anonymous shared memory mapping (``Arena``),
 created before the fork:
@@ -178,22 +182,30 @@ def _weight_slots(layers):
 
 
 class Crew:
-    """``len(ranges) - 1`` worker processes for the shards after the first of one model's
-    batches (see the module docstring). Start with ``Crew.start(model, ranges, ...)``."""
+    """The worker processes for the shards after the first of one model's batches (see the
+    module docstring), started by ``Crew.start``."""
 
     def __init__(self):
         self.workers = []
+        self.active = []  # the workers of the batch being run
         self.closed = False
-        self.failed = None
 
     # ------------------------------------------------------------ set-up
     @staticmethod
-    def key(model, shards, rows):
-        """What a crew depends on: the layers (identity, weight shapes and dtypes, trainable),
-        the loss and metrics, the number of shards and the largest shard's rows."""
+    def key(model):
+        """What a crew depends on: the model's builds and compiles (``_crew_generation``: the
+        loss, the metrics, the layers' shapes), the layers themselves (identity, trainable,
+        weight shapes and dtypes). The workers hold the layers as they were at the fork: a
+        layer attribute changed in place afterwards reaches them at the next ``compile``, as
+        in Keras. (How many shards and rows a crew serves is ``fits``'s question.)"""
         return (model._crew_generation, tuple(id(layer) for layer in model.layers),
-                tuple(layer.trainable for layer in model.layers), tuple(_weight_slots(model.layers)),
-                shards, rows)
+                tuple(layer.trainable for layer in model.layers), tuple(_weight_slots(model.layers)))
+
+    def fits(self, shards, rows):
+        """Whether this crew can run a batch of ``shards`` shards of at most ``rows`` samples:
+        no more workers than it has, no larger shard than its slots hold (the last, smaller
+        batch of an epoch uses the same crew)."""
+        return shards - 1 <= len(self.workers) and rows <= self.rows
 
     @classmethod
     def start(cls, model, key, shards, rows, row_bytes):
@@ -201,6 +213,7 @@ class Crew:
         ``row_bytes``: ``{"x": ..., "y": ..., "sw": ..., "out": ...}`` bytes one sample needs."""
         crew = cls()
         crew.key = key
+        crew.rows = rows
         crew.owner = os.getpid()
         crew.layers = len(model.layers)
         arena = crew.arena = Arena()
@@ -278,7 +291,8 @@ class Crew:
         followed by each worker's answer (``_answer``)."""
         if self.closed:
             raise RuntimeError("this crew of shard processes was stopped")
-        for worker, (a, b) in zip(self.workers, ranges[1:]):
+        workers = self.active = self.workers[:len(ranges) - 1]
+        for worker, (a, b) in zip(workers, ranges[1:]):
             for name, arr in inputs.items():
                 if arr is not None and arr[a:b].nbytes > worker.slots[name][1]:
                     raise SlotTooSmall(f"{name}: {arr[a:b].nbytes} bytes for a slot of {worker.slots[name][1]}")
@@ -286,7 +300,7 @@ class Crew:
         message = dict(message, version=model._weights_version, ranges=[list(r) for r in ranges])
         group = _ParentGroup(self, ranges)
         try:
-            for worker, (a, b) in zip(self.workers, ranges[1:]):
+            for worker, (a, b) in zip(workers, ranges[1:]):
                 specs = {name: worker.put(name, arr[a:b]) for name, arr in inputs.items() if arr is not None}
                 try:
                     _send(worker.sock, dict(message, rows=[a, b], inputs=specs))
@@ -294,7 +308,7 @@ class Crew:
                     raise self._ended(worker, ranges) from None
             with parallel.membership(group, 0), parallel.one_blas_thread():
                 first = own(ranges[0])
-            return [first] + [self._answer(worker, ranges) for worker in self.workers]
+            return [first] + [self._answer(worker, ranges) for worker in workers]
         except BaseException:
             self.close(kill=True)  # workers may wait in allreduce: a new crew for the next batch
             raise
@@ -331,7 +345,7 @@ class Crew:
     def allreduce(self, ranges, part):
         """Shard 0's ``allreduce``: ``part`` plus each worker's, in shard order."""
         total = np.array(part, copy=True)
-        for worker in self.workers:
+        for worker in self.active:
             message = self._receive(worker, ranges)
             if message["op"] == "error":
                 raise _rebuilt_error(message, ranges[worker.index])
@@ -339,7 +353,7 @@ class Crew:
                 raise exceptions.CNNError(f"shard process {worker.index} finished without adding its part "
                                           "(the shards called allreduce a different number of times)")
             total += self.arena.get(message["part"])
-        for worker in self.workers:
+        for worker in self.active:
             spec = worker.put("sum", total)
             _send(worker.sock, {"op": "sum", "sum": spec})
         return total
