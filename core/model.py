@@ -16,6 +16,7 @@ would.
 """
 import math
 import sys
+import warnings
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -468,7 +469,7 @@ class Sequential:
         ``own(rows)`` runs shard 0 here, the workers the others. ``None`` when the shards
         run on threads instead (processes turned off or not available here, or a target
         larger than the workers' slots)."""
-        if not shardprocs.wanted():
+        if not shardprocs.wanted() or self.__dict__.get("_crew_refused"):
             return None
         shards, rows = len(ranges), max(b - a for a, b in ranges)
         key = shardprocs.Crew.key(self)
@@ -482,7 +483,13 @@ class Sequential:
                 crew.close()
                 crew = self._crew = None
             if crew is None:
-                crew = self._crew = shardprocs.Crew.start(self, key, shards, rows, shardprocs.row_bytes(self))
+                try:
+                    crew = self._crew = shardprocs.Crew.start(self, key, shards, rows, shardprocs.row_bytes(self))
+                except OSError as exc:  # no fork here (a process limit, no memory to map)
+                    self._crew_refused = True
+                    warnings.warn(f"could not start the shard processes ({exc}); this model's shards run on "
+                                  "threads", RuntimeWarning, stacklevel=4)
+                    return None
             try:
                 return crew.run(self, message, ranges, inputs, own)
             except shardprocs.SlotTooSmall:

@@ -251,3 +251,31 @@ def test_a_forked_process_starts_its_own_crew_and_no_worker_outlives_its_parent(
     while time.monotonic() < deadline and any(os.path.exists(f"/proc/{pid}") for pid in pids):
         time.sleep(0.1)
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
+
+
+def test_a_process_that_cannot_fork_trains_on_threads_with_a_warning(two_shards, monkeypatch):
+    """No fork here (a process limit, say): one warning, then the model's shards run on threads,
+    with the threads' numbers, and no further fork is tried for it."""
+    import warnings
+    shardprocs.set_shard_processes(False)
+    x, y, _ = _data()
+    expected = _model()
+    expected.train_on_batch(x, y)
+    shardprocs.set_shard_processes(True)
+    tries = []
+
+    def refuse():
+        tries.append(1)
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(shardprocs.os, "fork", refuse)
+    model = _model()
+    with pytest.warns(RuntimeWarning, match=r"could not start the shard processes \(\[Errno 11\] Resource "
+                                            r"temporarily unavailable\); this model's shards run on threads"):
+        model.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), expected.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.train_on_batch(x, y)
+    assert tries == [1]
