@@ -452,6 +452,13 @@ class Sequential:
                 grads[i][name] = g
         return out, math.fsum(values), grads
 
+    def __getstate__(self):
+        """The model's attributes without its crew of shard processes (sockets, process ids):
+        ``copy.deepcopy`` of a model gives one with private weights, which starts its own."""
+        state = self.__dict__.copy()
+        state.pop("_crew", None)
+        return state
+
     def _shard_part(self, x, y, sample_weight, share, training, step, down_to, workspace):
         """One shard's forward, loss and (in training) backward: ``(outputs, loss, grads)`` with
         the loss and gradients weighed by ``share``, the shard's fraction of the batch (the

@@ -139,9 +139,7 @@ def _pool(threads):
         if pool is None or pool._max_workers < threads - 1:  # a larger pool serves fewer groups too
             if pool is not None:
                 pool.shutdown(wait=False)
-            if not _state.get("fork_hook") and hasattr(os, "register_at_fork"):  # POSIX; once, not at import
-                os.register_at_fork(after_in_child=_after_fork_in_child)
-                _state["fork_hook"] = True
+            reset_after_fork()  # POSIX; once, not at import
             pool = _state["pool"] = concurrent.futures.ThreadPoolExecutor(
                 max_workers=threads - 1, thread_name_prefix="numpy-cnn")
         return pool
@@ -221,6 +219,28 @@ def _inside(fn, chunk):
         return fn(chunk)
     finally:
         _local.inside = False
+
+
+class inside:
+    """Context manager: the calling thread runs a part of parallel work (a shard run by a
+    process of ``core.shardprocs``), so regions inside it run serially, as in ``_inside``."""
+
+    def __enter__(self):
+        self.saved = getattr(_local, "inside", False)
+        _local.inside = True
+        return self
+
+    def __exit__(self, *exc):
+        _local.inside = self.saved
+
+
+def reset_after_fork():
+    """Register, once, the hook that gives a forked child fresh locks and no pool
+    (``_after_fork_in_child``). The pool registers it when it starts; the shard processes
+    (``core.shardprocs``) hold ``pass_lock`` without a pool, so they register it too."""
+    if not _state.get("fork_hook") and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        _state["fork_hook"] = True
 
 
 def sample_ranges(n, threads=None):

@@ -44,6 +44,7 @@ import socket
 import struct
 import sys
 import time
+import traceback
 import warnings
 import weakref
 
@@ -61,6 +62,18 @@ STOP_WAIT = 2.0
 
 _mode = {"processes": None}
 _live = weakref.WeakSet()  # this process's crews: a new worker closes its copies of their sockets
+_fork_state = {"hook": False, "forking_worker": False}
+
+
+def _after_fork_in_child():
+    """In any process forked from one with crews, except the crews' own workers: every crew's
+    weights become private copies (the shared ones would let the child's training write into
+    the parent's model, and the parent's into the child's), and its sockets are closed (the
+    parent's workers then see their parent end when it does)."""
+    if _fork_state["forking_worker"]:
+        return
+    for crew in list(_live):
+        crew.disown()
 
 
 def available():
@@ -194,12 +207,12 @@ class Crew:
     @staticmethod
     def key(model):
         """What a crew depends on: the model's builds and compiles (``_crew_generation``: the
-        loss, the metrics, the layers' shapes), the layers themselves (identity, trainable,
-        weight shapes and dtypes). The workers hold the layers as they were at the fork: a
+        loss, the metrics, the layers' shapes), the layers themselves (identity, their trainable
+        weights, nested layers' included, weight shapes and dtypes). The workers hold the layers as they were at the fork: a
         layer attribute changed in place afterwards reaches them at the next ``compile``, as
         in Keras. (How many shards and rows a crew serves is ``fits``'s question.)"""
         return (model._crew_generation, tuple(id(layer) for layer in model.layers),
-                tuple(layer.trainable for layer in model.layers), tuple(_weight_slots(model.layers)))
+                tuple(tuple(layer.trainable_names()) for layer in model.layers), tuple(_weight_slots(model.layers)))
 
     def fits(self, shards, rows):
         """Whether this crew can run a batch of ``shards`` shards of at most ``rows`` samples:
@@ -221,19 +234,24 @@ class Crew:
                         for i, name, shape, dtype in _weight_slots(model.layers)]
         for index in range(1, shards):
             slots = {name: (arena.reserve(rows * size), rows * size) for name, size in row_bytes.items()}
-            slots.update({f"grad/{i}/{name}": (arena.reserve(np.prod(shape) * np.dtype(dtype).itemsize), None)
-                          for i, name, _, shape, dtype in crew.weights})
+            slots.update({f"grad/{i}/{name}": (arena.reserve(8 * np.prod(shape)), 8 * int(np.prod(shape)))
+                          for i, name, _, shape, dtype in crew.weights})  # a gradient may be wider than its weight
             slots["part"] = (arena.reserve(ALLREDUCE_BYTES), ALLREDUCE_BYTES)
             slots["sum"] = (arena.reserve(ALLREDUCE_BYTES), ALLREDUCE_BYTES)
             crew.workers.append(_Worker(index, arena, slots))
         arena.open()
-        crew.views = {}
+        crew.views, crew.tables = {}, []
         for i, name, offset, shape, dtype in crew.weights:  # the weights move into the arena
             view = arena.view(offset, shape, dtype)
             np.copyto(view, model.layers[i].params[name])
             model.layers[i].params[name] = view
             crew.views[i, name] = view
+            crew.tables.append((model.layers[i].params, name, view))
         model.reset_inference()
+        parallel.reset_after_fork()  # a child forked during a pass must not inherit pass_lock held
+        if not _fork_state["hook"]:
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_state["hook"] = True
         try:
             for worker in crew.workers:
                 crew._fork(model, worker)
@@ -253,7 +271,11 @@ class Crew:
             # them: it runs only NumPy and the engine's layers (the pool of core.parallel is
             # reset in the child), and leaves through os._exit.
             warnings.simplefilter("ignore", DeprecationWarning)
-            pid = os.fork()
+            _fork_state["forking_worker"] = True  # the at-fork hook leaves a worker's weights shared
+            try:
+                pid = os.fork()
+            finally:
+                _fork_state["forking_worker"] = False
         if pid == 0:  # the child
             code = 1
             try:
@@ -264,6 +286,8 @@ class Crew:
                             other.sock.close()
                 _serve(model, worker.index, child_end, self.arena, worker.slots)
                 code = 0
+            except BaseException:  # the parent reports the exit; the reason goes to stderr
+                traceback.print_exc()
             finally:
                 os._exit(code)
         child_end.close()
@@ -306,7 +330,7 @@ class Crew:
                     _send(worker.sock, dict(message, rows=[a, b], inputs=specs))
                 except OSError:
                     raise self._ended(worker, ranges) from None
-            with parallel.membership(group, 0), parallel.one_blas_thread():
+            with parallel.membership(group, 0), parallel.one_blas_thread(), parallel.inside():
                 first = own(ranges[0])
             return [first] + [self._answer(worker, ranges) for worker in workers]
         except BaseException:
@@ -322,8 +346,11 @@ class Crew:
     @staticmethod
     def _ended(worker, ranges):
         a, b = ranges[worker.index]
+        status = _reap(worker.pid)
+        if status != "still running":
+            worker.pid = None  # reaped: its number may be another process's by now
         return exceptions.CNNError(f"the shard process for rows {a}:{b} of the batch ended unexpectedly "
-                                   f"({_reap(worker.pid)}); the batch was not applied")
+                                   f"({status}); the batch was not applied")
 
     def _answer(self, worker, ranges):
         message = self._receive(worker, ranges)
@@ -336,10 +363,8 @@ class Crew:
         grads = None
         if message["grads"] is not None:
             grads = [{} for _ in range(self.layers)]
-            for i, name in message["grads"]:
-                offset, _ = worker.slots[f"grad/{i}/{name}"]
-                view = self.views[i, name]
-                grads[i][name] = arena.view(offset, view.shape, view.dtype)
+            for i, name, spec in message["grads"]:
+                grads[i][name] = arena.get(spec)
         return out, message["value"], grads
 
     def allreduce(self, ranges, part):
@@ -358,6 +383,21 @@ class Crew:
             _send(worker.sock, {"op": "sum", "sum": spec})
         return total
 
+    def disown(self):
+        """In a process forked from the crew's owner: point the model's weights at private
+        copies of the shared ones, close the inherited sockets, and never use the crew."""
+        for table, name, view in self.tables:
+            if table.get(name) is view:
+                table[name] = np.array(view, copy=True)
+        for worker in self.workers:
+            if worker.sock is not None:
+                worker.sock.close()
+                worker.sock = None
+        self.closed = True
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+
     def mine(self):
         """Whether this process started the crew (a process forked from it, say a Luigi or
         ``multiprocessing`` worker, inherits the model but not the right to its workers)."""
@@ -371,7 +411,7 @@ class Crew:
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
-        _stop_workers(self.owner, [(w.pid, w.sock) for w in self.workers if w.pid is not None], kill)
+        _stop_workers(self.owner, [(w.pid, w.sock) for w in self.workers], kill)
 
 
 class _ParentGroup:
@@ -442,7 +482,7 @@ def _compute(model, index, sock, arena, slots, message):
     group = _WorkerGroup(sock, arena, slots, message["ranges"])
     ws = model.workspace
     ws.reclaim()
-    with parallel.membership(group, index):
+    with parallel.membership(group, index), parallel.inside():
         if message["op"] == "infer":
             out, value, grads = model._inference_plan()(inputs["x"], ws), None, None
         else:
@@ -450,7 +490,7 @@ def _compute(model, index, sock, arena, slots, message):
             a, b = message["rows"]
             out, value, grads = model._shard_part(inputs["x"], inputs["y"], inputs.get("sw"), (b - a) / group.total,
                                                   training, message["step"], message["down_to"], ws)
-    reply = {"op": "done", "value": value, "out": None, "grads": None}
+    reply = {"op": "done", "value": None if value is None else float(value), "out": None, "grads": None}
     if out is not None:
         offset, capacity = slots["out"]
         reply["out"] = arena.put(offset, capacity, out)
@@ -458,9 +498,8 @@ def _compute(model, index, sock, arena, slots, message):
         keys = []
         for i, layer_grads in enumerate(grads):
             for name, g in layer_grads.items():
-                offset, _ = slots[f"grad/{i}/{name}"]
-                np.copyto(arena.view(offset, g.shape, g.dtype), g)
-                keys.append([i, name])
+                offset, capacity = slots[f"grad/{i}/{name}"]
+                keys.append([i, name, arena.put(offset, capacity, g)])
         reply["grads"] = keys
     return reply
 
@@ -499,7 +538,7 @@ def _stop_workers(owner, handles, kill):
     if os.getpid() != owner:
         return
     for pid, sock in handles:
-        if sock is None:
+        if sock is None or pid is None:
             continue
         try:
             if kill:

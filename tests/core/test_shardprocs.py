@@ -225,15 +225,18 @@ model.train_on_batch(x, y)
 parent_workers = [w.pid for w in model._crew.workers]
 
 def child(result):  # inherits the model and its crew, whose workers are not its own
+    model.train_on_batch(x[:1], y[:1])  # one sample: not split, the weights updated here only
     model.train_on_batch(x, y)
     result.value = model._crew.workers[0].pid
 
 ctx = multiprocessing.get_context("fork")
 result = ctx.Value("i", 0)
+before = model.get_weights()
 proc = ctx.Process(target=child, args=(result,))
 proc.start()
 proc.join(60)
 assert proc.exitcode == 0 and result.value not in (0, parent_workers[0]), (proc.exitcode, result.value)
+assert all((a == b).all() for a, b in zip(model.get_weights(), before)), "the child trained the parent's weights"
 model.train_on_batch(x, y)  # the parent's crew still answers
 assert [w.pid for w in model._crew.workers] == parent_workers
 print(json.dumps(parent_workers + [result.value]))
@@ -241,8 +244,9 @@ print(json.dumps(parent_workers + [result.value]))
 
 
 def test_a_forked_process_starts_its_own_crew_and_no_worker_outlives_its_parent():
-    """A process forked from one with a crew (a multiprocessing or Luigi worker) starts its own
-    workers rather than talking to its parent's; when the parent ends, every worker leaves.
+    """A process forked from one with a crew (a multiprocessing or Luigi worker) trains weights
+    of its own (not the parent's shared ones) and starts its own workers rather than talking to
+    its parent's; when the parent ends, every worker leaves.
     (In a fresh interpreter, so that its exit can be watched.)"""
     done = subprocess.run([sys.executable, "-c", _FORK_WITH_A_CREW], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -279,3 +283,60 @@ def test_a_process_that_cannot_fork_trains_on_threads_with_a_warning(two_shards,
         warnings.simplefilter("error")
         model.train_on_batch(x, y)
     assert tries == [1]
+
+
+def test_gradients_in_another_dtype_than_their_weights_come_back_as_they_are(two_shards):
+    """A float64 layer in a float32 model hands the layers around it gradients of the other
+    dtype: each comes back with its own dtype and shape, as on threads."""
+    results = []
+    for mode in (False, True):
+        shardprocs.set_shard_processes(mode)
+        model = Sequential([Input((10,)), layers.Dense(6, activation="relu"), layers.Dense(3, dtype="float64"),
+                            layers.Dense(2, activation="softmax")], seed=0)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        x = np.random.default_rng(0).normal(size=(8, 10)).astype("float32")
+        model.train_on_batch(x, np.arange(8) % 2)
+        results.append(model.last_gradients)
+    for key, g in results[0].items():
+        assert results[1][key].dtype == g.dtype
+        np.testing.assert_allclose(results[1][key], g, rtol=1e-5, atol=1e-7)
+
+
+def test_a_shard_process_runs_nested_regions_serially_and_a_custom_loss_may_return_numpy_scalars(
+        two_shards, monkeypatch):
+    """Inside a shard (a thread's or a process's) the engine's block threads do not start: the
+    shard is already one of the threads. A loss value that is a NumPy scalar travels too."""
+    from core import losses, parallel
+    from core.layers.dense import Dense
+
+    class Float32Loss(losses.SparseCategoricalCrossentropy):
+        def value_and_grad(self, y_true, y_pred, sample_weight=None):
+            value, grad = super().value_and_grad(y_true, y_pred, sample_weight)
+            return np.float32(value), grad
+
+    shardprocs.set_shard_processes(True)
+    seen = []
+    original = Dense.forward
+    monkeypatch.setattr(Dense, "forward", lambda self, *a, **k: seen.append(parallel.inside_region())
+                        or original(self, *a, **k))
+    model = _model()
+    model.compile(optimizer="sgd", loss=Float32Loss())
+    x, y, _ = _data()
+    loss = model.train_on_batch(x, y)
+    assert np.isfinite(loss) and model._crew is not None
+    assert seen == [True, True]  # the parent's shard (the worker's group is the same kind)
+    assert not parallel.inside_region()
+
+
+def test_a_copy_of_a_model_with_a_crew_has_weights_of_its_own(two_shards):
+    import copy
+    shardprocs.set_shard_processes(True)
+    model = _model()
+    x, y, _ = _data()
+    model.train_on_batch(x, y)
+    twin = copy.deepcopy(model)
+    assert "_crew" not in twin.__dict__ or twin._crew is None
+    before = model.get_weights()
+    twin.train_on_batch(x, y)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
