@@ -419,8 +419,9 @@ class Sequential:
 
     def _sharded_pass(self, x, y, sample_weight, ranges, training, down_to=0):
         """Forward, loss and (in training) backward of one batch split into shards of samples, each
-        run by its own thread from start to end with its own workspace (NumPy releases the
-        GIL in its copies, ufuncs and products, so the shards run on separate cores). Batch
+        run from start to end with its own workspace: shard 0 on this thread, the others in the
+        model's shard processes (``core.shardprocs``, on Linux) or on threads (NumPy releases
+        the GIL in its copies, ufuncs and products, so the shards run on separate cores). Batch
         normalization adds its sums over the shards (``core.parallel.ShardGroup``); dropout
         draws the whole batch's mask and keeps its rows. The loss and the gradients are the
         shards' parts added in shard order: the same, up to float rounding, as the whole batch
