@@ -333,6 +333,10 @@ class Crew:
             with parallel.membership(group, 0), parallel.one_blas_thread(), parallel.inside():
                 first = own(ranges[0])
             return [first] + [self._answer(worker, ranges) for worker in workers]
+        except SlotTooSmall as exc:  # an allreduce sum past its slot, once the shards had started:
+            self.close(kill=True)  # not to be run again on threads (shard 0 may have changed state)
+            raise exceptions.CNNError(f"a sum of the shards is larger than its slot in the shard processes "
+                                      f"({exc}); set NUMPY_CNN_SHARDS=threads for this model") from None
         except BaseException:
             self.close(kill=True)  # workers may wait in allreduce: a new crew for the next batch
             raise

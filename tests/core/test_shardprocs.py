@@ -340,3 +340,20 @@ def test_a_copy_of_a_model_with_a_crew_has_weights_of_its_own(two_shards):
     twin.train_on_batch(x, y)
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_sum_larger_than_its_slot_fails_the_batch_rather_than_running_it_twice(two_shards, monkeypatch):
+    """Batch norm's sums past the slots of ``allreduce`` are found once the shards have started
+    (shard 0 may have changed state): the batch fails with a clear error, the weights as they
+    were, instead of being run again on threads."""
+    shardprocs.set_shard_processes(True)
+    monkeypatch.setattr(shardprocs, "ALLREDUCE_BYTES", 16)
+    model = Sequential([Input((6,)), layers.Dense(8), layers.BatchNormalization(),
+                        layers.Dense(2, activation="softmax")], seed=0)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    before = model.get_weights()
+    x = np.random.default_rng(0).normal(size=(8, 6)).astype("float32")
+    with pytest.raises(CNNError, match=r"32 bytes for a slot of 16"):
+        model.train_on_batch(x, np.arange(8) % 2)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
