@@ -3,7 +3,9 @@ the thread count set everywhere, runs of the two engines alternating, and the ta
 
 A benchmark module using it defines ``worker(args)``, which prints one line
 ``RESULT {json}`` with at least ``fit_s``, ``epochs`` and ``accuracy``, and
-calls ``compare(module, args, extra)`` from its ``main``.
+calls ``compare(module, args, extra)`` from its ``main``. Its PyTorch side
+gets its network from ``torch_twin``, built from the model our classifier
+builds, so that the two cannot drift apart when a default changes.
 """
 import argparse
 import json
@@ -21,6 +23,58 @@ def add_arguments(p):
     p.add_argument("--engines", nargs="+", default=["ours", "torch"], choices=["ours", "torch"])
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--worker", choices=["ours", "torch"], help=argparse.SUPPRESS)
+
+
+def torch_twin(model):
+    """A ``torch.nn.Sequential`` with the same layers as the built ``core.Sequential`` ``model``:
+    the same sizes, kernels, padding, biases, activations, pooling, dropout rates and batch-norm
+    epsilon and momentum (PyTorch's momentum is one minus ours). It takes channels-first input;
+    its flattening order differs from ours (channels last), which permutes the next dense layer's
+    rows and changes nothing else. Raises ``ValueError`` naming a layer it cannot translate."""
+    import torch
+
+    from core import layers as L
+    from core.layers.conv import Conv
+    from core.layers.pooling import GlobalAveragePooling, GlobalMaxPooling, MaxPooling
+
+    def act(a):
+        nets = {"linear": None, "relu": torch.nn.ReLU, "softmax": None}  # softmax: in the loss
+        if a.name not in nets:
+            raise ValueError(f"torch_twin: no translation for the activation {a.name!r}")
+        return [nets[a.name]()] if nets[a.name] else []
+
+    nn = torch.nn
+    out = []
+    for lay in model.layers:
+        rank = len(lay.input_shape) - 1
+        if isinstance(lay, Conv) and lay.groups == 1 and set(lay.strides) == {1} and set(lay.dilation_rate) == {1}:
+            conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[rank - 1]
+            pad = tuple(k // 2 for k in lay.kernel_size) if lay.padding == "same" else 0
+            if lay.padding == "same" and any(k % 2 == 0 for k in lay.kernel_size):
+                raise ValueError(f"torch_twin: {lay.name}: 'same' padding with an even kernel")
+            out += [conv(lay.input_shape[-1], lay.filters, lay.kernel_size, padding=pad, bias=lay.use_bias),
+                    *act(lay.activation)]
+        elif isinstance(lay, L.BatchNormalization) and lay.axis in (-1, len(lay.input_shape)):
+            norm = nn.BatchNorm1d if rank <= 1 else (nn.BatchNorm2d, nn.BatchNorm3d)[rank - 2]
+            out.append(norm(lay.input_shape[-1], eps=lay.epsilon, momentum=round(1 - lay.momentum, 9)))
+        elif isinstance(lay, L.Activation):
+            out += act(lay.activation)
+        elif isinstance(lay, MaxPooling) and tuple(lay.strides) == tuple(lay.pool_size):
+            pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1]
+            out.append(pool(lay.pool_size, ceil_mode=lay.padding == "same"))  # 'same' pads at the end
+        elif isinstance(lay, GlobalMaxPooling):
+            out += [(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)[rank - 1](1), nn.Flatten()]
+        elif isinstance(lay, GlobalAveragePooling):
+            out += [(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)[rank - 1](1), nn.Flatten()]
+        elif isinstance(lay, L.Flatten):
+            out.append(nn.Flatten())
+        elif isinstance(lay, L.Dropout) and lay.noise_shape is None:
+            out.append(nn.Dropout(lay.rate))
+        elif isinstance(lay, L.Dense) and len(lay.input_shape) == 1:
+            out += [nn.Linear(lay.input_shape[0], lay.units, bias=lay.use_bias), *act(lay.activation)]
+        else:
+            raise ValueError(f"torch_twin: no translation for layer {lay.name!r} ({type(lay).__name__})")
+    return nn.Sequential(*out)
 
 
 def spawn(module, engine, threads, extra):

@@ -67,15 +67,7 @@ def run_torch(train, test, epochs, threads):
         return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1), dtype=np.float32))
 
     x = ncdhw(ref._transform(X))
-    stack, c_in = [], x.shape[1]
-    for i, f in enumerate(ref.filters):
-        stack += [torch.nn.Conv3d(c_in, f, 3, padding=1), torch.nn.BatchNorm3d(f, eps=1e-3, momentum=0.1),
-                  torch.nn.ReLU()]
-        if i < len(ref.filters) - 1:
-            stack.append(torch.nn.MaxPool3d(2))
-        c_in = f
-    model = torch.nn.Sequential(*stack, torch.nn.AdaptiveMaxPool3d(1), torch.nn.Flatten(),
-                                torch.nn.Linear(c_in, len(classes)))
+    model = fit_compare.torch_twin(ref.build_network(ref.input_shape_, len(classes)))
     opt = torch.optim.Adam(model.parameters(), lr=ref.learning_rate, eps=1e-7)
     rng = np.random.default_rng(0)
     for _ in range(epochs):

@@ -19,8 +19,9 @@ model:
   ``lenet5_bn`` network, batch size 128, every batch warped by
   ``vision.augment.RandomAffine``, Adam at 2e-3 with a cosine decay to zero,
   the validation loss after every epoch, the best weights kept.
-- PyTorch: the same network (``torch.nn`` layers of the same sizes, BN with
-  the same epsilon and momentum), the same split, scaling, batch size,
+- PyTorch: the same network (``fit_compare.torch_twin`` of the network the
+  classifier builds: ``torch.nn`` layers of the same sizes, BN with the same
+  epsilon and momentum), the same split, scaling, batch size,
   augmentation (the same NumPy code), optimizer, schedule, validation and
   weight keeping, written as the usual PyTorch training loop.
 
@@ -86,13 +87,7 @@ def run_torch(X, y, Xt, yt, epochs, threads):
     auto_epochs, batch = defaults._schedule(len(tr))
     epochs = auto_epochs if epochs == "auto" else epochs
 
-    def stage(c_in, c_out):
-        return [torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                torch.nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01), torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
-
-    model = torch.nn.Sequential(*stage(1, 32), *stage(32, 64), torch.nn.Flatten(), torch.nn.Dropout(0.25),
-                                torch.nn.Linear(64 * 7 * 7, 128), torch.nn.ReLU(), torch.nn.Dropout(0.25),
-                                torch.nn.Linear(128, 10))
+    model = fit_compare.torch_twin(defaults.build_network((28, 28, 1), 10))
     opt = torch.optim.Adam(model.parameters(), lr=defaults.learning_rate, eps=1e-7)
     steps = epochs * math.ceil(len(tr) / batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))

@@ -1,0 +1,84 @@
+"""The PyTorch side of the fit comparisons (``vision_fit``, ``scan_fit``) must run the
+network our classifiers build: ``fit_compare.torch_twin`` is checked here by copying
+our weights into the twin and comparing the two networks' outputs."""
+import numpy as np
+import pytest
+
+from benchmarks.fit_compare import torch_twin
+
+torch = pytest.importorskip("torch")
+
+
+def _copy_weights(model, twin):
+    """Our weights into ``twin`` (same layer order); the first dense layer after a
+    flatten gets its rows reordered from channels-last to channels-first."""
+    ours = [lay for lay in model.layers if lay.params]
+    theirs = [mod for mod in twin if any(True for _ in mod.parameters()) or hasattr(mod, "running_mean")]
+    assert len(ours) == len(theirs)
+    flat = [tuple(lay.input_shape) for lay in model.layers if type(lay).__name__ == "Flatten"]
+    flat_shape = flat[0] if flat else None
+    for lay, mod in zip(ours, theirs):
+        p = {k: np.asarray(v) for k, v in lay.params.items()}
+        with torch.no_grad():
+            if "gamma" in p:
+                for ours_name, theirs_name in (("gamma", "weight"), ("beta", "bias"),
+                                               ("moving_mean", "running_mean"), ("moving_variance", "running_var")):
+                    getattr(mod, theirs_name).copy_(torch.from_numpy(p[ours_name]))
+                continue
+            k = p["kernel"]
+            if k.ndim > 2:  # (*kernel, C_in, filters) -> (filters, C_in, *kernel)
+                k = k.transpose((k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2)))
+            else:
+                if flat_shape is not None and k.shape[0] == int(np.prod(flat_shape)):
+                    k = k.reshape(flat_shape + (-1,))
+                    k = np.moveaxis(k, -2, 0).reshape(-1, k.shape[-1])  # rows channels-first
+                    flat_shape = None
+                k = k.T
+            mod.weight.copy_(torch.from_numpy(np.ascontiguousarray(k)))
+            if "bias" in p:
+                mod.bias.copy_(torch.from_numpy(p["bias"]))
+
+
+def _agree(model, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    for lay in model.layers:  # moving statistics other than 0 and 1, so that they are checked
+        if "moving_mean" in lay.params:
+            lay.params["moving_mean"][...] = rng.normal(size=lay.params["moving_mean"].shape)
+            lay.params["moving_variance"][...] = rng.uniform(0.5, 2, size=lay.params["moving_variance"].shape)
+            lay.params["beta"][...] = rng.normal(size=lay.params["beta"].shape)
+    twin = torch_twin(model).eval()
+    _copy_weights(model, twin)
+    x = rng.normal(size=(3,) + shape).astype(np.float32)
+    ours = model.predict(x)
+    with torch.no_grad():
+        theirs = torch.softmax(twin(torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1)))), 1).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-6)
+    n_ours = sum(int(np.prod(v.shape)) for lay in model.layers for k, v in lay.params.items()
+                 if k in lay.trainable_names())
+    assert n_ours == sum(p.numel() for p in twin.parameters())
+
+
+def test_twin_of_the_default_image_network_computes_the_same_function():
+    import vision
+    _agree(vision.ImageClassifier().build_network((28, 28, 1), 10), (28, 28, 1))
+
+
+def test_twin_of_the_default_scan_network_computes_the_same_function():
+    import medical
+    _agree(medical.ScanClassifier().build_network((12, 12, 12, 1), 2), (12, 12, 12, 1))
+
+
+def test_twin_follows_the_network_not_a_copy_of_it():
+    import vision
+    small = vision.ImageClassifier().build_network((28, 28, 1), 10)
+    wide = vision.networks.lenet5_bn((28, 28, 1), 10, dense=(64,), dropout=0.3)
+    assert [m.p for m in torch_twin(wide) if isinstance(m, torch.nn.Dropout)] == [0.3]
+    assert sum(p.numel() for p in torch_twin(wide).parameters()) < sum(p.numel() for p in torch_twin(small).parameters())
+
+
+def test_twin_names_a_layer_it_cannot_translate():
+    from core import Input, Sequential, layers
+    model = Sequential([Input(shape=(8, 8, 1)), layers.Conv2D(4, 3, strides=2), layers.Flatten(),
+                        layers.Dense(2, activation="softmax")])
+    with pytest.raises(ValueError, match="conv2d"):
+        torch_twin(model)
