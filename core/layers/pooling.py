@@ -101,11 +101,10 @@ class MaxPooling(Pooling):
         out = ws.take("pool.out", (x.shape[0],) + geo.out + (x.shape[-1],), x.dtype)
         won = ws.take("pool.won", (geo.size,) + out.shape, bool) if keep else None
         if x.nbytes > self.block_threshold:
-            def blocks(a, b):  # samples a:b, a few output rows at a time
-                for i, r0, r1 in row_blocks(b - a, geo.out[0], self._block_rows):
-                    i += a
-                    max_pool(xp, geo.block_slices((i,), r0, r1), out[i, r0:r1],
-                             None if won is None else won[:, i, r0:r1])
+            def blocks(a, b):  # samples a:b, in blocks of whole samples or of a few rows of one
+                for s, r0, r1 in row_blocks(a, b, geo.out[0], self._block_rows):
+                    max_pool(xp, geo.block_slices((s,), r0, r1), out[s, r0:r1],
+                             None if won is None else won[:, s, r0:r1])
             parallel.over_samples(blocks, x.shape[0])
         else:
             max_pool(xp, geo.slices(1), out, won)
@@ -125,9 +124,9 @@ class MaxPooling(Pooling):
         pooled = ws.take("pool.out_first", xt.shape[:2] + geo.out, xt.dtype)
         won = ws.take("pool.won_first", (geo.size,) + pooled.shape, bool) if keep else None
         if xt.nbytes > self.block_threshold:  # a sample and a few output rows at a time, as forward
-            for i, r0, r1 in row_blocks(xt.shape[1], geo.out[0], self._block_rows):
-                max_pool(xt, geo.block_slices((slice(None), i), r0, r1), pooled[:, i, r0:r1],
-                         None if won is None else won[:, :, i, r0:r1])
+            for s, r0, r1 in row_blocks(0, xt.shape[1], geo.out[0], self._block_rows):
+                max_pool(xt, geo.block_slices((slice(None), s), r0, r1), pooled[:, s, r0:r1],
+                         None if won is None else won[:, :, s, r0:r1])
         else:
             max_pool(xt, geo.slices(2), pooled, won)
         first_epilogue(pooled, bias, after)

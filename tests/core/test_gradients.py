@@ -464,9 +464,11 @@ def test_whole_rows_geometry(monkeypatch):
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("pool,stride,padding", [(2, None, "valid"), (3, 2, "same"), (2, 1, "valid")])
-def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding):
-    """Large inputs are max-pooled one sample and a few rows at a time; force one-row
-    blocks and compare outputs, tie-breaking and gradients with the whole-array path."""
+@pytest.mark.parametrize("per_block", ["row", "two samples"])
+def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding, per_block):
+    """Large inputs are max-pooled in blocks of a few rows of one sample, or of as many whole
+    samples as fit; force one-row blocks, or blocks of two samples (the last one short), and
+    compare outputs, tie-breaking and gradients with the whole-array path."""
     rng = np.random.default_rng(rank + pool)
     x = np.maximum(rng.normal(size=(3,) + SPATIAL[rank] + (2,)), 0).astype(np.float32)  # many tied zeros
 
@@ -475,9 +477,11 @@ def test_blocked_max_pooling_matches_whole(rank, pool, stride, padding):
         if blocks:
             layer.block_threshold, layer.block_bytes = 0, 1
         layer.build(x.shape[1:])
+        if blocks and per_block == "two samples":
+            layer._block_rows = 2 * layer.geometry.out[0]
         return layer
     whole, blocked = make(False), make(True)
-    assert blocked._block_rows == 1
+    assert blocked._block_rows == (1 if per_block == "row" else 2 * blocked.geometry.out[0])
     (yb, cb), (yw, cw) = blocked.forward(x, training=True), whole.forward(x, training=True)
     np.testing.assert_array_equal(yb, yw)
     np.testing.assert_array_equal(cb["won"], cw["won"])
@@ -583,20 +587,20 @@ def test_channel_rows_gathers_positions_and_per_channel_operations_agree(monkeyp
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
 @pytest.mark.parametrize("pool,stride", [(2, None), (3, 2), (2, 1)])
-@pytest.mark.parametrize("blocks", [0, 1, 2])
+@pytest.mark.parametrize("blocks", [0, 1, 2, "three samples"])
 def test_max_pooling_of_a_filters_first_input_equals_channels_last(rank, pool, stride, blocks):
     """Max pooling handed the ``(N, *spatial, C)`` view of a contiguous ``(C, N, *spatial)`` array
-    (a convolution's output under ``filters_first``) pools it in that layout (whole, or a sample
-    and a row at a time) and returns the input gradient as such a view; output, winners (ties
+    (a convolution's output under ``filters_first``) pools it in that layout (whole, in rows of a
+    sample, or in blocks of whole samples) and returns the input gradient as such a view; output, winners (ties
     included) and gradient equal those of the same numbers laid out channels last, to the bit."""
     rng = np.random.default_rng(rank * 3 + pool)
     xt = np.maximum(rng.normal(size=(4, 3) + SPATIAL[rank]), 0).astype(np.float32)  # many tied zeros
     x = np.moveaxis(xt, 0, -1)
     layer = POOLS[rank][0](pool_size=pool, strides=stride)
     layer.build(x.shape[1:])
-    if blocks:  # blocks of one or two output rows of a sample
+    if blocks:  # blocks of one or two output rows of a sample, or of three whole samples of four
         layer.block_threshold = 0
-        layer._block_rows = blocks
+        layer._block_rows = 3 * layer.geometry.out[0] if blocks == "three samples" else blocks
     (y1, c1), (y2, c2) = layer.forward(x, training=True), layer.forward(np.ascontiguousarray(x), training=True)
     assert c1["first"] and not c2["first"]
     np.testing.assert_array_equal(y1, y2)
