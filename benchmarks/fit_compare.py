@@ -28,40 +28,65 @@ def add_arguments(p):
 def torch_twin(model):
     """A ``torch.nn.Sequential`` with the same layers as the built ``core.Sequential`` ``model``:
     the same sizes, kernels, padding, biases, activations, pooling, dropout rates and batch-norm
-    epsilon and momentum (PyTorch's momentum is one minus ours). It takes channels-first input;
-    its flattening order differs from ours (channels last), which permutes the next dense layer's
-    rows and changes nothing else. Raises ``ValueError`` naming a layer it cannot translate."""
+    epsilon and momentum (PyTorch's momentum is one minus ours). It takes channels-first input
+    and returns logits (a softmax on the last layer is left to the loss); its flattening order
+    differs from ours (channels last), which permutes the next dense layer's rows and changes
+    nothing else. Its weights start from PyTorch's own initializers, and its batch norm keeps
+    the unbiased batch variance in its moving variance where ours keeps the biased one (a
+    factor n/(n-1), n the batch's positions: 1.0001 for a batch of 128 28x28 maps).
+
+    Raises ``ValueError`` naming the first layer it cannot translate exactly: strides,
+    dilation, groups, 'causal' padding, 'same' with an even kernel, pooling windows that
+    overlap or take padding before the data, frozen layers, batch norm without its scale or
+    offset, dropout with a ``noise_shape``, activations other than ReLU (and softmax)."""
     import torch
 
     from core import layers as L
     from core.layers.conv import Conv
     from core.layers.pooling import GlobalAveragePooling, GlobalMaxPooling, MaxPooling
 
-    def act(a):
-        nets = {"linear": None, "relu": torch.nn.ReLU, "softmax": None}  # softmax: in the loss
+    nn = torch.nn
+    last = len(model.layers) - 1
+
+    def refuse(lay, why):
+        raise ValueError(f"torch_twin: layer {lay.name!r} ({type(lay).__name__}): {why}")
+
+    def act(lay, a, i):
+        if a.name == "softmax" and i == last:  # in the loss
+            return []
+        nets = {"linear": None, "relu": nn.ReLU, "softmax": lambda: nn.Softmax(dim=1)}
         if a.name not in nets:
-            raise ValueError(f"torch_twin: no translation for the activation {a.name!r}")
+            refuse(lay, f"no translation for the activation {a.name!r}")
         return [nets[a.name]()] if nets[a.name] else []
 
-    nn = torch.nn
     out = []
-    for lay in model.layers:
+    for i, lay in enumerate(model.layers):
         rank = len(lay.input_shape) - 1
-        if isinstance(lay, Conv) and lay.groups == 1 and set(lay.strides) == {1} and set(lay.dilation_rate) == {1}:
+        if lay.params and not lay.trainable:
+            refuse(lay, "a frozen layer")
+        if isinstance(lay, Conv):
+            if lay.groups != 1 or set(lay.strides) != {1} or set(lay.dilation_rate) != {1}:
+                refuse(lay, "strides, dilation or groups")
+            if lay.padding not in ("valid", "same") or (
+                    lay.padding == "same" and any(k % 2 == 0 for k in lay.kernel_size)):
+                refuse(lay, f"padding {lay.padding!r} with kernel {lay.kernel_size}")
             conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[rank - 1]
             pad = tuple(k // 2 for k in lay.kernel_size) if lay.padding == "same" else 0
-            if lay.padding == "same" and any(k % 2 == 0 for k in lay.kernel_size):
-                raise ValueError(f"torch_twin: {lay.name}: 'same' padding with an even kernel")
             out += [conv(lay.input_shape[-1], lay.filters, lay.kernel_size, padding=pad, bias=lay.use_bias),
-                    *act(lay.activation)]
-        elif isinstance(lay, L.BatchNormalization) and lay.axis in (-1, len(lay.input_shape)):
+                    *act(lay, lay.activation, i)]
+        elif isinstance(lay, L.BatchNormalization):
+            if not (lay.center and lay.scale):
+                refuse(lay, "batch norm without its offset or scale")
             norm = nn.BatchNorm1d if rank <= 1 else (nn.BatchNorm2d, nn.BatchNorm3d)[rank - 2]
             out.append(norm(lay.input_shape[-1], eps=lay.epsilon, momentum=round(1 - lay.momentum, 9)))
         elif isinstance(lay, L.Activation):
-            out += act(lay.activation)
-        elif isinstance(lay, MaxPooling) and tuple(lay.strides) == tuple(lay.pool_size):
-            pool = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1]
-            out.append(pool(lay.pool_size, ceil_mode=lay.padding == "same"))  # 'same' pads at the end
+            out += act(lay, lay.activation, i)
+        elif isinstance(lay, MaxPooling):
+            # PyTorch's ceil_mode pads after the data only, as 'same' does when nothing goes before
+            if tuple(lay.strides) != tuple(lay.pool_size) or any(before for before, _ in lay.geometry.pads):
+                refuse(lay, f"pool {lay.pool_size}, strides {lay.strides}, padding {lay.padding!r}")
+            out.append((nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)[rank - 1](lay.pool_size,
+                                                                          ceil_mode=lay.padding == "same"))
         elif isinstance(lay, GlobalMaxPooling):
             out += [(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)[rank - 1](1), nn.Flatten()]
         elif isinstance(lay, GlobalAveragePooling):
@@ -71,9 +96,9 @@ def torch_twin(model):
         elif isinstance(lay, L.Dropout) and lay.noise_shape is None:
             out.append(nn.Dropout(lay.rate))
         elif isinstance(lay, L.Dense) and len(lay.input_shape) == 1:
-            out += [nn.Linear(lay.input_shape[0], lay.units, bias=lay.use_bias), *act(lay.activation)]
+            out += [nn.Linear(lay.input_shape[0], lay.units, bias=lay.use_bias), *act(lay, lay.activation, i)]
         else:
-            raise ValueError(f"torch_twin: no translation for layer {lay.name!r} ({type(lay).__name__})")
+            refuse(lay, "no translation")
     return nn.Sequential(*out)
 
 
