@@ -17,8 +17,9 @@ What is timed, per engine, in a fresh process with ``--threads`` threads
   after the first two, global max pooling, softmax), Adam at 3e-3, batch 8,
   E epochs (no validation part, so no early stopping);
 - PyTorch: the same scans through the same reading and scaling code, the same
-  network in ``torch.nn`` (batch norm with the same epsilon and momentum), the
-  same optimizer, batch size, epochs and shuffling, as the usual PyTorch loop.
+  network in ``torch.nn`` (``fit_compare.torch_twin`` of the network the
+  classifier builds: batch norm with the same epsilon and momentum), the same
+  optimizer, batch size, epochs and shuffling, as the usual PyTorch loop.
 
 The test accuracy is the share of the test scans classified right (the
 decision threshold of a fit without validation scans is 0.5 for both).
