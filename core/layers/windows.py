@@ -217,9 +217,10 @@ def col2im(dcols, geo, dxt):
     return dxt
 
 
-def col2im_rows(dcols, geo, flat, channels, n):
+def col2im_rows(parts, geo, flat, channels, n):
     """``col2im`` for a geometry with ``flat_rows``, from columns over the grid ``out_rows``:
-    ``dcols (K, C, N, *out_rows)`` (flattened or not), zero at every row position past
+    ``parts`` yields ``(k0, k1, dcols)``, the column gradient of offsets ``k0:k1``,
+    ``(k1-k0, C, N, *out_rows)`` (flattened or not), zero at every row position past
     ``out[-1]``. Each offset adds one contiguous run per output plane (rows end to end)
     instead of one short row at a time: 2-4x faster on 3-D layers. A run can end up to
     ``row_slack`` elements into the next plane; it adds zeros there, and the last plane's
@@ -228,9 +229,9 @@ def col2im_rows(dcols, geo, flat, channels, n):
     input gradient, ``(C, N, *padded)``, a view of ``flat``."""
     flat.fill(0)
     views = rows_views(geo, flat, channels, n)
-    d = dcols.reshape((geo.size,) + views[0].shape)
-    for k, view in enumerate(views):
-        view += d[k]
+    for k0, k1, dcols in parts:
+        for view, d in zip(views[k0:k1], dcols.reshape((k1 - k0,) + views[0].shape)):
+            view += d
     return flat[:channels * n * math.prod(geo.padded)].reshape((channels, n) + geo.padded)
 
 
