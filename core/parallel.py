@@ -214,16 +214,13 @@ def inside_region():
 
 
 def _inside(fn, chunk):
-    _local.inside = True  # nested regions run serially in their thread
-    try:
+    with inside():  # nested regions run serially in their thread
         return fn(chunk)
-    finally:
-        _local.inside = False
 
 
 class inside:
-    """Context manager: the calling thread runs a part of parallel work (a shard run by a
-    process of ``core.shardprocs``), so regions inside it run serially, as in ``_inside``."""
+    """Context manager: the calling thread runs a part of parallel work (a group of ``run``,
+    or a shard run by a process of ``core.shardprocs``), so regions inside it run serially."""
 
     def __enter__(self):
         self.saved = getattr(_local, "inside", False)
