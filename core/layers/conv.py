@@ -37,7 +37,13 @@ pass rather than keeping the whole matrix: 2-3x faster there, and the memory
 of the matrix is saved. (4 MB rather than 2: with a shard of the batch on each
 of two threads, fewer and larger blocks trained the Conv3D cases 5-11 % faster
 and predicted 10-18 % faster, in-process alternation; even on one thread;
-512 KB and 256 KB blocks were 20-70 % slower.)
+512 KB and 256 KB blocks were 20-70 % slower.) A block with channels-first columns and
+stride 1 on its last two axes copies them over the grid ``out_rows`` (``im2col_rows``): rows
+as long as the padded input's, so that each offset, channel and plane is one contiguous run;
+the product runs over the extra positions too, which are dropped from the output, and the
+gradients meet them with zeros. Paired A/B on one thread against a copy per output row:
+conv3d_64_b4 training 0.94-0.98x the time, predict 0.93x; conv3d_32_b8 (grid rows 15/13)
+0.99-1.01x and 0.95x.
 
 The backward pass is two more products (kernel gradient ``cols @ dz``, column
 gradient ``kernel @ dz.T``) and the scatter-add of the column gradient back
@@ -64,8 +70,8 @@ from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, channel_tiling, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
 from .windows import (WindowGeometry, col2im, col2im_block_add, col2im_rows, col2im_rows_block, column_bytes,
-                      copy_runs, first_axis_last, first_epilogue, im2col, im2col_block, last_axis_first, max_pool,
-                      rows_views, to_channels_first, windows_last)
+                      copy_runs, first_axis_last, first_epilogue, im2col, im2col_block, im2col_rows, last_axis_first,
+                      max_pool, rows_views, to_channels_first, windows_last)
 
 #: layers with at most this many filters whose columns are built channels first (few input
 #: channels, see ``copy_runs``) compute their output filters first when a max pooling follows,
@@ -178,7 +184,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         # 1-D layers with many channels and stride 1 predict without columns (``_shifted_output``)
         self._shifted = (self.rank == 1 and self.groups == 1 and self.strides == (1,)
                          and channels >= SHIFT_MIN_CHANNELS)
-        row_bytes = geo.size * channels * math.prod(geo.out[1:]) * np.dtype(self.dtype).itemsize
+        row_bytes = geo.size * channels * self._block_positions(1, 1) * np.dtype(self.dtype).itemsize
         self._chunk_rows = min(geo.row_block(row_bytes, self.chunk_bytes), geo.out[0])
         self._sample_column_bytes = column_bytes(geo, channels, 1, np.dtype(self.dtype).itemsize)
         # when a whole sample fits in a block, a block holds as many whole samples as fit: one
@@ -189,6 +195,28 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         rng)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, rng)
+
+    @property
+    def _grid_columns(self):
+        """Whether the blocks of a chunked layer build their columns over the grid ``out_rows``
+        (``im2col_rows``: one contiguous run per plane instead of one per output row): an
+        ungrouped layer with channels-first columns and a geometry with ``flat_rows``."""
+        return not self._cols_last and self.groups == 1 and self.geometry.flat_rows
+
+    def _block_positions(self, samples, rows):
+        """Columns of the matrix of a block of ``rows`` output rows of ``samples`` samples: over
+        the grid ``out_rows`` for a layer with ``_grid_columns``."""
+        geo = self.geometry
+        return samples * rows * math.prod((geo.out_rows if self._grid_columns else geo.out)[1:])
+
+    def _grid_valid(self, zg, first, samples, rows):
+        """The output positions of a block's product over the grid ``out_rows`` (flat ``zg``), as
+        ``(filters, samples, rows, *out[1:])`` (``first``) or ``(samples, rows, *out[1:], filters)``."""
+        geo = self.geometry
+        grid = (samples, rows) + geo.out_rows[1:]
+        if first:
+            return zg.reshape((self.filters,) + grid)[..., :geo.out[-1]]
+        return zg.reshape(grid + (self.filters,))[..., :geo.out[-1], :]
 
     def compute_output_shape(self, input_shape):
         return self._window_geometry(tuple(input_shape)).out + (self.filters,)
@@ -209,7 +237,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         there is no padding) for a layer whose columns are built channels last, else the
         channels-first ``(C, N, *padded)`` of ``_channels_first``."""
         if not self._cols_last:
-            return self._channels_first(x, ws)
+            xt = self._channels_first(x, ws)
+            # (``im2col_rows`` reads runs of a C-contiguous buffer)
+            return np.ascontiguousarray(xt) if self._grid_columns else xt
         return self._padded_last(x, ws)
 
     def _padded_last(self, x, ws):
@@ -242,6 +272,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         a block of several samples holds them whole."""
         geo = self.geometry
         c = self.input_shape[-1]
+        if self._grid_columns:
+            shape = (geo.size, c, b - a, r1 - r0) + geo.out_rows[1:]
+            cols = im2col_rows(src, geo, a, b, r0, r1, flat[:math.prod(shape)].reshape(shape))
+            return cols.reshape(geo.size * c, -1)
         rows = (b - a, r1 - r0) + geo.out[1:]
         if self._cols_last:
             shape = rows + geo.kernel + (c,)
@@ -266,11 +300,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             return False
         return self._sample_column_bytes * x.shape[0] > self.chunk_threshold
 
-    def _block_plan(self, n, ws, channels, dtype):
-        """Samples split into one group per thread, and a column buffer for each group."""
+    def _block_plan(self, n, ws, channels, dtype, extra=0):
+        """Samples split into one group per thread, and a column buffer for each group, with
+        ``extra`` elements more at its end."""
         geo = self.geometry
         sample_groups = parallel.groups(list(range(n)), parallel.block_threads())
-        size = geo.size * channels * self._chunk_samples * self._chunk_rows * math.prod(geo.out[1:])
+        size = geo.size * channels * self._block_positions(self._chunk_samples, self._chunk_rows) + extra
         buffers = [ws.take("conv.chunk", (size,), dtype) for _ in sample_groups]
         return list(zip(buffers, sample_groups))
 
@@ -278,8 +313,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Yield ``(a, b, r0, r1, cols)`` for the blocks of ``samples`` (consecutive sample
         indices): output rows ``r0:r1`` (first spatial axis) of samples ``a:b``, where a block
         holds either several whole samples or a few rows of one. ``cols`` is the block's
-        ``(K*C, (b-a) * (r1-r0) * prod(out[1:]))`` column matrix (``_block_columns``), built in
-        the front of the flat buffer ``flat`` (reused from block to block)."""
+        ``(K*C, (b-a) * (r1-r0) * prod(out[1:]))`` column matrix (``_block_columns``; over the
+        grid ``out_rows`` for a layer with ``_grid_columns``), built in the front of the flat
+        buffer ``flat`` (reused from block to block)."""
         rows = self.geometry.out[0]
         if self._chunk_samples > 1:
             for s0 in range(0, len(samples), self._chunk_samples):
@@ -433,19 +469,22 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         q1 = min(q0 + per_block, pgeo.out[0])
                         r0, r1 = q0 * p0, q1 * p0
                         cols = self._block_columns(src, flat, i, i + 1, r0, r1)
-                        zb = zflat[:(r1 - r0) * math.prod(geo.out[1:]) * f]
+                        zb = zflat[:cols.shape[1] * f]
                         sl = pooled_slices.get(q1 - q0)
                         if sl is None:
                             sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
+                        # (over the grid ``out_rows`` for a layer with ``_grid_columns``: the
+                        # pooling windows read the output positions only)
+                        block = (r1 - r0,) + (geo.out_rows if self._grid_columns else geo.out)[1:]
                         if first:
-                            zb = zb.reshape((f, r1 - r0) + geo.out[1:])
+                            zb = zb.reshape((f,) + block)
                             np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
                             pooled = pflat[:(q1 - q0) * math.prod(pgeo.out[1:]) * f]
                             pooled = max_pool(zb, sl, pooled.reshape((f, q1 - q0) + pgeo.out[1:]))
                             first_epilogue(pooled, bias, activation)
                             np.copyto(out[i, q0:q1], first_axis_last(pooled))
                             continue
-                        zb = zb.reshape((1, r1 - r0) + geo.out[1:] + (f,))
+                        zb = zb.reshape((1,) + block + (f,))
                         np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
                         if not late:
                             _epilogue(zb, bias, activation)
@@ -453,8 +492,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         if late:
                             _epilogue(pooled, bias, activation)
         groups = parallel.groups(list(range(n)), parallel.block_threads())
-        col_size = geo.size * c * rows * math.prod(geo.out[1:])
-        z_size = rows * math.prod(geo.out[1:]) * f
+        col_size = geo.size * c * self._block_positions(1, rows)
+        z_size = self._block_positions(1, rows) * f
         pooled_size = per_block * math.prod(pgeo.out[1:]) * f if first else 0
         plan = [((ws.take("conv.chunk", (col_size,), x.dtype), ws.take("conv.zblock", (z_size,), x.dtype),
                   ws.take("pool.block_first", (pooled_size,), x.dtype)), g) for g in groups]
@@ -491,13 +530,21 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             epilogue = _epilogue
         src = self._source(x, ws)
         if self._use_chunks(x):
+            # a product over the grid ``out_rows`` goes to the end of the thread's buffer first
+            grid = f * self._block_positions(self._chunk_samples, self._chunk_rows) if self._grid_columns else 0
+
             def work(chunk):  # each thread: whole samples, so the blocks it writes are its own
                 for flat, samples in chunk:
                     for a, b, r0, r1, cols in self._blocks(src, flat, samples):
                         zb = z[:, a:b, r0:r1] if first else z[a:b, r0:r1]
-                        product(cols, zb)
+                        if grid:
+                            zg = flat[flat.size - f * cols.shape[1]:]
+                            product(cols, zg)
+                            np.copyto(zb, self._grid_valid(zg, first, b - a, r1 - r0))
+                        else:
+                            product(cols, zb)
                         epilogue(zb, bias, act)
-            parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype), blas=True)
+            parallel.run(work, self._block_plan(n, ws, x.shape[-1], x.dtype, grid), blas=True)
             return z, {"src": src, "cols": None}
         cols2 = self._columns(src, ws, n)
         if self.groups == 1:
@@ -544,14 +591,26 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             grads["kernel"] = blas.dot(ctx["cols"], dz2t.T).reshape(kernel.shape)
             return grads
         src, n = ctx["src"], ctx["batch"]
+        geo = self.geometry
+        plan = self._block_plan(n, ws, self.input_shape[-1], dzt.dtype)
+        # columns over the grid ``out_rows``: the gradient over the same grid, filters first,
+        # zero past each row's end (every borrower writes only the rows' output positions)
+        grids = [ws.take(("conv.dzt_grid" + f".{g}", geo.out[-1]),
+                         (f * self._block_positions(self._chunk_samples, self._chunk_rows),), dzt.dtype,
+                         init="zeros") if self._grid_columns else None for g in range(len(plan))]
 
         def work(chunk):  # each thread: whole samples, its own partial sum
             dk = np.zeros((kernel.size // f, f), dzt.dtype)
-            for flat, samples in chunk:
+            for (flat, samples), grid in chunk:
                 for a, b, r0, r1, cols in self._blocks(src, flat, samples):
-                    dk += blas.dot(cols, dzt[:, a:b, r0:r1].reshape(f, -1).T)
+                    d = dzt[:, a:b, r0:r1]
+                    if grid is not None:
+                        g = grid[:f * cols.shape[1]]
+                        np.copyto(self._grid_valid(g, True, b - a, r1 - r0), d)
+                        d = g
+                    dk += blas.dot(cols, d.reshape(f, -1).T)
             return dk
-        partial = parallel.run(work, self._block_plan(n, ws, self.input_shape[-1], dzt.dtype), blas=True)
+        partial = parallel.run(work, list(zip(plan, grids)), blas=True)
         grads["kernel"] = _sum_in_order(partial).reshape(kernel.shape)
         return grads
 
@@ -570,7 +629,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 dx = ws.take("conv.dx", (n,) + self.input_shape, dz2.dtype)
                 return self._input_grad_samples_last(dz, dx, *self._samples_last_buffers(n, ws, dz2.dtype))
             if by_rows and need_input_grad:
-                return self._channels_last(self._input_grad_by_rows(dz, *self._rows_buffers(n, ws, dz2.dtype)), ws)
+                dz_rows, dcols, flat = self._rows_buffers(n, ws, dz2.dtype)
+                return self._channels_last(self._input_grad_by_rows(self._dz_grid(dz, dz_rows), n, dcols, flat), ws)
             if need_input_grad:
                 np.matmul(kernel.reshape(-1, self.filters), dz2.T, out=dcols)
         else:
@@ -635,29 +695,33 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         np.copyto(dx, dxt[geo.interior_with(1)].swapaxes(0, -1))
         return dx
 
-    def _input_grad_by_rows(self, dz, dz_rows, dcols, flat):
+    def _input_grad_by_rows(self, g, n, dcols, flat):
         """The padded input gradient ``(C, n, *padded)`` of ``n`` whole samples from their output
-        gradient ``dz (n, *out, filters)``, by ``col2im_rows``: the column gradient over the grid
-        ``out_rows`` (``_grid_column_grad``) scattered into ``flat`` (see ``_rows_buffers``)."""
-        return col2im_rows(self._grid_column_grad(dz, dz_rows, dcols), self.geometry, flat, self.input_shape[-1],
-                           dz.shape[0])
+        gradient over the grid ``out_rows``, ``g`` (``_dz_grid``), by ``col2im_rows``: the column
+        gradient (``_grid_column_grad``) scattered into ``flat`` (see ``_rows_buffers``)."""
+        return col2im_rows(self._grid_column_grad(g, dcols), self.geometry, flat, self.input_shape[-1], n)
 
-    def _grid_column_grad(self, dz, dz_rows, dcols):
-        """Yield ``(k0, k1, part)``: the column gradient of ``dz (n, rows, *out[1:], filters)``
-        (whole samples, or a block of output rows of one) over the grid ``out_rows`` for the
-        kernel offsets ``k0:k1``, ``part`` ``((k1-k0)*C, m)``, one row of the kernel's first axis
-        at a time, each in the front of the 1-D ``dcols``: scatter each part before asking for
-        the next. Split so, a part is a few times smaller and is still in the cache when it is
-        scattered: the conv3d_64_b4 training step 0.98x the time on one thread (four paired
-        A/B runs, 0.976-0.984) and 0.96-1.00x on two, conv3d_32_b8 0.95-0.99x on two; the
-        same sums, to the bit. ``dz`` is first copied into the
-        front of ``dz_rows`` (``(>= n, >= rows, *out_rows[1:], filters)``, zero past each
+    def _dz_grid(self, dz, dz_rows):
+        """The output gradient ``dz (n, rows, *out[1:], filters)`` (whole samples, or a block of
+        output rows of one) over the grid ``out_rows``, as an ``(m, filters)`` matrix: copied into
+        the front of ``dz_rows`` (``(>= n, >= rows, *out_rows[1:], filters)``, zero past each
         row's end, kept so by every borrower)."""
+        grid = dz_rows[:dz.shape[0], :dz.shape[1]]
+        grid[..., :self.geometry.out[-1], :] = dz
+        return grid.reshape(-1, self.filters)
+
+    def _grid_column_grad(self, g, dcols):
+        """Yield ``(k0, k1, part)``: the column gradient of the output gradient over the grid
+        ``out_rows``, ``g (m, filters)`` (``_dz_grid``), for the kernel offsets ``k0:k1``,
+        ``part`` ``((k1-k0)*C, m)``, one row of the kernel's first axis at a time, each in the
+        front of the 1-D ``dcols``: scatter each part before asking for the next. Split so, a
+        part is a few times smaller and is still in the cache when it is scattered: the
+        conv3d_64_b4 training step 0.98x the time on one thread (four paired A/B runs,
+        0.976-0.984) and 0.96-1.00x on two, conv3d_32_b8 0.95-0.99x on two; the same sums, to
+        the bit."""
         geo = self.geometry
         f = self.filters
-        grid = dz_rows[:dz.shape[0], :dz.shape[1]]
-        grid[..., :geo.out[-1], :] = dz
-        g = grid.reshape(-1, f).T
+        g = g.T
         per_row = geo.size // geo.kernel[0]
         d = dcols[:per_row * self.input_shape[-1] * g.shape[1]].reshape(-1, g.shape[1])
         for i, kernel_row in enumerate(self.params["kernel"].reshape(-1, per_row * self.input_shape[-1], f)):
@@ -719,30 +783,38 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         self._samples_last_buffers(min(self._chunk_samples, n), ws, dz2.dtype, f".{g}")
                         if samples_last else None
                         for g, (_, samples) in enumerate(plan)]
+        # the output gradient over the grid ``out_rows`` (``_dz_grid``), for the scatter by rows
+        # and for the kernel gradient over columns built on that grid (``_grid_columns``)
+        grids = [buffers[0] if by_rows or block_rows else
+                 ws.take(("conv.dz_grid" + f".{g}", geo.out[-1]),
+                         (self._chunk_samples, self._chunk_rows) + geo.out_rows[1:] + (self.filters,), dz2.dtype,
+                         init="zeros") if self._grid_columns else None
+                 for g, buffers in enumerate(rows_buffers)]
 
         def work(chunk):  # each thread: whole samples (their input gradients do not overlap), its own dk
             dk = np.zeros_like(kmat)
-            for (flat, samples), buffers in chunk:
+            for (flat, samples), buffers, grid in chunk:
                 if block_rows:
                     buffers[2].fill(0)
                     views = rows_views(geo, buffers[2], c, len(samples))
                 for a, b, r0, r1, cols in self._blocks(src, flat, samples):
                     dzc = dz[a:b, r0:r1].reshape(-1, self.filters)
-                    dk += _columns_times(cols, dzc)
+                    g = None if grid is None else self._dz_grid(dz[a:b, r0:r1], grid)
+                    dk += _columns_times(cols, g if self._grid_columns else dzc)
                     if not need_input_grad:
                         continue
                     if block_rows:
                         # against col2im one row at a time: Conv3D 64^3's second layer (blocks of
                         # 5 of 29 rows) backward 8-17 % faster, the conv3d_64_b4 training step 7 %
                         # faster on one thread and 11 % on two (paired A/B)
-                        for k0, k1, part in self._grid_column_grad(dz[a:b, r0:r1], *buffers[:2]):
+                        for k0, k1, part in self._grid_column_grad(g, buffers[1]):
                             col2im_rows_block(part, views[k0:k1], a - samples[0], r0, r1)
                         continue
                     if samples_last:
                         self._input_grad_samples_last(dz[a:b], dx[a:b], *buffers)
                         continue
                     if buffers is not None:  # whole samples
-                        np.copyto(dxt[:, a:b], self._input_grad_by_rows(dz[a:b], *buffers))
+                        np.copyto(dxt[:, a:b], self._input_grad_by_rows(g, b - a, *buffers[1:]))
                         continue
                     dcols = kmat @ dzc.T
                     if b - a > 1 or (r0, r1) == (0, geo.out[0]):  # whole samples: theirs alone
@@ -754,7 +826,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     padded = buffers[2][:c * (b - a) * math.prod(geo.padded)].reshape((c, b - a) + geo.padded)
                     np.copyto(dx[a:b], first_axis_last(padded[geo.interior_with(2)]))
             return dk
-        partial = parallel.run(work, list(zip(plan, rows_buffers)), blas=True)
+        partial = parallel.run(work, list(zip(plan, rows_buffers, grids)), blas=True)
         grads["kernel"] = _sum_in_order(partial).reshape(kernel.shape)
         return dx if dxt is None else self._channels_last(dxt, ws)
 

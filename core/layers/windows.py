@@ -289,6 +289,38 @@ def im2col_block(xt, geo, i, r0, r1, cols):
     return cols
 
 
+def im2col_rows(xt, geo, a, b, r0, r1, cols):
+    """The adjoint of ``col2im_rows``: the columns of output rows ``r0:r1`` (first spatial
+    axis) of samples ``a:b`` over the grid ``out_rows`` (a geometry with ``flat_rows``), into
+    ``cols (K, C, b-a, r1-r0, *out_rows[1:])`` (C-contiguous), from the C-contiguous
+    channels-first ``xt (C, N, *padded)``. Each offset, channel, sample and index of the
+    leading output axes copies one contiguous run: ``out_rows[-2]`` rows end to end (the block's
+    rows in 2-D), where ``im2col_block`` copies one short output row at a time (Conv3D's
+    second layer, 8 channels on 31^3: 1080 runs a block of 5 rows against 31,320, the copy
+    about 2x faster). A grid position past ``out[-1]`` holds the input at the start of the next
+    row (finite, and multiplied only by zeros of a gradient over the same grid); the last
+    ``row_slack`` positions of each run, which would read past its plane, are set to zero.
+    Returns ``cols``."""
+    if not xt.flags.c_contiguous:
+        raise ValueError("im2col_rows reads runs of a C-contiguous input; got a strided view")
+    c, item = xt.shape[0], xt.itemsize
+    grid = (r1 - r0,) + geo.out_rows[1:]
+    lead = grid[:-2]
+    run = grid[-2] * grid[-1]
+    copied = run - geo.row_slack
+    steps = geo._steps
+    shape = geo.kernel + (c, b - a) + lead + (copied,)
+    strides = (tuple(d * st * item for d, st in zip(geo.dilation, steps)) + xt.strides[:2]
+               + tuple(s * st * item for s, st in zip(geo.strides, steps[:len(lead)])) + (item,))
+    start = a * xt.strides[1] // item + r0 * geo.strides[0] * steps[0]
+    src = strided(xt.reshape(-1), shape, strides, writeable=False, offset=start)
+    dst = _by_offset_axes(cols.reshape((geo.size, c, b - a) + lead + (run,)), geo)
+    np.copyto(dst[..., :copied], src)
+    if copied < run:
+        dst[..., copied:] = 0
+    return cols
+
+
 def col2im_block_add(dcols, geo, i, r0, r1, dxt):
     """Adjoint of ``im2col_block``: add ``dcols`` into ``dxt (C, N, *padded)``."""
     for k, sl in enumerate(geo.block_slices((slice(None), i), r0, r1)):

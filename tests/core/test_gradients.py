@@ -203,14 +203,17 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
                 layer._chunk_samples = 1 if mode == "blocks of one sample" else 2
             y, ctx = layer.forward(x, training=True)
             assert layer._use_chunks(x) == mode.startswith("blocks")
+            # blocks build their columns over the same grid (two input channels: channels first)
+            assert layer._grid_columns == (mode != "row by row")
             g = rng.normal(size=y.shape) if g is None else g
             dx, grads = layer.backward(ctx, g.copy())
-            results.append((dx.copy(), grads["kernel"].copy()))
+            results.append((y.copy(), dx.copy(), grads["kernel"].copy()))
     finally:
         config.set_num_threads(None)
-    for dx, dk in results[1:]:
-        np.testing.assert_allclose(dx, results[0][0], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(dk, results[0][1], rtol=1e-10, atol=1e-12)
+    for y, dx, dk in results[1:]:
+        np.testing.assert_allclose(y, results[0][0], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dx, results[0][1], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(dk, results[0][2], rtol=1e-10, atol=1e-12)
     assert bool(by_row_blocks) == (rank == 3)
     layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
     layer.build(x.shape[1:], rng=np.random.default_rng(0))
@@ -270,6 +273,31 @@ def test_input_gradient_samples_last_matches_col2im(float64, rank, stride, paddi
     del used[:]
     check_layer(layer, x[:4], rng)
     assert 4 in used
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_row_grid_columns_of_a_non_contiguous_input(rank, monkeypatch):
+    """A chunked layer reading one channel without padding takes its channels-first input as a
+    view of ``x``; ``im2col_rows`` needs a contiguous buffer, so a strided ``x`` is copied
+    first: output and gradients equal those of the contiguous copy."""
+    from core.layers import windows
+
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)
+    rng = np.random.default_rng(rank)
+    wide = rng.normal(size=(3,) + SPATIAL[rank] + (2,)).astype(np.float32)
+    x = wide[..., :1]
+    assert not x.flags.c_contiguous
+    layer = CONV[rank](3, 2, activation="relu")
+    layer.chunk_threshold, layer.chunk_bytes = 0, 1
+    layer.build(x.shape[1:], rng=np.random.default_rng(0))
+    assert layer._grid_columns and layer._use_chunks(x)
+    runs = []
+    for data in (x, np.ascontiguousarray(x)):
+        y, ctx = layer.forward(data, training=True)
+        dx, grads = layer.backward(ctx, np.ones_like(y))
+        runs.append((y.copy(), dx.copy(), grads["kernel"].copy()))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_samples_last_rule():
@@ -374,6 +402,33 @@ def test_im2col_in_one_copy_equals_the_offset_slices(spatial, kernel, stride, di
             block = im2col_block(xt, geo, i, r0, r1, np.empty((geo.size, 3, r1 - r0) + geo.out[1:]))
             for k, sl in enumerate(geo.block_slices((slice(None), i), r0, r1)):
                 np.testing.assert_array_equal(block[k], xt[sl])
+
+
+@pytest.mark.parametrize("spatial,kernel,stride,dilation,padding", [
+    ((7, 9), (3, 3), (1, 1), (1, 1), "valid"), ((6, 8), (2, 3), (1, 1), (2, 2), "same"),
+    ((6, 5, 9), (3, 2, 3), (1, 1, 1), (1, 1, 1), "valid"), ((7, 6, 8), (2, 3, 2), (2, 1, 1), (2, 1, 2), "same")])
+def test_im2col_over_the_row_grid_equals_im2col(spatial, kernel, stride, dilation, padding, monkeypatch):
+    """``im2col_rows`` (the columns of a block over the grid ``out_rows``, one run per plane)
+    holds ``im2col``'s columns at every output position, for blocks of whole samples and of a
+    few output rows of one; the grid positions past each row's end are finite, the last
+    ``row_slack`` of each run zero (a buffer of NaNs is overwritten everywhere)."""
+    from core.layers import windows
+    from core.layers.windows import WindowGeometry, im2col, im2col_rows
+
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)  # these small inputs have relatively long rows
+    geo = WindowGeometry(spatial, kernel, stride, dilation, padding)
+    assert geo.flat_rows
+    rng = np.random.default_rng(len(spatial) + dilation[0])
+    xt = rng.normal(size=(3, 4) + geo.padded)
+    whole = im2col(xt, geo, np.empty((geo.size, 3, 4) + geo.out))
+    out = geo.out
+    for (a, b), (r0, r1) in itertools.product(((0, 4), (1, 3), (3, 4)), ((0, out[0]), (1, 2), (out[0] - 2, out[0]))):
+        cols = np.full((geo.size, 3, b - a, r1 - r0) + geo.out_rows[1:], np.nan)
+        assert im2col_rows(xt, geo, a, b, r0, r1, cols) is cols
+        np.testing.assert_array_equal(cols[..., :out[-1]], whole[:, :, a:b, r0:r1])
+        assert np.isfinite(cols).all()
+        runs = cols.reshape(cols.shape[:-2] + (-1,))  # one run per plane (per block in 2-D)
+        assert not runs[..., runs.shape[-1] - geo.row_slack:].any()
 
 
 def test_strided_views_equal_as_strided():
@@ -612,7 +667,8 @@ def test_max_pooling_of_a_filters_first_input_equals_channels_last(rank, pool, s
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
-@pytest.mark.parametrize("case", ["relu", "linear", "chunked", "input gradient", "tanh", "padded pooling"])
+@pytest.mark.parametrize("case", ["relu", "linear", "chunked", "chunked on the row grid", "input gradient", "tanh",
+                                  "padded pooling"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float64, rank, case, threads,
                                                                            monkeypatch):
@@ -621,11 +677,15 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
     and the kernel gradient comes from it (also block by block for a chunked layer; where the
     layer's input gradient is needed it falls back to channels last). Outputs and every
     gradient equal the channels-last run up to rounding; with an activation
-    that stays before the pooling (tanh) or a pooling with padding, nothing changes."""
+    that stays before the pooling (tanh) or a pooling with padding, nothing changes. A chunked
+    layer builds its columns row by row or, on the row grid, over the grid ``out_rows``
+    (``Conv._grid_columns``), with the output gradient moved onto that grid."""
     from core import Input, Sequential, config
     from core.layers import conv as conv_module
+    from core.layers import windows
 
     monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 1)  # these batches are small
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0 if case == "chunked on the row grid" else -1.0)
     rng = np.random.default_rng(rank * 11 + len(case))
     x = rng.normal(size=(5,) + SPATIAL[rank] + (1,))
     act = {"linear": None, "tanh": "tanh"}.get(case, "relu")
@@ -635,10 +695,11 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
     x = x[(slice(None),) + tuple(slice(0, n - n % 2 + (case == "padded pooling")) for n in x.shape[1:-1])]
     model = Sequential([Input(x.shape[1:]), *before, conv, pool, CONV[rank](3, 2, activation="relu"),
                         layers.Flatten(), layers.Dense(2)], seed=1)
-    if case == "chunked":
+    if case.startswith("chunked"):
         conv.chunk_threshold, conv.chunk_bytes = 0, 1
         conv.build(conv.input_shape)
         assert conv._use_chunks(x) == (rank > 1)  # 1-D layers never run in chunks
+        assert conv._grid_columns == (case == "chunked on the row grid" and rank > 1)
     k = model.layers.index(pool)
     expected = case not in ("tanh", "padded pooling")
     runs = []

@@ -157,12 +157,17 @@ def test_folding_follows_set_weights_and_loading(tmp_path):
 @pytest.mark.parametrize("rank", [2, 3])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("first", [False, True], ids=["filters-last", "filters-first"])
-def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, first, monkeypatch):
+@pytest.mark.parametrize("grid", [False, True], ids=["by-rows", "row-grid"])
+def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, first, grid, monkeypatch):
     """Chunked conv + bias + ReLU + max pooling, pooled per block of rows (odd sizes: the valid
     pooling drops the last row; blocks of one and of several pooled rows; one and two threads),
-    with each block's product laid out filters last or filters first (``FIRST_MAX_FILTERS``)."""
+    with each block's product laid out filters last or filters first (``FIRST_MAX_FILTERS``),
+    its columns copied row by row or over the grid ``out_rows`` (``Conv._grid_columns``: the
+    pooling reads the output positions of the product over that grid)."""
     from core.layers import conv as conv_module
+    from core.layers import windows
     from core.layers.conv import Conv
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0 if grid else -1.0)
     rng = np.random.default_rng(10)
     spatial = {2: (11, 9), 3: (9, 7, 8)}[rank]
     x = rng.normal(size=(3,) + spatial + (2,)).astype(np.float32)
@@ -181,9 +186,10 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, f
             conv.chunk_threshold, conv.chunk_bytes = 0, chunk_bytes
             conv.build(conv.input_shape)  # the row blocks follow chunk_bytes
             assert not conv._cols_last  # two channels: columns channels first
-            if threads == 1 and not first:
+            assert conv._grid_columns == grid
+            if threads == 1 and not first and not grid:
                 np.testing.assert_array_equal(model.predict(x), _unfused(model, x))
-            else:  # products of other shapes (shards of the batch, filters first) round differently
+            else:  # products of other shapes (shards of the batch, filters first, the grid) round differently
                 np.testing.assert_allclose(model.predict(x), _unfused(model, x), rtol=1e-5, atol=1e-6)
     finally:
         config.set_num_threads(None)
