@@ -357,3 +357,28 @@ def test_a_sum_larger_than_its_slot_fails_the_batch_rather_than_running_it_twice
         model.train_on_batch(x, np.arange(8) % 2)
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_message_is_read_whole_after_polling_and_an_idle_wait_gives_up():
+    """A process of a crew polls its socket before it blocks (``SPIN_SECONDS``): polling reads
+    nothing, so the message that ends it is then read whole; with no message the poll gives up
+    after the time asked (measured with the same clock), and a closed peer ends it at once."""
+    import socket
+
+    left, right = socket.socketpair()
+    try:
+        shardprocs._send(left, {"op": "stop", "rows": [1, 2]})
+        shardprocs._poll(right, 5.0)
+        assert shardprocs._recv(right) == {"op": "stop", "rows": [1, 2]}
+        start = time.perf_counter()
+        shardprocs._poll(right, 0.01)
+        assert time.perf_counter() - start >= 0.01
+        left.close()
+        start = time.perf_counter()
+        shardprocs._poll(right, 60.0)  # the end of the stream: returns without waiting it out
+        assert time.perf_counter() - start < 30.0
+        with pytest.raises(EOFError):
+            shardprocs._recv(right)
+    finally:
+        left.close()
+        right.close()
