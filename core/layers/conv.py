@@ -189,7 +189,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self._sample_column_bytes = column_bytes(geo, channels, 1, np.dtype(self.dtype).itemsize)
         # when a whole sample fits in a block, a block holds as many whole samples as fit: one
         # sample of a small image is too short a matrix product to run BLAS at speed
-        self._chunk_samples = (max(1, self.chunk_bytes // self._sample_column_bytes)
+        self._chunk_samples = (max(1, self.chunk_bytes // (row_bytes * geo.out[0]))
                                if self._chunk_rows == geo.out[0] else 1)
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
@@ -594,10 +594,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         geo = self.geometry
         plan = self._block_plan(n, ws, self.input_shape[-1], dzt.dtype)
         # columns over the grid ``out_rows``: the gradient over the same grid, filters first,
-        # zero past each row's end (every borrower writes only the rows' output positions)
+        # zero past each row's end (every borrower writes only the rows' output positions). Its
+        # shape holds the grid's row length and its tag the output width, so that only layers
+        # with the same padding positions share it
         grids = [ws.take(("conv.dzt_grid" + f".{g}", geo.out[-1]),
-                         (f * self._block_positions(self._chunk_samples, self._chunk_rows),), dzt.dtype,
-                         init="zeros") if self._grid_columns else None for g in range(len(plan))]
+                         (f * self._block_positions(self._chunk_samples, self._chunk_rows) // geo.out_rows[-1],
+                          geo.out_rows[-1]), dzt.dtype, init="zeros") if self._grid_columns else None
+                 for g in range(len(plan))]
 
         def work(chunk):  # each thread: whole samples, its own partial sum
             dk = np.zeros((kernel.size // f, f), dzt.dtype)
@@ -605,7 +608,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 for a, b, r0, r1, cols in self._blocks(src, flat, samples):
                     d = dzt[:, a:b, r0:r1]
                     if grid is not None:
-                        g = grid[:f * cols.shape[1]]
+                        g = grid.reshape(-1)[:f * cols.shape[1]]
                         np.copyto(self._grid_valid(g, True, b - a, r1 - r0), d)
                         d = g
                     dk += blas.dot(cols, d.reshape(f, -1).T)

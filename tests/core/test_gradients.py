@@ -300,6 +300,47 @@ def test_row_grid_columns_of_a_non_contiguous_input(rank, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["filters-first", "filters-last"])
+def test_row_grid_gradient_buffers_shared_by_two_layers(first, monkeypatch):
+    """The output gradient moved onto the grid ``out_rows`` lives in workspace buffers kept zero
+    past each row's end. Two chunked layers that borrow them from one workspace in turn, with
+    buffers of one size but other padding positions (the same output width and a longer padded
+    row, or the same padded row and a shorter output), each get the kernel gradient a fresh
+    workspace gives, in blocks of a few rows and of two whole samples."""
+    from core.layers import conv as conv_module
+    from core.layers.windows import first_axis_last
+    from core.workspace import Workspace
+
+    monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 1)
+    # (width, kernel, rows per block, samples per block): out[-1] 40 for both filters first,
+    # with blocks of 22 and 21 rows the same number of grid positions; filters last, one
+    # padded width (42) and output widths 40 and 38
+    pairs = {True: [((42, 3), 22, 1), ((44, 5), 21, 1)], False: [((42, 3), 8, 1), ((42, 5), 8, 1)]}[first]
+    pairs += [((w, k), 30 - k + 1, 2) for (w, k), _, _ in pairs]  # blocks of two whole samples
+
+    def kernel_grad(spec, ws):
+        (width, k), rows, samples = spec
+        layer = layers.Conv2D(4, k)
+        layer.chunk_threshold = 0
+        layer.build((30, width, 1), rng=np.random.default_rng(0))
+        layer._chunk_rows, layer._chunk_samples = rows, samples
+        assert layer._grid_columns
+        x = np.random.default_rng(width).normal(size=(4, 30, width, 1)).astype(np.float32)
+        y, ctx = layer.forward(x, training=True, filters_first=first, workspace=ws)
+        assert ctx["first"] == first
+        g = np.random.default_rng(k).normal(size=(4,) + layer.geometry.out + (4,)).astype(np.float32)
+        if first:  # a filters-first gradient, as the pooling after such a layer gives it
+            g = first_axis_last(np.ascontiguousarray(np.moveaxis(g, -1, 0)))
+        return layer.backward(ctx, g, need_input_grad=False, workspace=ws)[1]["kernel"].copy()
+
+    for one, two in (pairs[:2], pairs[2:]):
+        expected = kernel_grad(two, Workspace())
+        ws = Workspace()
+        kernel_grad(one, ws)
+        ws.reclaim()
+        np.testing.assert_allclose(kernel_grad(two, ws), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_samples_last_rule():
     """The input gradient goes samples last only for 2-D and 3-D layers with stride 1 on the last
     axis, output rows shorter than ``SAMPLES_LAST_MAX_RUN`` and ``SAMPLES_LAST_MIN`` samples."""
@@ -667,8 +708,8 @@ def test_max_pooling_of_a_filters_first_input_equals_channels_last(rank, pool, s
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
-@pytest.mark.parametrize("case", ["relu", "linear", "chunked", "chunked on the row grid", "input gradient", "tanh",
-                                  "padded pooling"])
+@pytest.mark.parametrize("case", ["relu", "linear", "chunked", "chunked on the row grid",
+                                  "chunked samples on the row grid", "input gradient", "tanh", "padded pooling"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float64, rank, case, threads,
                                                                            monkeypatch):
@@ -685,7 +726,7 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
     from core.layers import windows
 
     monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 1)  # these batches are small
-    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0 if case == "chunked on the row grid" else -1.0)
+    monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0 if case.endswith("on the row grid") else -1.0)
     rng = np.random.default_rng(rank * 11 + len(case))
     x = rng.normal(size=(5,) + SPATIAL[rank] + (1,))
     act = {"linear": None, "tanh": "tanh"}.get(case, "relu")
@@ -699,7 +740,9 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
         conv.chunk_threshold, conv.chunk_bytes = 0, 1
         conv.build(conv.input_shape)
         assert conv._use_chunks(x) == (rank > 1)  # 1-D layers never run in chunks
-        assert conv._grid_columns == (case == "chunked on the row grid" and rank > 1)
+        assert conv._grid_columns == (case.endswith("on the row grid") and rank > 1)
+        if case.startswith("chunked samples"):  # blocks of two whole samples (2, 2 and 1)
+            conv._chunk_rows, conv._chunk_samples = conv.geometry.out[0], 2
     k = model.layers.index(pool)
     expected = case not in ("tanh", "padded pooling")
     runs = []
