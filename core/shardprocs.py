@@ -60,13 +60,14 @@ _ALIGN = 64
 ALLREDUCE_BYTES = 4 << 20
 #: seconds ``close`` waits for a worker to leave after asking it to stop
 STOP_WAIT = 2.0
-#: seconds a process of a crew polls its socket for the next message before it blocks in
-#: ``recv``, as OpenMP runtimes spin before they sleep: a worker waiting for the next shard,
-#: the parent waiting for the workers' answers or sums. Waking a blocked process took 0.16 ms
-#: to the worker and 0.25-0.3 ms back on this 2-core VM (a sleeping virtual CPU), against
-#: 0.09 and 0.16 ms polling; a LeNet-5 predict at two threads (3 ms a shard) went from
-#: 4.0-4.6 ms to 3.65-3.84 ms, HAR's from 4.9-5.3 to 4.2-4.4 (three alternating runs). A
-#: process polls on its own core; after this long it sleeps until the message comes.
+#: seconds a process of a crew polls its socket for a message of the batch in progress before
+#: it blocks in ``recv``, as OpenMP runtimes spin before they sleep: the parent waiting for
+#: the workers' answers and batch-norm parts, a worker waiting for a sum. Waking a blocked
+#: process took 0.25-0.3 ms on this 2-core VM (a sleeping virtual CPU), 0.16 ms polling; a
+#: LeNet-5 predict at two threads (3 ms a shard) took 3.9 ms against 4.1-4.2 (two
+#: alternating runs). A worker waiting for the next batch sleeps at once: polling there too
+#: saved a little more on one model (0.09 ms against 0.16 to wake the worker), but two models
+#: predicting by turns then ran 2x slower, each one's workers polling on the cores the other needed.
 SPIN_SECONDS = 0.002
 
 _mode = {"processes": None}
@@ -147,8 +148,9 @@ def _read_exactly(sock, n):
     return b"".join(chunks)
 
 
-def _recv(sock):
-    _poll(sock, SPIN_SECONDS)
+def _recv(sock, spin=0.0):
+    """The next message on ``sock``, after polling for it up to ``spin`` seconds."""
+    _poll(sock, spin)
     n, = _LENGTH.unpack(_read_exactly(sock, _LENGTH.size))
     return json.loads(_read_exactly(sock, n))
 
@@ -364,7 +366,7 @@ class Crew:
 
     def _receive(self, worker, ranges):
         try:
-            return _recv(worker.sock)
+            return _recv(worker.sock, SPIN_SECONDS)
         except (EOFError, OSError):
             raise self._ended(worker, ranges) from None
 
@@ -466,7 +468,7 @@ class _WorkerGroup:
     def allreduce(self, index, part):
         offset, capacity = self.slots["part"]
         _send(self.sock, {"op": "allreduce", "part": self.arena.put(offset, capacity, part)})
-        message = _recv(self.sock)
+        message = _recv(self.sock, SPIN_SECONDS)
         if message["op"] != "sum":
             raise exceptions.CNNError(f"expected the sum of allreduce, got {message['op']!r}")
         return np.array(self.arena.get(message["sum"]), copy=True)
@@ -489,7 +491,7 @@ def _serve(model, index, sock, arena, slots):
     with parallel.one_blas_thread():
         while True:
             try:
-                message = _recv(sock)
+                message = _recv(sock)  # between batches: asleep (see SPIN_SECONDS)
             except (EOFError, OSError):
                 return
             if message["op"] == "stop":
