@@ -294,11 +294,16 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         cg = c // self.groups
         return cols2.reshape(self.geometry.size, c, -1)[:, g * cg:(g + 1) * cg].reshape(-1, cols2.shape[1])
 
-    def _use_chunks(self, x):
-        """Chunk when the whole column matrix would be large (and for 2-D/3-D, ungrouped layers)."""
+    def _use_chunks(self, x, keep=True):
+        """Chunk when the whole column matrix would be large (and for 2-D/3-D, ungrouped layers):
+        above ``chunk_threshold`` where the backward pass needs the input kept (``keep``: it
+        rebuilds the blocks), above one block (``chunk_bytes``) in inference, where nothing is
+        kept: LeNet-5's second layer (7.5 MB of columns at batch 64) predicted 0.88-0.92x the
+        time at one thread in blocks of whole samples (paired A/B)."""
         if self.groups != 1 or self.rank == 1:
             return False
-        return self._sample_column_bytes * x.shape[0] > self.chunk_threshold
+        limit = self.chunk_threshold if keep else min(self.chunk_threshold, self.chunk_bytes)
+        return self._sample_column_bytes * x.shape[0] > limit
 
     def _block_plan(self, n, ws, channels, dtype, extra=0):
         """Samples split into one group per thread, and a column buffer for each group, with
@@ -337,13 +342,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         keep = self._keep(training, context)
         if filters_first and self.can_run_filters_first(activation) and self._enough_positions(x):
             z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"), None,
-                                    first=True)
+                                    first=True, keep=keep)
             return first_axis_last(z), self._context(keep, batch=x.shape[0], act=False, first=True, **saved)
         act = self.activation
         # an activation whose backward needs only its output runs in place, block by block, with the bias
         fuse = activation and not act.identity and act.output_only
         z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"),
-                                act if fuse else None)
+                                act if fuse else None, keep=keep)
         if fuse:
             y, parts = z, ({"act": True, "a": z} if keep else {})
         else:
@@ -365,7 +370,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def infer(self, x, workspace, kernel, bias, activation):
         """Inference output for a given ``kernel`` and ``bias`` (``None``: none), with ``activation``
         applied in place (``core.inference`` passes batch norm folded into them): no context."""
-        return self._output(x, self._workspace(workspace), kernel, bias, activation)[0]
+        return self._output(x, self._workspace(workspace), kernel, bias, activation, keep=False)[0]
 
     def infer_then_pool(self, x, workspace, kernel, bias, activation, pool):
         """``pool(infer(x, ...))`` for a ``MaxPooling`` layer ``pool``: block by block
@@ -397,7 +402,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         an unchunked, ungrouped layer whose columns are built channels first (few input channels),
         few filters, a batch with enough output positions, no activation or a monotone one, and a
         pooling without padding."""
-        return (self.can_run_filters_first(False) and self._enough_positions(x) and not self._use_chunks(x)
+        return (self.can_run_filters_first(False) and self._enough_positions(x) and not self._use_chunks(x, keep=False)
                 and (activation is None or activation.monotone) and pool.mode == "max"
                 and not pool.geometry.needs_pad)
 
@@ -437,64 +442,76 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         (``MaxPooling.forward_first``). LeNet-5's first layer with its pooling: 1.9-2.0 ms ->
         1.3-1.4 ms at batch 64 on one thread. The product sums in another order than ``infer``'s:
         the same up to float32 rounding."""
-        zt = self._output(x, ws, kernel, None, None, first=True)[0]
+        zt = self._output(x, ws, kernel, None, None, first=True, keep=False)[0]
         return pool.forward_first(zt, ws, False, activation, bias)[0]
 
     def infer_pooled(self, x, workspace, kernel, bias, activation, pool):
         """``pool(infer(x, ...))`` for a chunked layer followed by a ``MaxPooling`` layer whose
         windows tile its output (stride = pool size, no padding; see ``can_pool_in_blocks``):
-        each block of output rows is pooled right after its product, while it is in the cache,
-        and the whole convolution output is never written. The bias and a ``monotone``
-        activation are applied to the pooled block (see ``infer_then_pool``), others before. A
-        layer with channels-first columns, few filters and a monotone activation computes each
-        block's product filters first, as ``_infer_pooled_first`` does for a whole layer (Conv3D
-        first layers: predict 5-11 % faster at one thread, 2-10 % at two)."""
+        each block (a few output rows of a sample, or several whole samples) is pooled right
+        after its product, while it is in the cache, and the whole convolution output is never
+        written. The bias and a ``monotone`` activation are applied to the pooled block (see
+        ``infer_then_pool``), others before. A layer with channels-first columns, few filters
+        and a monotone activation computes each block's product filters first, as
+        ``_infer_pooled_first`` does for a whole layer (Conv3D first layers: predict 5-11 %
+        faster at one thread, 2-10 % at two)."""
         ws = self._workspace(workspace)
         late = activation is None or activation.monotone
         geo, pgeo = self.geometry, pool.geometry
         n, c, p0, f = x.shape[0], x.shape[-1], pool.pool_size[0], self.filters
-        per_block = max(1, self._chunk_rows // p0)  # pooled rows per block
-        rows = per_block * p0
+        whole = self._chunk_rows == geo.out[0]  # blocks of whole samples, their rows all computed
+        per_block = pgeo.out[0] if whole else max(1, self._chunk_rows // p0)  # pooled rows per block
+        samples = min(self._chunk_samples, n) if whole else 1
+        rows = geo.out[0] if whole else per_block * p0
         kmat = kernel.reshape(-1, f)
         out = ws.take("pool.out", (n,) + pgeo.out + (f,), x.dtype)
         src = self._source(x, ws)
-        # channels first, as in _infer_pooled_first: each block's product as (filters, rows, ...)
+        # channels first, as in _infer_pooled_first: each block's product as (filters, samples, rows, ...)
         first = self.can_run_filters_first(False) and late
+        # (over the grid ``out_rows`` for a layer with ``_grid_columns``: the pooling windows
+        # read the output positions only)
+        rest = (geo.out_rows if self._grid_columns else geo.out)[1:]
         pooled_slices = {}
 
+        def blocks(group):  # (a, b, q0, q1): pooled rows q0:q1 of samples a:b
+            if whole:
+                for s0 in range(0, len(group), samples):
+                    yield group[s0], group[min(s0 + samples, len(group)) - 1] + 1, 0, pgeo.out[0]
+                return
+            for i in group:
+                for q0 in range(0, pgeo.out[0], per_block):
+                    yield i, i + 1, q0, min(q0 + per_block, pgeo.out[0])
+
         def work(chunk):  # each thread: whole samples, its own buffers
-            for (flat, zflat, pflat), samples in chunk:
-                for i in samples:
-                    for q0 in range(0, pgeo.out[0], per_block):
-                        q1 = min(q0 + per_block, pgeo.out[0])
-                        r0, r1 = q0 * p0, q1 * p0
-                        cols = self._block_columns(src, flat, i, i + 1, r0, r1)
-                        zb = zflat[:cols.shape[1] * f]
-                        sl = pooled_slices.get(q1 - q0)
-                        if sl is None:
-                            sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
-                        # (over the grid ``out_rows`` for a layer with ``_grid_columns``: the
-                        # pooling windows read the output positions only)
-                        block = (r1 - r0,) + (geo.out_rows if self._grid_columns else geo.out)[1:]
-                        if first:
-                            zb = zb.reshape((f,) + block)
-                            np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
-                            pooled = pflat[:(q1 - q0) * math.prod(pgeo.out[1:]) * f]
-                            pooled = max_pool(zb, sl, pooled.reshape((f, q1 - q0) + pgeo.out[1:]))
-                            first_epilogue(pooled, bias, activation)
-                            np.copyto(out[i, q0:q1], first_axis_last(pooled))
-                            continue
-                        zb = zb.reshape((1,) + block + (f,))
-                        np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
-                        if not late:
-                            _epilogue(zb, bias, activation)
-                        pooled = max_pool(zb, sl, out[i:i + 1, q0:q1])
-                        if late:
-                            _epilogue(pooled, bias, activation)
+            for (flat, zflat, pflat), group in chunk:
+                for a, b, q0, q1 in blocks(group):
+                    r0, r1 = (0, geo.out[0]) if whole else (q0 * p0, q1 * p0)
+                    cols = self._block_columns(src, flat, a, b, r0, r1)
+                    zb = zflat[:cols.shape[1] * f]
+                    block = (b - a, r1 - r0) + rest
+                    sl = pooled_slices.get(q1 - q0)
+                    if sl is None:  # the samples' axis, then the pooled rows' windows
+                        sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
+                    if first:
+                        zb = zb.reshape((f,) + block)
+                        np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
+                        pooled = pflat[:(b - a) * (q1 - q0) * math.prod(pgeo.out[1:]) * f]
+                        pooled = max_pool(zb, [(slice(None),) + w for w in sl],
+                                          pooled.reshape((f, b - a, q1 - q0) + pgeo.out[1:]))
+                        first_epilogue(pooled, bias, activation)
+                        np.copyto(out[a:b, q0:q1], first_axis_last(pooled))
+                        continue
+                    zb = zb.reshape(block + (f,))
+                    np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
+                    if not late:
+                        _epilogue(zb, bias, activation)
+                    pooled = max_pool(zb, sl, out[a:b, q0:q1])
+                    if late:
+                        _epilogue(pooled, bias, activation)
         groups = parallel.groups(list(range(n)), parallel.block_threads())
-        col_size = geo.size * c * self._block_positions(1, rows)
-        z_size = self._block_positions(1, rows) * f
-        pooled_size = per_block * math.prod(pgeo.out[1:]) * f if first else 0
+        col_size = geo.size * c * self._block_positions(samples, rows)
+        z_size = self._block_positions(samples, rows) * f
+        pooled_size = samples * per_block * math.prod(pgeo.out[1:]) * f if first else 0
         plan = [((ws.take("conv.chunk", (col_size,), x.dtype), ws.take("conv.zblock", (z_size,), x.dtype),
                   ws.take("pool.block_first", (pooled_size,), x.dtype)), g) for g in groups]
         parallel.run(work, plan, blas=True)
@@ -503,10 +520,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def can_pool_in_blocks(self, pool, x):
         """Whether ``infer_pooled`` applies to this layer, ``pool`` and the batch ``x``."""
         pgeo = pool.geometry
-        return (self._use_chunks(x) and self._chunk_samples == 1 and pool.mode == "max" and not pgeo.needs_pad
+        return (self._use_chunks(x, keep=False) and pool.mode == "max" and not pgeo.needs_pad
                 and tuple(pool.strides) == tuple(pool.pool_size))
 
-    def _output(self, x, ws, kernel, bias, act, first=False):
+    def _output(self, x, ws, kernel, bias, act, first=False, keep=True):
         """``(z, saved)``: the convolution of ``x`` with ``kernel``, plus ``bias``, then ``act`` (or
         ``None``) in place; a chunked layer applies both to each block right after its product, while
         the block is in the cache (applying them in cache-sized blocks of a whole product measured no
@@ -529,7 +546,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
             epilogue = _epilogue
         src = self._source(x, ws)
-        if self._use_chunks(x):
+        if self._use_chunks(x, keep):
             # a product over the grid ``out_rows`` goes to the end of the thread's buffer first
             grid = f * self._block_positions(self._chunk_samples, self._chunk_rows) if self._grid_columns else 0
 

@@ -159,8 +159,9 @@ def test_folding_follows_set_weights_and_loading(tmp_path):
 @pytest.mark.parametrize("first", [False, True], ids=["filters-last", "filters-first"])
 @pytest.mark.parametrize("grid", [False, True], ids=["by-rows", "row-grid"])
 def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, first, grid, monkeypatch):
-    """Chunked conv + bias + ReLU + max pooling, pooled per block of rows (odd sizes: the valid
-    pooling drops the last row; blocks of one and of several pooled rows; one and two threads),
+    """Chunked conv + bias + ReLU + max pooling, pooled per block (odd sizes: the valid pooling
+    drops the last row; blocks of one and of several pooled rows of a sample, and of two whole
+    samples; one and two threads),
     with each block's product laid out filters last or filters first (``FIRST_MAX_FILTERS``),
     its columns copied row by row or over the grid ``out_rows`` (``Conv._grid_columns``: the
     pooling reads the output positions of the product over that grid)."""
@@ -180,11 +181,15 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, f
         monkeypatch.setattr(conv_module, "FIRST_MAX_FILTERS", 0)
     try:
         config.set_num_threads(threads)
-        for chunk_bytes in (1, 2000):
+        for chunk_bytes in (1, 2000, "two samples"):
             conv = CONV[rank](4, 3, padding="same", activation="relu", bias_initializer="glorot_uniform")
             model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=2)
+            if chunk_bytes == "two samples":  # blocks of whole samples: 2 and 1 of the 3
+                chunk_bytes = 2 * conv._sample_column_bytes + conv._sample_column_bytes // 2
             conv.chunk_threshold, conv.chunk_bytes = 0, chunk_bytes
             conv.build(conv.input_shape)  # the row blocks follow chunk_bytes
+            assert (conv._chunk_samples, conv._chunk_rows == conv.geometry.out[0]) == (
+                (2, True) if chunk_bytes > 2000 else (1, False))
             assert not conv._cols_last  # two channels: columns channels first
             assert conv._grid_columns == grid
             if threads == 1 and not first and not grid:
@@ -193,7 +198,7 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, f
                 np.testing.assert_allclose(model.predict(x), _unfused(model, x), rtol=1e-5, atol=1e-6)
     finally:
         config.set_num_threads(None)
-    assert len(calls) == 2
+    assert len(calls) == 3
     assert bool(firsts) == first
 
 
@@ -354,3 +359,31 @@ def test_shifted_products_with_columns_built_channels_first(batch, dilation):
     second = model.layers[1]
     assert second._shifted and not second._cols_last
     _assert_close(model.predict(x, batch_size=batch), _unfused(model, x))
+
+
+@pytest.mark.parametrize("rank", [2, 3])
+def test_inference_builds_columns_in_blocks_above_one_block(rank, monkeypatch):
+    """Training keeps a column matrix up to ``chunk_threshold`` whole (its backward pass reads
+    it); inference, which keeps nothing, builds one larger than a block (``chunk_bytes``) in
+    blocks, pooled as they come, and predicts what the layer-by-layer pass gives."""
+    from core.layers.conv import Conv
+    rng = np.random.default_rng(12)
+    spatial = {2: (12, 10), 3: (8, 6, 6)}[rank]
+    x = rng.normal(size=(6,) + spatial + (1,)).astype(np.float32)
+    pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
+    conv = CONV[rank](4, 3, padding="same", activation="relu", bias_initializer="glorot_uniform")
+    model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=3)
+    conv.chunk_bytes = 2 * conv._sample_column_bytes  # whole: 6 samples' worth, blocks of 2
+    conv.build(conv.input_shape)
+    assert not conv._use_chunks(x) and conv._use_chunks(x, keep=False)
+    calls = []
+    original = Conv.infer_pooled
+    monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
+    try:
+        config.set_num_threads(1)
+        _, ctx = conv.forward(x, training=True)
+        assert ctx["cols"] is not None  # training: the whole matrix, kept for backward
+        _assert_close(model.predict(x), _unfused(model, x))
+    finally:
+        config.set_num_threads(None)
+    assert calls == [1]
