@@ -43,7 +43,8 @@ _state = {"threads": None, "pool": None, "controller": None}
 _local = threading.local()
 
 
-def _available_cores():
+def available_cores():
+    """The cores this process may run on (its CPU affinity where the system has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
@@ -66,7 +67,7 @@ def _from_environment():
 def get_num_threads():
     """Threads the engine uses: ``set_num_threads``, else ``NUMPY_CNN_THREADS``, else all cores."""
     if _state["threads"] is None:
-        return _from_environment() or _available_cores()
+        return _from_environment() or available_cores()
     return _state["threads"]
 
 

@@ -127,14 +127,22 @@ def _send(sock, message):
 
 
 def _poll(sock, seconds):
-    """Poll ``sock`` until it has data to read or ``seconds`` have passed (``SPIN_SECONDS``)."""
-    if seconds <= 0:
+    """Poll ``sock`` until it has data to read or ``seconds`` have passed (``SPIN_SECONDS``);
+    a closed socket is left to ``recv``, which raises ``OSError`` on it."""
+    if seconds <= 0 or sock.fileno() < 0:
         return
     poller = select.poll()
     poller.register(sock, select.POLLIN)
     end = time.perf_counter() + seconds
     while not poller.poll(0) and time.perf_counter() < end:
         pass
+
+
+def _spin(shards):
+    """How long a process of a batch of ``shards`` shards polls (``SPIN_SECONDS``): not at all
+    when there are more shards than cores, where a poller would take a core from a shard
+    still computing."""
+    return SPIN_SECONDS if shards <= parallel.available_cores() else 0.0
 
 
 def _read_exactly(sock, n):
@@ -366,7 +374,7 @@ class Crew:
 
     def _receive(self, worker, ranges):
         try:
-            return _recv(worker.sock, SPIN_SECONDS)
+            return _recv(worker.sock, _spin(len(ranges)))
         except (EOFError, OSError):
             raise self._ended(worker, ranges) from None
 
@@ -468,7 +476,7 @@ class _WorkerGroup:
     def allreduce(self, index, part):
         offset, capacity = self.slots["part"]
         _send(self.sock, {"op": "allreduce", "part": self.arena.put(offset, capacity, part)})
-        message = _recv(self.sock, SPIN_SECONDS)
+        message = _recv(self.sock, _spin(len(self.ranges)))
         if message["op"] != "sum":
             raise exceptions.CNNError(f"expected the sum of allreduce, got {message['op']!r}")
         return np.array(self.arena.get(message["sum"]), copy=True)

@@ -365,7 +365,8 @@ def test_shifted_products_with_columns_built_channels_first(batch, dilation):
 def test_inference_builds_columns_in_blocks_above_one_block(rank, monkeypatch):
     """Training keeps a column matrix up to ``chunk_threshold`` whole (its backward pass reads
     it); inference, which keeps nothing, builds one larger than a block (``chunk_bytes``) in
-    blocks, pooled as they come, and predicts what the layer-by-layer pass gives."""
+    blocks of whole samples, pooled as they come, and predicts what the same layer predicts
+    with no blocks at all."""
     from core.layers.conv import Conv
     rng = np.random.default_rng(12)
     spatial = {2: (12, 10), 3: (8, 6, 6)}[rank]
@@ -373,17 +374,31 @@ def test_inference_builds_columns_in_blocks_above_one_block(rank, monkeypatch):
     pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
     conv = CONV[rank](4, 3, padding="same", activation="relu", bias_initializer="glorot_uniform")
     model = Sequential([Input(x.shape[1:]), conv, pool(2), layers.Flatten(), layers.Dense(2)], seed=3)
-    conv.chunk_bytes = 2 * conv._sample_column_bytes  # whole: 6 samples' worth, blocks of 2
-    conv.build(conv.input_shape)
-    assert not conv._use_chunks(x) and conv._use_chunks(x, keep=False)
-    calls = []
-    original = Conv.infer_pooled
+    calls, blocks = [], []
+    original, columns = Conv.infer_pooled, Conv._block_columns
     monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
+    monkeypatch.setattr(Conv, "_block_columns", lambda self, src, flat, a, b, r0, r1: blocks.append(
+        (a, b, r0, r1)) or columns(self, src, flat, a, b, r0, r1))
     try:
         config.set_num_threads(1)
+        weights = conv.get_weights()  # (building again draws new ones)
+        conv.chunk_threshold = conv.chunk_bytes = 1 << 40  # no blocks anywhere: the reference
+        conv.build(conv.input_shape)
+        conv.set_weights(weights)
+        whole = model.predict(x)
+        assert not calls
+        # blocks of two whole samples (2, 2, 2): a block's columns, over the row grid where the
+        # layer uses it, hold two and a half samples' worth of bytes
+        sample = 2.5 * conv._block_positions(1, conv.geometry.out[0]) * conv.geometry.size * 4
+        conv.chunk_threshold, conv.chunk_bytes = Conv.chunk_threshold, int(sample)
+        conv.build(conv.input_shape)
+        conv.set_weights(weights)
+        assert (conv._chunk_samples, conv._chunk_rows) == (2, conv.geometry.out[0])
+        assert not conv._use_chunks(x) and conv._use_chunks(x, keep=False)
         _, ctx = conv.forward(x, training=True)
         assert ctx["cols"] is not None  # training: the whole matrix, kept for backward
-        _assert_close(model.predict(x), _unfused(model, x))
+        _assert_close(model.predict(x), whole)
     finally:
         config.set_num_threads(None)
     assert calls == [1]
+    assert blocks == [(a, a + 2, 0, conv.geometry.out[0]) for a in (0, 2, 4)]

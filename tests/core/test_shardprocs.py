@@ -368,7 +368,9 @@ def test_a_message_is_read_whole_after_polling_and_an_idle_wait_gives_up():
     left, right = socket.socketpair()
     try:
         shardprocs._send(left, {"op": "stop", "rows": [1, 2]})
-        shardprocs._poll(right, 5.0)
+        start = time.perf_counter()
+        shardprocs._poll(right, 60.0)  # a message waiting: returns at once
+        assert time.perf_counter() - start < 30.0
         assert shardprocs._recv(right) == {"op": "stop", "rows": [1, 2]}
         start = time.perf_counter()
         shardprocs._poll(right, 0.01)
@@ -379,6 +381,34 @@ def test_a_message_is_read_whole_after_polling_and_an_idle_wait_gives_up():
         assert time.perf_counter() - start < 30.0
         with pytest.raises(EOFError):
             shardprocs._recv(right)
+        right.close()
+        with pytest.raises(OSError):  # a closed socket: recv's own error, as without polling
+            shardprocs._recv(right, 60.0)
     finally:
         left.close()
         right.close()
+
+
+def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_path):
+    """The parent polls for its workers' answers and batch-norm parts, a worker for a sum
+    inside a batch; a worker waiting for the next batch sleeps at once (polling there made two
+    models used by turns poll on each other's cores); with more shards than cores nobody polls."""
+    log = tmp_path / "polls"
+    original = shardprocs._poll
+
+    def record(sock, seconds):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {seconds}\n")
+        return original(sock, seconds)
+    monkeypatch.setattr(shardprocs, "_poll", record)  # before the fork: the workers record too
+    model = _model()
+    x, y, _ = _data(8)
+    model.train_on_batch(x, y)  # batch norm: each worker waits for two sums
+    model.train_on_batch(x, y)
+    polls = [line.split() for line in log.read_text().splitlines()]
+    parent = {float(s) for pid, s in polls if int(pid) == os.getpid()}
+    workers = [float(s) for pid, s in polls if int(pid) != os.getpid()]
+    assert parent == {shardprocs.SPIN_SECONDS}
+    assert 0.0 in workers and shardprocs.SPIN_SECONDS in workers
+    monkeypatch.setattr(shardprocs.parallel, "available_cores", lambda: 1)
+    assert shardprocs._spin(2) == 0.0 and shardprocs._spin(1) == shardprocs.SPIN_SECONDS
