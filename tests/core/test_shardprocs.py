@@ -401,6 +401,7 @@ def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_pat
             f.write(f"{os.getpid()} {seconds}\n")
         return original(sock, seconds)
     monkeypatch.setattr(shardprocs, "_poll", record)  # before the fork: the workers record too
+    shardprocs.set_shard_processes(True)  # (whatever the suite has imported before)
     model = _model()
     x, y, _ = _data(8)
     model.train_on_batch(x, y)  # batch norm: each worker waits for two sums
