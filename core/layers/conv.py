@@ -473,6 +473,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         # (over the grid ``out_rows`` for a layer with ``_grid_columns``: the pooling windows
         # read the output positions only)
         rest = (geo.out_rows if self._grid_columns else geo.out)[1:]
+        lead = (slice(None),) * (2 if first else 1)  # the leading axes the pooling windows keep whole
         pooled_slices = {}
 
         def blocks(group):  # (a, b, q0, q1): pooled rows q0:q1 of samples a:b
@@ -492,14 +493,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     zb = zflat[:cols.shape[1] * f]
                     block = (b - a, r1 - r0) + rest
                     sl = pooled_slices.get(q1 - q0)
-                    if sl is None:  # the samples' axis, then the pooled rows' windows
-                        sl = pooled_slices[q1 - q0] = pgeo.block_slices((slice(None),), 0, q1 - q0)
+                    if sl is None:  # (the filters' axis,) the samples' axis, then the pooled rows' windows
+                        sl = pooled_slices[q1 - q0] = pgeo.block_slices(lead, 0, q1 - q0)
                     if first:
                         zb = zb.reshape((f,) + block)
                         np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
                         pooled = pflat[:(b - a) * (q1 - q0) * math.prod(pgeo.out[1:]) * f]
-                        pooled = max_pool(zb, [(slice(None),) + w for w in sl],
-                                          pooled.reshape((f, b - a, q1 - q0) + pgeo.out[1:]))
+                        pooled = max_pool(zb, sl, pooled.reshape((f, b - a, q1 - q0) + pgeo.out[1:]))
                         first_epilogue(pooled, bias, activation)
                         np.copyto(out[a:b, q0:q1], first_axis_last(pooled))
                         continue
