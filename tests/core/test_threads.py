@@ -174,7 +174,10 @@ def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, threads, s
     w1, l1, p1, _ = results[0]
     for w, losses, p, _ in results[1:]:
         for a, b in zip(w, w1):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            # to 1e-5 of each weight array's scale: a weight near zero after 5 steps carries the
+            # rounding of larger terms (1.2e-6 on a weight of 0.009 in a dense kernel of scale 0.23,
+            # OpenBLAS on an Intel Xeon)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * max(float(np.abs(b).max()), 0.1))
         np.testing.assert_allclose(losses, l1, rtol=1e-5)
         np.testing.assert_allclose(p, p1, rtol=1e-5, atol=1e-6)
 
