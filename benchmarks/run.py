@@ -43,6 +43,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     __package__ = "benchmarks"
 
 from benchmarks.cases import CASES, DEFAULT_CASES, forward_flops  # noqa: E402
+from core import config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_CNN_THREADS")
@@ -292,6 +293,8 @@ def describe(infos_seen, keep_openblas_env):
         lines.append(f"torch: not available ({skipped}); our engine alone")
     env = "kept as set" if keep_openblas_env else "unset in the children"
     lines.append(f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {env}")
+    lines.append(f"our column blocks (core.config.block_bytes): {config.block_bytes() >> 10} KB "
+                 f"(L2 cache a core: {(config.l2_cache_bytes() or 0) >> 10 or 'unknown'} KB)")
     return lines
 
 

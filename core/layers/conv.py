@@ -30,15 +30,19 @@ alternations on one thread: inference 6-12 % faster on LeNet-5 (C=6), HAR
 matrix is computed as ``(dz.T @ cols).T``, which OpenBLAS runs faster there.
 
 A layer whose column matrix would exceed ``chunk_threshold`` (8 MB: the first
-layers of 3-D networks; in inference, which keeps nothing, ``chunk_bytes``)
+layers of 3-D networks; in inference, which keeps nothing, one block)
 builds it one sample and a few output rows (or a few whole samples) at a time
-instead, in a buffer of about ``chunk_bytes`` (4 MB) that stays in the CPU
+instead, in a buffer of about one block (``core.config.block_bytes()``: 4 MB, or a
+quarter of a core's L2 cache where it holds 2 MB or more) that stays in the CPU
 cache, multiplies each block at once, and rebuilds the blocks in the backward
 pass rather than keeping the whole matrix: 2-3x faster there, and the memory
-of the matrix is saved. (4 MB rather than 2: with a shard of the batch on each
-of two threads, fewer and larger blocks trained the Conv3D cases 5-11 % faster
-and predicted 10-18 % faster, in-process alternation; even on one thread;
-512 KB and 256 KB blocks were 20-70 % slower.) A block with channels-first columns and
+of the matrix is saved. (On an AMD EPYC with 1 MB of L2 a core, 4 MB rather
+than 2: with a shard of the batch on each of two threads, fewer and larger
+blocks trained the Conv3D cases 5-11 % faster and predicted 10-18 % faster,
+in-process alternation; even on one thread; 512 KB and 256 KB blocks were
+20-70 % slower. On an Intel Xeon with 2 MB of L2 a core, 512 KB blocks trained
+Conv3D 64^3 in 0.86-0.89x the time of 4 MB ones: see ``default_block_bytes``.)
+A layer's ``chunk_bytes``, where set, overrides the block size. A block with channels-first columns and
 stride 1 on its last two axes copies them over the grid ``out_rows`` (``im2col_rows``): rows
 as long as the padded input's, so that each offset, channel and plane is one contiguous run;
 the product runs over the extra positions too, which are dropped from the output, and the
@@ -65,7 +69,7 @@ import math
 
 import numpy as np
 
-from .. import blas, parallel
+from .. import blas, config, parallel
 from ..blas import gemm_into
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, channel_tiling, check_padding
@@ -129,11 +133,17 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     """N-d convolution over channels-last input; see the module docstring."""
 
     rank = None
-    #: a column matrix larger than this (in inference: larger than ``chunk_bytes``) is built
-    #: in chunks of about ``chunk_bytes`` (a few output rows of a sample, or a few whole
-    #: samples), which stay in the CPU cache
+    #: a column matrix larger than this (in inference: larger than one block) is built in
+    #: blocks (a few output rows of a sample, or a few whole samples), which stay in the CPU cache
     chunk_threshold = 8 << 20
-    chunk_bytes = 4 << 20
+    #: the size of a block in bytes; ``None``: ``core.config.block_bytes()``
+    chunk_bytes = None
+
+    @property
+    def block_size(self):
+        """The size in bytes of this layer's column blocks: ``chunk_bytes`` where set, else
+        ``core.config.block_bytes()``."""
+        return config.block_bytes() if self.chunk_bytes is None else self.chunk_bytes
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
                  groups=1, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -187,11 +197,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self._shifted = (self.rank == 1 and self.groups == 1 and self.strides == (1,)
                          and channels >= SHIFT_MIN_CHANNELS)
         row_bytes = geo.size * channels * self._block_positions(1, 1) * np.dtype(self.dtype).itemsize
-        self._chunk_rows = min(geo.row_block(row_bytes, self.chunk_bytes), geo.out[0])
+        block = self._block_bytes = self.block_size
+        self._chunk_rows = min(geo.row_block(row_bytes, block), geo.out[0])
         self._sample_column_bytes = column_bytes(geo, channels, 1, np.dtype(self.dtype).itemsize)
         # when a whole sample fits in a block, a block holds as many whole samples as fit: one
         # sample of a small image is too short a matrix product to run BLAS at speed
-        self._chunk_samples = (max(1, self.chunk_bytes // (row_bytes * geo.out[0]))
+        self._chunk_samples = (max(1, block // (row_bytes * geo.out[0]))
                                if self._chunk_rows == geo.out[0] else 1)
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
@@ -299,12 +310,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _use_chunks(self, x, keep=True):
         """Chunk when the whole column matrix would be large (and for 2-D/3-D, ungrouped layers):
         above ``chunk_threshold`` where the backward pass needs the input kept (``keep``: it
-        rebuilds the blocks), above one block (``chunk_bytes``) in inference, where nothing is
+        rebuilds the blocks), above one block (``block_size`` when built) in inference, where nothing is
         kept: LeNet-5's predict at one thread took 0.957-0.976x the time with its second layer
         (7.5 MB of columns at batch 64) in blocks of 35 whole samples (paired A/B)."""
         if self.groups != 1 or self.rank == 1:
             return False
-        limit = self.chunk_threshold if keep else min(self.chunk_threshold, self.chunk_bytes)
+        limit = self.chunk_threshold if keep else min(self.chunk_threshold, self._block_bytes)
         return self._sample_column_bytes * x.shape[0] > limit
 
     def _block_plan(self, n, ws, channels, dtype, extra=0):

@@ -1,0 +1,111 @@
+"""The block size of large convolutions: how the default follows the L2 cache, the setting and
+its environment variable, and layers built with it."""
+import numpy as np
+import pytest
+
+from core import ConfigError, Input, Sequential, config, layers
+
+
+@pytest.fixture(autouse=True)
+def _default_blocks(monkeypatch):
+    monkeypatch.delenv("NUMPY_CNN_BLOCK_BYTES", raising=False)
+    config.set_block_bytes(None)
+    yield
+    config.set_block_bytes(None)
+
+
+def _cache_tree(root, entries):
+    for i, (level, kind, size) in enumerate(entries):
+        entry = root / f"index{i}"
+        entry.mkdir(parents=True)
+        (entry / "level").write_text(f"{level}\n")
+        (entry / "type").write_text(f"{kind}\n")
+        (entry / "size").write_text(f"{size}\n")
+    return str(root)
+
+
+def test_l2_cache_size_is_read_from_the_cache_entries(tmp_path):
+    sapphire = _cache_tree(tmp_path / "a", [(1, "Data", "48K"), (1, "Instruction", "32K"), (2, "Unified", "2048K"),
+                                            (3, "Unified", "307200K")])
+    assert config.l2_cache_bytes(sapphire) == 2 << 20
+    zen4 = _cache_tree(tmp_path / "b", [(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "1M"),
+                                        (3, "Unified", "32M")])
+    assert config.l2_cache_bytes(zen4) == 1 << 20
+    assert config.l2_cache_bytes(_cache_tree(tmp_path / "c", [(1, "Data", "32K"), (3, "Unified", "8M")])) is None
+    assert config.l2_cache_bytes(_cache_tree(tmp_path / "d", [(2, "Unified", "unknown")])) is None
+    assert config.l2_cache_bytes(str(tmp_path / "missing")) is None
+
+
+@pytest.mark.parametrize("l2, block", [(2 << 20, 512 << 10), (4 << 20, 1 << 20), (1 << 20, 4 << 20),
+                                       (1280 << 10, 4 << 20), (512 << 10, 4 << 20)])
+def test_default_block_is_a_quarter_of_a_large_l2_cache(l2, block):
+    assert config.default_block_bytes(l2) == block
+
+
+def test_default_block_where_the_cache_is_unknown(monkeypatch):
+    monkeypatch.setattr(config, "l2_cache_bytes", lambda *a: None)
+    assert config.default_block_bytes() == config.SHARED_CACHE_BLOCK == 4 << 20
+
+
+def test_set_block_bytes_then_environment_then_default(monkeypatch):
+    default = config.block_bytes()
+    assert default == config.default_block_bytes()
+    monkeypatch.setenv("NUMPY_CNN_BLOCK_BYTES", "2M")
+    assert config.block_bytes() == 2 << 20
+    config.set_block_bytes("512K")
+    assert config.block_bytes() == 512 << 10
+    config.set_block_bytes(1 << 20)
+    assert config.block_bytes() == 1 << 20
+    config.set_block_bytes(None)
+    assert config.block_bytes() == 2 << 20
+    monkeypatch.setenv("NUMPY_CNN_BLOCK_BYTES", "65536")
+    assert config.block_bytes() == 65536
+    monkeypatch.delenv("NUMPY_CNN_BLOCK_BYTES")
+    assert config.block_bytes() == default
+
+
+@pytest.mark.parametrize("bad", [0, -4096, True, 1.5, "abc", "K", "", "-1M", "4 MB", [4096]])
+def test_set_block_bytes_validates(bad):
+    with pytest.raises(ConfigError, match="set_block_bytes"):
+        config.set_block_bytes(bad)
+
+
+@pytest.mark.parametrize("raw", ["0", "lots", "1.5M", "-2K"])
+def test_block_bytes_environment_validated(monkeypatch, raw):
+    monkeypatch.setenv("NUMPY_CNN_BLOCK_BYTES", raw)
+    with pytest.raises(ConfigError, match=f"NUMPY_CNN_BLOCK_BYTES.*{raw}"):
+        config.block_bytes()
+
+
+def _network(seed=3):
+    conv = layers.Conv3D(4, 3, activation="relu")
+    model = Sequential([Input((12, 11, 10, 1)), conv, layers.MaxPooling3D(2), layers.Flatten(), layers.Dense(3)],
+                       seed=seed)
+    conv.chunk_threshold = 0  # in blocks in training too
+    return model, conv
+
+
+def test_layers_built_after_the_setting_take_its_blocks():
+    """A layer reads the block size when it is built, its own ``chunk_bytes`` overrides it, and
+    two block sizes give the same outputs and gradients up to float32 rounding."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 12, 11, 10, 1)).astype(np.float32)
+    dy = rng.normal(size=(3, 3)).astype(np.float32)
+    results = {}
+    for size in ("1M", 4096):
+        config.set_block_bytes(size)
+        model, conv = _network()
+        assert conv.block_size == conv._block_bytes == config.block_bytes()
+        out, ctx = conv.forward(x, training=True)
+        assert ctx["cols"] is None  # built in blocks, rebuilt in backward
+        dx, grads = conv.backward(ctx, np.ones_like(out) * dy[:, None, None, None, :1], need_input_grad=True)
+        results[size] = (conv._chunk_rows, out, dx, grads["kernel"], model.predict(x))
+    config.set_block_bytes(None)
+    (rows_big, *big), (rows_small, *small) = results["1M"], results[4096]
+    assert rows_big == 10 and rows_small < 10  # whole samples against a few rows
+    for a, b in zip(big, small):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5 * float(np.abs(a).max()))
+    model, conv = _network()
+    conv.chunk_bytes = 4096
+    conv.build(conv.input_shape)
+    assert conv.block_size == 4096 and conv._chunk_rows == rows_small
