@@ -294,7 +294,7 @@ def describe(infos_seen, keep_openblas_env):
     env = "kept as set" if keep_openblas_env else "unset in the children"
     lines.append(f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {env}")
     lines.append(f"our column blocks (core.config.block_bytes): {config.block_bytes() >> 10} KB "
-                 f"(L2 cache a core: {(config.l2_cache_bytes() or 0) >> 10 or 'unknown'} KB)")
+                 f"(L2 cache a core: {f'{config.l2_cache_bytes() >> 10} KB' if config.l2_cache_bytes() else 'unknown'})")
     return lines
 
 

@@ -67,7 +67,7 @@ def _parse_bytes(raw, what):
         if text[-1:] in ("K", "M", "G"):
             scale = 1 << {"K": 10, "M": 20, "G": 30}[text[-1]]
             text = text[:-1]
-        if not text.isdigit() or int(text) < 1:
+        if not (text.isascii() and text.isdigit()) or int(text) < 1:
             raise ConfigError(f"{what} must be a positive number of bytes (for example 524288, 512K or 4M), "
                               f"got {raw!r}")
         return int(text) * scale
@@ -76,34 +76,48 @@ def _parse_bytes(raw, what):
     return int(raw)
 
 
+def _cpu_count_in(cpu_list):
+    """The number of CPUs in a Linux CPU list such as ``0-3,8``; ``None`` if it does not parse."""
+    count = 0
+    for part in cpu_list.strip().split(","):
+        first, _, last = part.partition("-")
+        if not (first.isascii() and first.isdigit()) or (last and not (last.isascii() and last.isdigit())):
+            return None
+        count += int(last or first) - int(first) + 1
+    return count if count > 0 else None
+
+
 def l2_cache_bytes(base="/sys/devices/system/cpu/cpu0/cache"):
-    """The size of the level-2 cache of the first CPU as Linux reports it under ``base``, or
-    ``None`` where it is not known (another system, a container that hides it)."""
+    """The level-2 cache of one core, in bytes: the size Linux reports for the first CPU under
+    ``base``, divided among the CPUs that share it (``shared_cpu_list``: a cluster of cores,
+    or a core's hyperthreads). ``None`` where it is not known (another system, a container
+    that hides it)."""
     try:
         entries = sorted(os.listdir(base))
     except OSError:
         return None
     for entry in entries:
+        def read(name):
+            with open(os.path.join(base, entry, name)) as f:
+                return f.read().strip()
         try:
-            with open(os.path.join(base, entry, "level")) as f:
-                level = f.read().strip()
-            with open(os.path.join(base, entry, "type")) as f:
-                kind = f.read().strip()
-            with open(os.path.join(base, entry, "size")) as f:
-                size = f.read().strip()
+            if read("level") != "2" or read("type") not in ("Unified", "Data"):
+                continue
+            size = _parse_bytes(read("size"), "cache size")
+        except (OSError, ConfigError):
+            return None
+        try:
+            sharing = _cpu_count_in(read("shared_cpu_list")) or 1
         except OSError:
-            continue
-        if level == "2" and kind in ("Unified", "Data"):
-            try:
-                return _parse_bytes(size, "cache size")
-            except ConfigError:
-                return None
+            sharing = 1
+        return size // sharing
     return None
 
 
 def default_block_bytes(l2=None):
-    """The block size the engine picks for a core with ``l2`` bytes of L2 cache (this machine's
-    where ``None``): a quarter of it where it holds 2 MB or more, else ``SHARED_CACHE_BLOCK``.
+    """The block size the engine picks for a core with ``l2`` bytes of L2 cache of its own (this
+    machine's, ``l2_cache_bytes()``, where ``None``): a quarter of it where it holds 2 MB or
+    more, else ``SHARED_CACHE_BLOCK``.
 
     A large convolution builds its column matrix one block at a time and multiplies each
     block while it is still in a cache. Where a core's own cache is large, the block, its
@@ -139,6 +153,7 @@ def block_bytes():
 
 def set_block_bytes(nbytes):
     """Set the block size of large convolutions (``block_bytes``) for layers built from now
-    on: a positive int of bytes, or a string such as ``"512K"``; ``None`` goes back to the
-    default. Blocks change the order of some sums, so results move at float rounding."""
+    on (a model built before keeps its blocks; loading a model file builds it anew): a
+    positive int of bytes, or a string such as ``"512K"``; ``None`` goes back to the default.
+    Blocks change the order of some sums, so results move at float rounding."""
     _block["set"] = None if nbytes is None else _parse_bytes(nbytes, "set_block_bytes")

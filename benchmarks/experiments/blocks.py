@@ -20,7 +20,7 @@ from core import config
 from ..cases import CASES
 from .profile_cases import setup
 
-DEFAULT_CASES = ("conv3d_64_b4", "conv3d_32_b8", "lenet5_b64")
+DEFAULT_CASES = ("conv3d_64_b4", "conv3d_32_b8", "lenet5_b64", "tutorial_b64")
 DEFAULT_SIZES = ("4M", "2M", "1M", "512K")
 
 
@@ -65,8 +65,9 @@ def main(argv=None):
     for size in args.sizes:  # a bad size fails here, before any timing
         config._parse_bytes(size, "--sizes")
     config.set_num_threads(args.threads)
-    print(f"L2 cache a core: {config.l2_cache_bytes()} bytes; default block here: "
-          f"{config.default_block_bytes()} bytes; {args.threads} thread(s), {args.rounds} rounds")
+    print(f"L2 cache a core: {config.l2_cache_bytes() or 'unknown'} bytes; default block here: "
+          f"{config.default_block_bytes()} bytes; in effect (NUMPY_CNN_BLOCK_BYTES): {config.block_bytes()} bytes; "
+          f"{args.threads} thread(s), {args.rounds} rounds")
     print(f"{'case':16s} {'block':>6s} {'train ms':>9s} {'ratio':>6s} {'predict ms':>11s} {'ratio':>6s}")
     for name in args.cases:
         times = compare(name, args.sizes, args.rounds)

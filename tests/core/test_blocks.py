@@ -15,12 +15,14 @@ def _default_blocks(monkeypatch):
 
 
 def _cache_tree(root, entries):
-    for i, (level, kind, size) in enumerate(entries):
+    for i, (level, kind, size, *shared) in enumerate(entries):
         entry = root / f"index{i}"
         entry.mkdir(parents=True)
         (entry / "level").write_text(f"{level}\n")
         (entry / "type").write_text(f"{kind}\n")
         (entry / "size").write_text(f"{size}\n")
+        if shared:
+            (entry / "shared_cpu_list").write_text(f"{shared[0]}\n")
     return str(root)
 
 
@@ -34,6 +36,13 @@ def test_l2_cache_size_is_read_from_the_cache_entries(tmp_path):
     assert config.l2_cache_bytes(_cache_tree(tmp_path / "c", [(1, "Data", "32K"), (3, "Unified", "8M")])) is None
     assert config.l2_cache_bytes(_cache_tree(tmp_path / "d", [(2, "Unified", "unknown")])) is None
     assert config.l2_cache_bytes(str(tmp_path / "missing")) is None
+    # an L2 shared by a cluster of cores, or by a core's two hyperthreads: the share of one CPU
+    cluster = _cache_tree(tmp_path / "e", [(1, "Data", "32K", "0"), (2, "Unified", "4096K", "0-3"),
+                                           (3, "Unified", "36M", "0-15")])
+    assert config.l2_cache_bytes(cluster) == 1 << 20
+    assert config.l2_cache_bytes(_cache_tree(tmp_path / "f", [(2, "Unified", "2048K", "0,48")])) == 1 << 20
+    assert config.l2_cache_bytes(_cache_tree(tmp_path / "g", [(2, "Unified", "2048K", "0")])) == 2 << 20
+    assert config.l2_cache_bytes(_cache_tree(tmp_path / "h", [(2, "Unified", "2048K", "?")])) == 2 << 20
 
 
 @pytest.mark.parametrize("l2, block", [(2 << 20, 512 << 10), (4 << 20, 1 << 20), (1 << 20, 4 << 20),
@@ -64,7 +73,7 @@ def test_set_block_bytes_then_environment_then_default(monkeypatch):
     assert config.block_bytes() == default
 
 
-@pytest.mark.parametrize("bad", [0, -4096, True, 1.5, "abc", "K", "", "-1M", "4 MB", [4096]])
+@pytest.mark.parametrize("bad", [0, -4096, True, 1.5, "abc", "K", "", "-1M", "4 MB", [4096], "\u00b2", "\u0664M"])
 def test_set_block_bytes_validates(bad):
     with pytest.raises(ConfigError, match="set_block_bytes"):
         config.set_block_bytes(bad)
@@ -109,3 +118,18 @@ def test_layers_built_after_the_setting_take_its_blocks():
     conv.chunk_bytes = 4096
     conv.build(conv.input_shape)
     assert conv.block_size == 4096 and conv._chunk_rows == rows_small
+
+
+def test_a_built_layer_keeps_the_block_size_it_was_built_with():
+    """``set_block_bytes`` after a model is built leaves its layers' blocks, and their choice of
+    blocks in inference, as they were; a layer built after it takes the new size."""
+    x = np.zeros((3, 12, 11, 10, 1), np.float32)  # 3 x 1080 positions x 27 x 4 bytes: 350 KB of columns
+    config.set_block_bytes("1M")
+    _, built = _network()
+    built.chunk_threshold = 8 << 20
+    config.set_block_bytes("64K")
+    _, fresh = _network()
+    fresh.chunk_threshold = 8 << 20
+    assert (built._block_bytes, built._chunk_rows) == (1 << 20, 10)
+    assert not built._use_chunks(x, keep=False)  # whole in inference: under its 1 MB block
+    assert fresh._block_bytes == 64 << 10 and fresh._chunk_rows < 10 and fresh._use_chunks(x, keep=False)

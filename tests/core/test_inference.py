@@ -222,6 +222,7 @@ def test_single_channel_convolution_pooled_filters_first(rank, stack, first, mon
     conv_kw = {"activation": {"relu": "relu", "leaky_relu": "leaky_relu", "tanh": "tanh"}.get(stack),
                "use_bias": stack != "no-bias", "bias_initializer": "glorot_uniform"}
     stacked = [CONV[rank](5, 3, padding="same", **conv_kw)]
+    stacked[0].chunk_bytes = 8 << 20  # the whole layer at once in inference (4.3 MB of columns in 3-D)
     if stack == "bn+relu":
         stacked += [layers.BatchNormalization(), layers.ReLU()]
     pool = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
