@@ -87,8 +87,13 @@ def _cpu_count_in(cpu_list):
     return count if count > 0 else None
 
 
+def _cache_entry(base, entry, name):
+    with open(os.path.join(base, entry, name)) as f:
+        return f.read().strip()
+
+
 def l2_cache_bytes(base="/sys/devices/system/cpu/cpu0/cache"):
-    """The level-2 cache of one core, in bytes: the size Linux reports for the first CPU under
+    """The level-2 cache one CPU has, in bytes: the size Linux reports for the first CPU under
     ``base``, divided among the CPUs that share it (``shared_cpu_list``: a cluster of cores,
     or a core's hyperthreads). ``None`` where it is not known (another system, a container
     that hides it)."""
@@ -97,17 +102,15 @@ def l2_cache_bytes(base="/sys/devices/system/cpu/cpu0/cache"):
     except OSError:
         return None
     for entry in entries:
-        def read(name):
-            with open(os.path.join(base, entry, name)) as f:
-                return f.read().strip()
         try:
-            if read("level") != "2" or read("type") not in ("Unified", "Data"):
+            if (_cache_entry(base, entry, "level") != "2"
+                    or _cache_entry(base, entry, "type") not in ("Unified", "Data")):
                 continue
-            size = _parse_bytes(read("size"), "cache size")
+            size = _parse_bytes(_cache_entry(base, entry, "size"), "cache size")
         except (OSError, ConfigError):
             return None
         try:
-            sharing = _cpu_count_in(read("shared_cpu_list")) or 1
+            sharing = _cpu_count_in(_cache_entry(base, entry, "shared_cpu_list")) or 1
         except OSError:
             sharing = 1
         return size // sharing
@@ -115,7 +118,7 @@ def l2_cache_bytes(base="/sys/devices/system/cpu/cpu0/cache"):
 
 
 def default_block_bytes(l2=None):
-    """The block size the engine picks for a core with ``l2`` bytes of L2 cache of its own (this
+    """The block size the engine picks for a CPU with ``l2`` bytes of L2 cache of its own (this
     machine's, ``l2_cache_bytes()``, where ``None``): a quarter of it where it holds 2 MB or
     more, else ``SHARED_CACHE_BLOCK``.
 
@@ -125,7 +128,7 @@ def default_block_bytes(l2=None):
     shared cache; where it is small, blocks are better sized to the shared cache. Measured,
     a Conv3D 64^3 training step at one thread: on an Intel Xeon with 2 MB of L2 a core
     (Emerald Rapids), 512 KB blocks took 0.89x the time of 4 MB blocks (0.86x at two
-    threads; Conv3D 32^3 0.97x and 0.92x); on the AMD EPYC this project measured before
+    threads; Conv3D 32^3 0.98x and 0.92x); on the AMD EPYC this project measured before
     (AVX-512, so Zen 4 or later, 1 MB a core), 512 KB blocks took 1.26x and 1 MB 1.14x. Two
     machines are all this rule rests on: set the size with ``set_block_bytes`` or
     ``NUMPY_CNN_BLOCK_BYTES`` where it does not fit (``python -m benchmarks.experiments.blocks``
