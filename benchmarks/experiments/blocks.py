@@ -5,32 +5,23 @@ cases with their large convolutions built in blocks of each size (``core.config.
 [--threads N] [--rounds R]``
 
 One model per size, all in this process, timed by turns (each round: the best of three
-training steps, then of three predicts, for every size), so that the machine's drift falls on
-all of them alike. Prints, per case and size, the median time and the median over rounds of its
-ratio to the first size's time in the same round. The engine's default for this machine is
+training steps after an untimed one, then the same for predict, for every size), so that the
+machine's drift falls on all of them alike. Prints, per case and size, the median time and the
+median over rounds of its ratio to the first size's time in the same round. The engine's default for this machine is
 ``core.config.default_block_bytes()``; set another with ``NUMPY_CNN_BLOCK_BYTES``.
 """
 import argparse
-import time
 
 import numpy as np
 
 from core import config
 
 from ..cases import CASES
+from .layer_times import best
 from .profile_cases import setup
 
 DEFAULT_CASES = ("conv3d_64_b4", "conv3d_32_b8", "lenet5_b64", "tutorial_b64")
 DEFAULT_SIZES = ("4M", "2M", "1M", "512K")
-
-
-def _best_of(fn, n=3):
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def compare(case_name, sizes, rounds):
@@ -49,8 +40,8 @@ def compare(case_name, sizes, rounds):
     times = {size: ([], []) for size in sizes}
     for _ in range(rounds):
         for size, model in models.items():
-            times[size][0].append(_best_of(lambda: model.train_on_batch(x, y)))
-            times[size][1].append(_best_of(lambda: model.predict(x, batch_size=len(x))))
+            times[size][0].append(best(lambda: model.train_on_batch(x, y), reps=3))
+            times[size][1].append(best(lambda: model.predict(x, batch_size=len(x)), reps=3))
     return times
 
 
