@@ -293,8 +293,9 @@ def describe(infos_seen, keep_openblas_env):
         lines.append(f"torch: not available ({skipped}); our engine alone")
     env = "kept as set" if keep_openblas_env else "unset in the children"
     lines.append(f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {env}")
+    l2 = config.l2_cache_bytes()
     lines.append(f"our column blocks (core.config.block_bytes): {config.block_bytes() >> 10} KB "
-                 f"(L2 cache a core: {f'{config.l2_cache_bytes() >> 10} KB' if config.l2_cache_bytes() else 'unknown'})")
+                 f"(L2 cache a CPU: {f'{l2 >> 10} KB' if l2 else 'unknown'})")
     return lines
 
 
