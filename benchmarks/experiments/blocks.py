@@ -56,7 +56,7 @@ def main(argv=None):
     for size in args.sizes:  # a bad size fails here, before any timing
         config._parse_bytes(size, "--sizes")
     config.set_num_threads(args.threads)
-    print(f"L2 cache a core: {config.l2_cache_bytes() or 'unknown'} bytes; default block here: "
+    print(f"L2 cache a CPU: {config.l2_cache_bytes() or 'unknown'} bytes; default block here: "
           f"{config.default_block_bytes()} bytes; in effect (NUMPY_CNN_BLOCK_BYTES): {config.block_bytes()} bytes; "
           f"{args.threads} thread(s), {args.rounds} rounds")
     print(f"{'case':16s} {'block':>6s} {'train ms':>9s} {'ratio':>6s} {'predict ms':>11s} {'ratio':>6s}")
