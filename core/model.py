@@ -250,24 +250,28 @@ class Sequential:
             step = 2**40 + self._free_calls  # outside fit: a new draw per call, never an optimizer step's
             self._free_calls += 1
         outputs, contexts = [], []
-        last = len(self.layers) - 1
-        moved = self._relus_after_pooling() if training else ()
-        first = self._convolutions_filters_first() if training else ()
         for i, layer in enumerate(self.layers):
             rng = self._noise_rng(i, step) if training and layer.stochastic else None
-            if i in first and (i in moved or layer.activation.identity):
-                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws, activation=False,
-                                       filters_first=True)
-            elif logits and i == last or i in moved:
-                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws, activation=False)
-            elif i - 1 in moved:
-                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws,
-                                       after=self.layers[i - 1].activation)
-            else:
-                x, ctx = layer.forward(x, training, rng, context=context, workspace=ws)
+            x, ctx = layer.forward(x, training, rng, context=context, workspace=ws,
+                                   **self.forward_options(i, training, logits))
             outputs.append(x)
             contexts.append(ctx)
         return outputs, contexts
+
+    def forward_options(self, i, training, logits=False):
+        """The keyword arguments ``run_forward`` gives layer ``i`` besides its input: a ReLU
+        moved after the pooling (``_relus_after_pooling``), the filters-first layout
+        (``_convolutions_filters_first``), the pre-activation of the last layer (``logits``).
+        ``benchmarks.experiments.layer_times`` times each layer so."""
+        moved = self._relus_after_pooling() if training else ()
+        layer = self.layers[i]
+        if training and i in self._convolutions_filters_first() and (i in moved or layer.activation.identity):
+            return {"activation": False, "filters_first": True}
+        if logits and i == len(self.layers) - 1 or i in moved:
+            return {"activation": False}
+        if i - 1 in moved:
+            return {"after": self.layers[i - 1].activation}
+        return {}
 
     def _relus_after_pooling(self):
         """Indices of the convolutions and ``Activation`` layers whose ReLU the training forward

@@ -2,9 +2,10 @@
 the benchmark cases (one thread, in-process), to attribute a whole-step gain
 to the change that made it.
 
-``python -m benchmarks.experiments.layer_times [--core DIR] [--json OUT]``
+``python -m benchmarks.experiments.layer_times [--core DIR] [--json OUT] [--cases NAME ...]``
 prints, per case and layer, the best of several timings of
-``forward(training=True)`` and ``backward``, plus the loss.
+``forward(training=True)`` (with the options ``Sequential.run_forward`` gives the layer) and
+``backward``, plus the loss.
 """
 import argparse
 import json
@@ -26,6 +27,7 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--core", default=None)
     p.add_argument("--json", default=None)
+    p.add_argument("--cases", nargs="*", default=None, help="case names (default: the default cases)")
     args = p.parse_args(argv)
     if args.core:
         sys.path.insert(0, args.core)
@@ -37,12 +39,12 @@ def main(argv=None):
     from .profile_cases import setup
 
     out = {}
-    for name in DEFAULT_CASES:
+    for name in args.cases or DEFAULT_CASES:
         model, x, y = setup(CASES[name])
         model.train_on_batch(x, y)
         triples = [(k, None, g) for k, g in model.last_gradients.items()]
         triples = [(k, model.layers[int(k.split("/")[0])].params[k.split("/", 1)[1]], g) for k, _, g in triples]
-        ws = Workspace()
+        ws, back = Workspace(), Workspace()  # the forward contexts' buffers stay in ws
         rngs = [np.random.default_rng(i) for i in range(len(model.layers))]
         outputs, contexts = model.run_forward(x, training=True, logits=True, step=0, workspace=ws)
         acts = [x] + outputs
@@ -51,16 +53,18 @@ def main(argv=None):
         for i in range(len(model.layers) - 1, -1, -1):
             grads[i] = g
             g, _ = model.layers[i].backward(contexts[i], g, need_input_grad=i > 0, workspace=ws)
-        last = len(model.layers) - 1
         for i, lay in enumerate(model.layers):
-            kw = {"activation": False} if i == last else {}
+            kw = model.forward_options(i, True, logits=True)
 
             def fwd(lay=lay, a=acts[i], i=i, kw=kw):
                 ws.reclaim()
                 lay.forward(a, training=True, rng=rngs[i], workspace=ws, **kw)
 
             def bwd(lay=lay, g=grads[i], i=i):
-                lay.backward(contexts[i], g, need_input_grad=i > 0, workspace=ws)
+                # buffers given back before each call, as in a training step: a new array
+                # each call would add the faulting in of its pages to the time
+                back.reclaim()
+                lay.backward(contexts[i], g, need_input_grad=i > 0, workspace=back)
             tf, tb = best(fwd), best(bwd)
             key = f"{name}/{i}:{type(lay).__name__}"
             out[key] = {"forward_ms": tf * 1e3, "backward_ms": tb * 1e3}
