@@ -687,6 +687,7 @@ class Sequential:
     def train_on_batch(self, x, y, sample_weight=None, class_weight=None, return_dict=False):
         """One optimizer step on one batch; returns the loss (and metrics), as Keras."""
         self._require_compiled("train_on_batch")
+        parallel.apply_environment()
         x = self._check_x(x, "train_on_batch")
         y = self._check_y(y, len(x), "train_on_batch")
         sw = self._check_sample_weight(sample_weight, len(x), "train_on_batch")
@@ -699,6 +700,7 @@ class Sequential:
         return self.evaluate(x, y, batch_size=len(x), sample_weight=sample_weight, return_dict=return_dict)
 
     def predict_on_batch(self, x):
+        parallel.apply_environment()
         return self._predict_batch(self._check_x(x, "predict_on_batch"))
 
     def _format_result(self, result, return_dict):

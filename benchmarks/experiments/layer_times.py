@@ -33,7 +33,10 @@ def main(argv=None):
         sys.path.insert(0, args.core)
     import numpy as np
 
+    from core import config
     from core.workspace import Workspace
+
+    config.set_num_threads(1)  # the engine's threads and BLAS's: one thread, as the docstring says
 
     from ..cases import CASES, DEFAULT_CASES
     from .profile_cases import setup

@@ -92,10 +92,11 @@ def test_environment_variable_sets_the_default(monkeypatch):
         config.get_num_threads()
 
 
-def test_environment_variable_limits_blas_at_first_fit_not_at_import():
-    """NUMPY_CNN_THREADS=1 limits NumPy's BLAS to one thread once training starts (a multi-threaded
-    BLAS on a busy machine ran single matrix products up to 100x slower); the import alone changes
-    nothing."""
+@pytest.mark.parametrize("entry", ["fit", "train_on_batch", "predict", "predict_on_batch", "test_on_batch"])
+def test_environment_variable_limits_blas_at_first_fit_not_at_import(entry):
+    """NUMPY_CNN_THREADS=1 limits NumPy's BLAS to one thread once training or prediction starts,
+    through any entry point (a multi-threaded BLAS on a busy machine ran single matrix products up
+    to 100x slower); the import alone changes nothing."""
     import subprocess
     import sys
     import textwrap
@@ -110,10 +111,17 @@ def test_environment_variable_limits_blas_at_first_fit_not_at_import():
         after_import = blas()
         m = core.Sequential([core.Input(shape=(4,)), core.layers.Dense(2, activation="softmax")], seed=0)
         m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        m.fit(np.zeros((4, 4), np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+        x, y = np.zeros((4, 4), np.float32), np.array([0, 1, 0, 1])
+        entry = ENTRY
+        if entry == "fit":
+            m.fit(x, y, epochs=1, verbose=0)
+        elif entry in ("train_on_batch", "test_on_batch"):
+            getattr(m, entry)(x, y)
+        else:
+            getattr(m, entry)(x)
         import json
         print(json.dumps([before, after_import, blas()]))
-    """)
+    """).replace("ENTRY", repr(entry))
     env = {k: v for k, v in __import__("os").environ.items()
            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["NUMPY_CNN_THREADS"] = "1"
