@@ -498,7 +498,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     yield i, i + 1, q0, min(q0 + per_block, pgeo.out[0])
 
         pairs = first and pgeo.pairs  # (pooled by pairs: each block's rows of the pooling's input)
-        pair_rows = samples * per_block * math.prod(pgeo.out[1:-1]) * pgeo.padded[-1] * f if pairs else 0
+        pair_rows = math.prod(pgeo.pair_rows_shape((f, samples), per_block)) if pairs else 0
 
         def work(chunk):  # each thread: whole samples, its own buffers
             for (flat, zflat, pflat, rflat), group in chunk:
@@ -516,7 +516,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         pooled = pflat[:(b - a) * (q1 - q0) * math.prod(pgeo.out[1:]) * f]
                         pooled = pooled.reshape((f, b - a, q1 - q0) + pgeo.out[1:])
                         if pairs:  # (the output over the grid ``out_rows`` is wider than the pooling's input)
-                            rows_shape = (f, b - a, q1 - q0) + pgeo.out[1:-1] + pgeo.padded[-1:]
+                            rows_shape = pgeo.pair_rows_shape((f, b - a), q1 - q0)
                             max_pool_pairs(zb[..., :pgeo.padded[-1]], pgeo, pooled,
                                            None, rflat[:math.prod(rows_shape)].reshape(rows_shape))
                         else:

@@ -710,18 +710,17 @@ def test_max_pooling_of_a_filters_first_input_equals_channels_last(rank, pool, s
 TILED = {1: (12,), 2: (6, 8), 3: (6, 4, 8)}  # pools of 2 and of 3 on the first axis tile these exactly
 
 
-@pytest.mark.parametrize("rank", [1, 2, 3])
-@pytest.mark.parametrize("pool", [2, 3], ids=["pool 2", "pool 3 on the first axis"])
+@pytest.mark.parametrize("rank,pool", [(1, 2), (2, 2), (3, 2), (2, (3, 2)), (3, (3, 2, 2))])
 @pytest.mark.parametrize("blocks", [0, 1, 2, "three samples"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_max_pooling_by_pairs_equals_the_window_by_window_kernel(rank, pool, blocks, dtype):
     """Windows that tile the input and are two wide on its last axis are pooled by pairs
     (``WindowGeometry.pairs``, ``max_pool_pairs``) in the filters-first layout: whole, in rows of a
-    sample, or in blocks of whole samples. Output, inference output and gradient equal those of
-    the window-by-window kernel (``max_pool``) to the bit, with many tied windows, a window of NaN
-    and signed zeros in the gradient."""
+    sample, or in blocks of whole samples. With many tied windows and a window of NaN, the output
+    and inference output equal those of the window-by-window kernel (``max_pool``; a zero may
+    differ in sign, the maxima being taken in another order) and the gradient is the same to the
+    bit, signed zeros included."""
     rng = np.random.default_rng(rank + 7 * len(str(blocks)))
-    pool = (pool,) + (2,) * (rank - 1) if rank > 1 else 2
     xt = np.round(rng.normal(size=(3, 4) + TILED[rank]) * 0.7).astype(dtype)  # a few values: many ties
     xt.reshape(-1)[5] = np.nan
     layer = POOLS[rank][0](pool_size=pool, dtype=dtype)
@@ -748,7 +747,8 @@ def test_max_pooling_by_pairs_equals_the_window_by_window_kernel(rank, pool, blo
 
 def test_first_winners_keeps_the_first_maximum_of_each_window():
     """``first_winners`` against a plain loop over the windows, on every pattern of ties of a window
-    of 2 x 2 offsets, and ``pair_up`` against ``np.repeat`` for both float sizes."""
+    of 2 x 2 offsets and on windows of more offsets than a byte can count, and ``pair_up``
+    against ``np.repeat`` for both float sizes."""
     from core.layers.windows import first_winners, pair_up
     patterns = np.array(list(np.ndindex(*(2,) * 8)), bool)  # all 256 ways 8 offsets can equal the maximum
     won = np.ascontiguousarray(patterns.reshape(-1, 4, 2).transpose(1, 0, 2).reshape(4, 1, 512))
@@ -757,6 +757,9 @@ def test_first_winners_keeps_the_first_maximum_of_each_window():
     hit = patterns.any(axis=1)
     first[hit, patterns[hit].argmax(axis=1)] = True
     np.testing.assert_array_equal(kept, first)
+    for offsets in (127, 128, 200):  # windows of 254 to 400 maxima: more than a byte counts
+        kept = first_winners(np.ones((offsets, 3, 2), bool))
+        assert kept[0, :, 0].all() and kept.sum() == 3
     for dtype in (np.float32, np.float64):
         v = np.random.default_rng(0).normal(size=(3, 5)).astype(dtype)
         np.testing.assert_array_equal(pair_up(v[:, 1:], np.empty((3, 8), dtype)), np.repeat(v[:, 1:], 2, axis=1))

@@ -158,9 +158,11 @@ def test_folding_follows_set_weights_and_loading(tmp_path):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("first", [False, True], ids=["filters-last", "filters-first"])
 @pytest.mark.parametrize("grid", [False, True], ids=["by-rows", "row-grid"])
-def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, first, grid, monkeypatch):
+@pytest.mark.parametrize("sizes", ["odd", "even"])
+def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, first, grid, sizes, monkeypatch):
     """Chunked conv + bias + ReLU + max pooling, pooled per block (odd sizes: the valid pooling
-    drops the last row; blocks of one and of several pooled rows of a sample, and of two whole
+    drops the last row; even sizes: the windows tile the output, and filters first they are
+    pooled by pairs; blocks of one and of several pooled rows of a sample, and of two whole
     samples; one and two threads),
     with each block's product laid out filters last or filters first (``FIRST_MAX_FILTERS``),
     its columns copied row by row or over the grid ``out_rows`` (``Conv._grid_columns``: the
@@ -170,13 +172,14 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, f
     from core.layers.conv import Conv
     monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0 if grid else -1.0)
     rng = np.random.default_rng(10)
-    spatial = {2: (11, 9), 3: (9, 7, 8)}[rank]
+    spatial = {(2, "odd"): (11, 9), (3, "odd"): (9, 7, 8), (2, "even"): (12, 10), (3, "even"): (8, 6, 8)}[rank, sizes]
     x = rng.normal(size=(3,) + spatial + (2,)).astype(np.float32)
     pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
-    calls, firsts = [], []
-    original, original_epilogue = Conv.infer_pooled, conv_module.first_epilogue
+    calls, firsts, pairs = [], [], []
+    original, original_epilogue, original_pairs = Conv.infer_pooled, conv_module.first_epilogue, conv_module.max_pool_pairs
     monkeypatch.setattr(Conv, "infer_pooled", lambda self, *a: calls.append(1) or original(self, *a))
     monkeypatch.setattr(conv_module, "first_epilogue", lambda *a: firsts.append(1) or original_epilogue(*a))
+    monkeypatch.setattr(conv_module, "max_pool_pairs", lambda *a: pairs.append(1) or original_pairs(*a))
     if not first:
         monkeypatch.setattr(conv_module, "FIRST_MAX_FILTERS", 0)
     try:
@@ -200,6 +203,7 @@ def test_convolution_pooled_block_by_block_equals_pooling_after(rank, threads, f
         config.set_num_threads(None)
     assert len(calls) == 3
     assert bool(firsts) == first
+    assert bool(pairs) == (first and sizes == "even")
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
