@@ -374,11 +374,11 @@ def max_pool(xp, slices, out, won=None):
 
 # Max pooling by pairs, for windows that tile the unpadded input and are two wide on its last
 # axis (``WindowGeometry.pairs``: pool 2 on even sizes, the usual case, or pools (k, ..., 2)
-# that tile) and an input laid out filters first. ``max_pool`` reads the input once per window offset with a
-# stride of 2 on the last axis, and its adjoint writes it so; these read and write whole rows
-# of the last axis instead: each offset of the other axes (``pair_slices``: 4 in 3-D, 2 in
-# 2-D, 1 in 1-D) reads its rows whole, and the two neighbours of a pair are split only once
-# the rows are reduced. The winners and the gradient are the same to the bit (ties and signed
+# that tile) and an input laid out filters first. ``max_pool`` reads the input once per
+# window offset with a stride of 2 on the last axis, and its adjoint writes it so; these read
+# and write whole rows of the last axis instead: each offset of the other axes
+# (``pair_slices``: 4 in 3-D, 2 in 2-D, 1 in 1-D) reads its rows whole, and the two
+# neighbours of a pair are split only once the rows are reduced. The winners and the gradient are the same to the bit (ties and signed
 # zeros included), the pooled values equal (a window whose maximum is a zero of both signs
 # may give the other sign: the maxima are taken in another order). Filters-first pooling of
 # Conv3D 32^3's first layer (8, 8, 30^3), one thread, buffers reused as in training: forward
