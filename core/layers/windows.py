@@ -378,11 +378,12 @@ def max_pool(xp, slices, out, won=None):
 # window offset with a stride of 2 on the last axis, and its adjoint writes it so; these read
 # and write whole rows of the last axis instead: each offset of the other axes
 # (``pair_slices``: 4 in 3-D, 2 in 2-D, 1 in 1-D) reads its rows whole, and the two
-# neighbours of a pair are split only once the rows are reduced. The winners and the gradient are the same to the bit (ties and signed
-# zeros included), the pooled values equal (a window whose maximum is a zero of both signs
-# may give the other sign: the maxima are taken in another order). Filters-first pooling of
-# Conv3D 32^3's first layer (8, 8, 30^3), one thread, buffers reused as in training: forward
-# with the winners 5.7 -> 3.0 ms, backward 2.8 -> 2.0 ms, inference 2.1 -> 1.3 ms.
+# neighbours of a pair are split only once the rows are reduced. The winners and the
+# gradient are the same to the bit (ties and signed zeros included), the pooled values equal
+# (a window whose maximum is a zero of both signs may give the other sign: the maxima are
+# taken in another order). Filters-first pooling of Conv3D 32^3's first layer (8, 8, 30^3),
+# one thread, buffers reused as in training: forward with the winners 5.7 -> 3.0 ms,
+# backward 2.8 -> 2.0 ms, inference 2.1 -> 1.3 ms.
 
 def pair_up(v, out):
     """``out[..., 2j] = out[..., 2j + 1] = v[..., j]``: every value of ``v`` twice in a row, into
