@@ -141,8 +141,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     @property
     def block_size(self):
-        """The size in bytes of this layer's column blocks: ``chunk_bytes`` where set, else
-        ``core.config.block_bytes()``."""
+        """The size in bytes of this layer's column blocks: the size it was built with (a later
+        ``set_block_bytes`` leaves a built layer as it is); before it is built, the size it would
+        take, ``chunk_bytes`` where set, else ``core.config.block_bytes()``."""
+        built = self.__dict__.get("_block_bytes")
+        return self._configured_block_size() if built is None else built
+
+    def _configured_block_size(self):
         return config.block_bytes() if self.chunk_bytes is None else self.chunk_bytes
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1,
@@ -197,7 +202,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self._shifted = (self.rank == 1 and self.groups == 1 and self.strides == (1,)
                          and channels >= SHIFT_MIN_CHANNELS)
         row_bytes = geo.size * channels * self._block_positions(1, 1) * np.dtype(self.dtype).itemsize
-        block = self._block_bytes = self.block_size
+        block = self._block_bytes = self._configured_block_size()
         self._chunk_rows = min(geo.row_block(row_bytes, block), geo.out[0])
         self._sample_column_bytes = column_bytes(geo, channels, 1, np.dtype(self.dtype).itemsize)
         # when a whole sample fits in a block, a block holds as many whole samples as fit: one

@@ -131,5 +131,6 @@ def test_a_built_layer_keeps_the_block_size_it_was_built_with():
     _, fresh = _network()
     fresh.chunk_threshold = 8 << 20
     assert (built._block_bytes, built._chunk_rows) == (1 << 20, 10)
+    assert built.block_size == 1 << 20 and fresh.block_size == 64 << 10  # what each layer uses
     assert not built._use_chunks(x, keep=False)  # whole in inference: under its 1 MB block
     assert fresh._block_bytes == 64 << 10 and fresh._chunk_rows < 10 and fresh._use_chunks(x, keep=False)
