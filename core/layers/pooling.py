@@ -125,9 +125,8 @@ class MaxPooling(Pooling):
         if geo.pairs:  # windows two wide on the last axis: by pairs, whole rows at a time
             won = ws.take("pool.won_pairs", (len(geo.pair_slices(2)),) + geo.pair_rows_shape(xt.shape[:2]), bool) \
                 if keep else None
-            k0 = geo.kernel[0]
-            for s, r0, r1, at, rows in self._pair_blocks(xt.shape[:2], xt.dtype, ws):
-                max_pool_pairs(xt[:, s, r0 * k0:r1 * k0], geo, pooled[:, s, r0:r1],
+            for s, inputs, outputs, at, rows in self._pair_blocks(xt.shape[:2], xt.dtype, ws):
+                max_pool_pairs(xt[:, s, inputs], geo, pooled[:, s, outputs],
                                None if won is None else won[:, :, s, at], rows)
         else:
             won = ws.take("pool.won_first", (geo.size,) + pooled.shape, bool) if keep else None
@@ -167,31 +166,32 @@ class MaxPooling(Pooling):
             dyt = ctx["after"].backward(None, ctx["a"], dyt)
         dxt = ws.take("pool.dx_first", ctx["xshape"], dy.dtype)
         if geo.pairs:
-            won, k0 = ctx["won"], geo.kernel[0]
-            for s, r0, r1, at, rows in self._pair_blocks(dxt.shape[:2], dxt.dtype, ws):
-                max_pool_pairs_adjoint(dyt[:, s, r0:r1], won[:, :, s, at], geo, dxt[:, s, r0 * k0:r1 * k0], rows)
+            won = ctx["won"]
+            for s, inputs, outputs, at, rows in self._pair_blocks(dxt.shape[:2], dxt.dtype, ws):
+                max_pool_pairs_adjoint(dyt[:, s, outputs], won[:, :, s, at], geo, dxt[:, s, inputs], rows)
         else:
             max_pool_adjoint(dyt, ctx["won"], geo.slices(2), geo, dxt)
         return first_axis_last(dxt)
 
     def _pair_blocks(self, lead, dtype, ws):
-        """``(samples, r0, r1, at, rows)`` for max pooling by pairs of a filters-first input with
-        leading axes ``lead`` ``(C, N)``: output rows ``r0:r1`` of ``samples``, ``at`` the slice
-        of the first spatial axis of the winners and of ``rows`` (the same rows but in 1-D, where
-        that axis is the last, twice as long), and ``rows`` scratch of the block's shape. The
-        whole input at once where it is at most ``block_threshold`` bytes, else blocks of whole
-        samples or of a few output rows of one."""
+        """``(samples, inputs, outputs, at, rows)`` for max pooling by pairs of a filters-first
+        input with leading axes ``lead`` ``(C, N)``: the slices of the first spatial axis of a
+        block's input, of its output, and of the winners and ``rows`` (the output's rows, but in
+        1-D, where that axis is the last, the input's), and ``rows`` scratch of the block's shape.
+        The whole input at once where it is at most ``block_threshold`` bytes, else blocks of
+        whole samples or of a few output rows of one."""
         geo = self.geometry
-        rows = geo.out[0]
+        rows, k0 = geo.out[0], geo.kernel[0]
         if math.prod(lead) * math.prod(geo.padded) * np.dtype(dtype).itemsize <= self.block_threshold:
-            yield slice(None), 0, rows, slice(None), ws.take("pool.pair_rows", geo.pair_rows_shape(lead), dtype)
+            whole = slice(None)
+            yield whole, whole, whole, whole, ws.take("pool.pair_rows", geo.pair_rows_shape(lead), dtype)
             return
         most = geo.pair_rows_shape((lead[0], 1), min(lead[1] * rows, self._block_rows))  # (as one sample)
         flat = ws.take("pool.pair_rows", (math.prod(most),), dtype)
         for s, r0, r1 in row_blocks(0, lead[1], rows, self._block_rows):
             block = geo.pair_rows_shape((lead[0], s.stop - s.start), r1 - r0)
-            at = slice(r0 * 2, r1 * 2) if self.rank == 1 else slice(r0, r1)
-            yield s, r0, r1, at, flat[:math.prod(block)].reshape(block)
+            inputs, outputs = slice(r0 * k0, r1 * k0), slice(r0, r1)
+            yield s, inputs, outputs, inputs if self.rank == 1 else outputs, flat[:math.prod(block)].reshape(block)
 
 
 class AveragePooling(Pooling):
