@@ -21,12 +21,42 @@ to float rounding).
 
 The BLAS behind it is SciPy's, which ``core.parallel`` limits to one thread
 inside a sharded pass like NumPy's (threadpoolctl sees both).
+
+``matmul`` and ``dot`` cut a skinny product into pieces for OpenBLAS's small-matrix kernels
+(``pieces``). OpenBLAS built for Skylake-X and the cores that extend it (Cooper Lake,
+Sapphire Rapids, what threadpoolctl names its ``architecture``) multiplies a product of at
+most ``SMALL_KERNEL_MNK`` multiply-adds ``m * n * k`` straight from its operands; a larger one
+goes to the general kernel, which first packs the operands into panels. For the products of
+a convolution with few input channels, where one operand is a small kernel matrix and the
+other tens of thousands of columns long, the packing and the general kernel's 16-wide tiles
+cost more than the arithmetic: on the 2-core Xeon (Emerald Rapids) of benchmarks/RESULTS.md,
+one thread, ``(8, 27) @ (27, 4640)`` took 52 microseconds, ``(8, 27) @ (27, 4620)`` (just
+under the limit) 22. Cut into pieces under the limit, such products ran in 0.3-0.8x the time
+where the reduction is at most ``SPLIT_MAX_DEPTH`` long (a kernel matrix of few input
+channels; pieces along the long output axis), and where the result has at most
+``SPLIT_MAX_RESULT`` elements (a kernel gradient summed over many positions; pieces along the
+reduction, added up); longer reductions and larger results ran as fast or up to 1.7x slower
+in pieces, so those stay whole. Elsewhere (other cores, other BLAS libraries) nothing is cut.
 """
 import ctypes
+import math
 
 import numpy as np
 
 from . import parallel
+
+#: the most multiply-adds (``m * n * k``) OpenBLAS gives its small-matrix kernels
+SMALL_KERNEL_MNK = 1_000_000
+#: threadpoolctl's names for the OpenBLAS cores that have them (Skylake-X's kernels)
+SMALL_KERNEL_CORES = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
+#: a product is cut along its longest output axis only if its reduction is at most this long
+SPLIT_MAX_DEPTH = 32
+#: a product is cut along its reduction only if its result has at most this many elements
+SPLIT_MAX_RESULT = 1024
+#: cut products into pieces: ``None`` decides from the BLAS libraries loaded (``small_kernels``);
+#: ``True`` / ``False`` force it (tests)
+SPLIT = None
+_small = {}
 
 _routines = {}  # dtype -> the ctypes function, or None where unavailable
 
@@ -66,6 +96,70 @@ def _load(dtype):
 _INT_MAX = 2 ** 31 - 1
 
 
+def small_kernels():
+    """Whether the matrix products run on OpenBLAS's small-matrix kernels up to
+    ``SMALL_KERNEL_MNK`` (see the module's docstring): every BLAS library loaded in the
+    process is OpenBLAS running one of ``SMALL_KERNEL_CORES``. Asked once (threadpoolctl)."""
+    if "answer" not in _small:
+        from threadpoolctl import threadpool_info
+        _small["answer"] = cores_have_small_kernels(threadpool_info())
+    return _small["answer"]
+
+
+def cores_have_small_kernels(info):
+    """``small_kernels`` for threadpoolctl's ``threadpool_info()`` list: at least one BLAS
+    library, each of them OpenBLAS with an ``architecture`` in ``SMALL_KERNEL_CORES``."""
+    libraries = [lib for lib in info if lib.get("user_api") == "blas"]
+    return bool(libraries) and all(lib.get("internal_api") == "openblas"
+                                   and lib.get("architecture") in SMALL_KERNEL_CORES for lib in libraries)
+
+
+def pieces(m, k, n, dtype):
+    """How to cut the product of an ``(m, k)`` and a ``(k, n)`` matrix of ``dtype`` for the
+    small-matrix kernels: ``(axis, length)``, pieces of ``length`` along ``axis`` (0: the rows
+    of the result, 1: the reduction, 2: its columns; the last piece may be shorter), or
+    ``None`` to leave it whole. Cut only where it pays (the module's docstring): the product
+    is over ``SMALL_KERNEL_MNK``, its longest axis is an output axis with a reduction of at
+    most ``SPLIT_MAX_DEPTH``, or the reduction with a result of at most ``SPLIT_MAX_RESULT``
+    elements; float32 and float64 only. Pieces of near-equal length, as few as fit."""
+    split = small_kernels() if SPLIT is None else SPLIT
+    if not split or np.dtype(dtype) not in _NAMES or m * k * n <= SMALL_KERNEL_MNK:
+        return None
+    dims = (m, k, n)
+    axis = max(range(3), key=dims.__getitem__)
+    if (k > SPLIT_MAX_DEPTH) if axis != 1 else (m * n > SPLIT_MAX_RESULT):
+        return None
+    rest = m * k * n // dims[axis]
+    count = math.ceil(dims[axis] / max(1, SMALL_KERNEL_MNK // rest))
+    return axis, math.ceil(dims[axis] / count)
+
+
+def matmul(a, b, out=None):
+    """``np.matmul(a, b, out=out)`` for 2-D ``a`` and ``b``, in pieces where OpenBLAS's
+    small-matrix kernels run it faster (``pieces``); any other operands as ``np.matmul``."""
+    plan = pieces(a.shape[0], a.shape[1], b.shape[-1], a.dtype) if a.ndim == b.ndim == 2 else None
+    if plan is None:
+        return np.matmul(a, b, out=out)
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
+    return _in_pieces(a, b, out, *plan)
+
+
+def _in_pieces(a, b, out, axis, length):
+    """``out[...] = a @ b`` piece by piece (``pieces``'s ``axis`` and ``length``); returns ``out``."""
+    if axis == 0:
+        for i in range(0, a.shape[0], length):
+            np.matmul(a[i:i + length], b, out=out[i:i + length])
+    elif axis == 2:
+        for i in range(0, b.shape[1], length):
+            np.matmul(a, b[:, i:i + length], out=out[:, i:i + length])
+    else:
+        np.matmul(a[:, :length], b[:length], out=out)
+        for i in range(length, a.shape[1], length):
+            out += np.matmul(a[:, i:i + length], b[i:i + length])
+    return out
+
+
 def dot(a, b):
     """``a @ b``; for 1-D or 2-D ``a`` and ``b``, releasing the GIL whatever the result's size (see
     the module's docstring): for products with a small result, such as weight gradients and sums
@@ -75,11 +169,19 @@ def dot(a, b):
     ``np.dot`` would copy element by element (2.9x slower than ``matmul``): beside partner
     threads (``core.parallel.beside_partners``) it is copied here along its axis of unit stride
     first, which also lets the partners run; alone, ``matmul`` takes it as it is (the copy made
-    a Conv3D block's kernel gradient 1.3x slower)."""
+    a Conv3D block's kernel gradient 1.3x slower).
+
+    Alone, a 2-D product that the small-matrix kernels run faster goes in pieces (``matmul``);
+    beside partner threads it stays whole, as ``matmul`` would hold the GIL for each piece."""
     if a.ndim > 2 or b.ndim > 2:  # np.dot's N-D product is not matmul's
         return np.matmul(a, b)
+    alone = not parallel.beside_partners()
+    if alone and a.ndim == b.ndim == 2:
+        plan = pieces(a.shape[0], a.shape[1], b.shape[1], a.dtype)
+        if plan is not None:
+            return _in_pieces(a, b, np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)), *plan)
     if (a.ndim == 2 and not _contiguous(a)) or (b.ndim == 2 and not _contiguous(b)):
-        if not parallel.beside_partners():
+        if alone:
             return np.matmul(a, b)
         a, b = _runs(a), _runs(b)
     return np.dot(a, b)

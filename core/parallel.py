@@ -378,9 +378,14 @@ def shard_rows():
 
 
 def beside_partners():
-    """Whether the calling thread runs beside other threads of the engine: a shard of a batch
-    split over several threads, or a part of a parallel region."""
+    """Whether the calling thread runs beside other threads of the engine in its process, which
+    wait whenever it holds the GIL: a shard of a batch split over several threads, or a part of
+    a parallel region. A shard of a batch split over processes (``core.shardprocs``, whose
+    group has ``processes`` true) has the GIL of its process to itself, and runs no region
+    beside it (regions inside a shard run serially)."""
     member = getattr(_local, "shard", None)
+    if member is not None and getattr(member[0], "processes", False):
+        return False
     return (member is not None and len(member[0].ranges) > 1) or inside_region()
 
 

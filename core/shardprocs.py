@@ -453,6 +453,9 @@ class _ParentGroup:
     """Shard 0's view of a sharded batch run with a ``Crew`` (the duck type of
     ``parallel.ShardGroup``)."""
 
+    #: its partner shards run in processes of their own (``parallel.beside_partners``)
+    processes = True
+
     def __init__(self, crew, ranges):
         self.crew = crew
         self.ranges = [tuple(r) for r in ranges]
@@ -467,6 +470,8 @@ class _ParentGroup:
 
 class _WorkerGroup:
     """A worker's view of its sharded batch: ``allreduce`` asks the parent for the sum."""
+
+    processes = True
 
     def __init__(self, sock, arena, slots, ranges):
         self.sock, self.arena, self.slots = sock, arena, slots

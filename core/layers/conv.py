@@ -517,7 +517,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         sl = pooled_slices[q1 - q0] = pgeo.block_slices(lead, 0, q1 - q0)
                     if first:
                         zb = zb.reshape((f,) + block)
-                        np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
+                        blas.matmul(kmat.T, cols, out=zb.reshape(f, -1))
                         pooled = pflat[:(b - a) * (q1 - q0) * math.prod(pgeo.out[1:]) * f]
                         pooled = pooled.reshape((f, b - a, q1 - q0) + pgeo.out[1:])
                         if pairs:  # (the output over the grid ``out_rows`` is wider than the pooling's input)
@@ -530,7 +530,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                         np.copyto(out[a:b, q0:q1], first_axis_last(pooled))
                         continue
                     zb = zb.reshape(block + (f,))
-                    np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
+                    blas.matmul(cols.T, kmat, out=zb.reshape(-1, f))
                     if not late:
                         _epilogue(zb, bias, activation)
                     pooled = max_pool(zb, sl, out[a:b, q0:q1])
@@ -566,13 +566,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             z = ws.take("conv.z_first", (f, n) + geo.out, x.dtype)
 
             def product(cols, zb):
-                np.matmul(kmat.T, cols, out=zb.reshape(f, -1))
+                blas.matmul(kmat.T, cols, out=zb.reshape(f, -1))
             epilogue = first_epilogue
         else:
             z = ws.take("conv.z", (n,) + geo.out + (f,), x.dtype)
 
             def product(cols, zb):
-                np.matmul(cols.T, kmat, out=zb.reshape(-1, f))
+                blas.matmul(cols.T, kmat, out=zb.reshape(-1, f))
             epilogue = _epilogue
         src = self._source(x, ws)
         if self._use_chunks(x, keep):
@@ -681,7 +681,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 dz_rows, dcols, flat = self._rows_buffers(n, ws, dz2.dtype)
                 return self._channels_last(self._input_grad_by_rows(self._dz_grid(dz, dz_rows), n, dcols, flat), ws)
             if need_input_grad:
-                np.matmul(kernel.reshape(-1, self.filters), dz2.T, out=dcols)
+                blas.matmul(kernel.reshape(-1, self.filters), dz2.T, out=dcols)
         else:
             fg = self.filters // self.groups
             cg = c // self.groups
@@ -738,7 +738,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         dxt.fill(0)
         slices = geo.slices(1)
         for i, kernel_row in enumerate(self.params["kernel"].reshape(geo.kernel[0], -1, f)):
-            d = np.matmul(kernel_row, dzm, out=part).reshape((per_row, c) + geo.out + (n,))
+            d = blas.matmul(kernel_row, dzm, out=part).reshape((per_row, c) + geo.out + (n,))
             for r in range(per_row):
                 dxt[slices[i * per_row + r]] += d[r]
         np.copyto(dx, dxt[geo.interior_with(1)].swapaxes(0, -1))
@@ -774,7 +774,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         per_row = geo.size // geo.kernel[0]
         d = dcols[:per_row * self.input_shape[-1] * g.shape[1]].reshape(-1, g.shape[1])
         for i, kernel_row in enumerate(self.params["kernel"].reshape(-1, per_row * self.input_shape[-1], f)):
-            yield i * per_row, (i + 1) * per_row, np.matmul(kernel_row, g, out=d)
+            yield i * per_row, (i + 1) * per_row, blas.matmul(kernel_row, g, out=d)
 
     def _rows_buffers(self, n, ws, dtype, tag=""):
         """Workspace buffers for ``_input_grad_by_rows`` on ``n`` samples."""
@@ -865,7 +865,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     if buffers is not None:  # whole samples
                         np.copyto(dxt[:, a:b], self._input_grad_by_rows(g, b - a, *buffers[1:]))
                         continue
-                    dcols = kmat @ dzc.T
+                    dcols = blas.matmul(kmat, dzc.T)
                     if b - a > 1 or (r0, r1) == (0, geo.out[0]):  # whole samples: theirs alone
                         col2im(dcols.reshape((geo.size, -1, b - a) + geo.out), geo, dxt[:, a:b])
                     else:

@@ -43,7 +43,7 @@ class Dense(ActivationMixin, KernelMixin, Layer):
 
     def _output(self, x, ws, kernel, bias):
         z = ws.take("dense.z", x.shape[:-1] + (self.units,), x.dtype)
-        np.matmul(x, kernel, out=z)
+        blas.matmul(x.reshape(-1, x.shape[-1]), kernel, out=z.reshape(-1, self.units))
         if bias is not None:
             z += bias
         return z
@@ -56,7 +56,9 @@ class Dense(ActivationMixin, KernelMixin, Layer):
         grads = {"kernel": blas.dot(x.reshape(-1, x.shape[-1]).T, dz2)}
         if self.use_bias:
             grads["bias"] = dz2.sum(axis=0)
-        return (dz @ self.params["kernel"].T if need_input_grad else None), grads
+        if not need_input_grad:
+            return None, grads
+        return blas.matmul(dz2, self.params["kernel"].T).reshape(x.shape), grads
 
     def get_config(self):
         cfg = super().get_config()

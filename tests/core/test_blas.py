@@ -1,11 +1,12 @@
 """``core.blas.gemm_into``: ``out = beta * out + a @ b`` in place, by BLAS's gemm where the
 arrays suit it and by ``matmul`` otherwise, against NumPy's product in float64."""
+import math
 import threading
 
 import numpy as np
 import pytest
 
-from core import blas
+from core import blas, layers
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -150,3 +151,165 @@ def test_dot_copies_a_block_only_beside_partner_threads(monkeypatch):
     np.testing.assert_allclose(alone, a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
     assert not blas._runs(a).flags.f_contiguous and blas._runs(a).flags.c_contiguous
     assert blas._runs(big[0, :7, :5].T).flags.f_contiguous
+
+
+# ------------------------------------------------- products cut for the small-matrix kernels
+@pytest.fixture
+def cut(monkeypatch):
+    """Products cut into pieces whatever BLAS runs them (``blas.SPLIT``)."""
+    monkeypatch.setattr(blas, "SPLIT", True)
+
+
+@pytest.mark.parametrize("shape, expected", [
+    ((8, 27, 4800), (2, 2400)),       # a Conv3D block's product, filters first: along its columns
+    ((4800, 27, 8), (0, 2400)),       # the same channels last: along its rows
+    ((27, 4800, 8), (1, 2400)),       # its kernel gradient: along the reduction
+    ((8064, 27, 64), (0, 576)),       # a Conv1D's product with 64 filters: 14 pieces
+    ((8, 27, 4620), None),            # small enough whole
+    ((16, 216, 585), None),           # a reduction longer than SPLIT_MAX_DEPTH
+    ((216, 585, 16), None),           # a result larger than SPLIT_MAX_RESULT
+    ((8, 4800, 27), (1, 2400)),
+])
+def test_pieces_follows_the_rule(cut, shape, expected):
+    assert blas.pieces(*shape, np.float32) == expected
+    assert blas.pieces(*shape, np.float64) == expected
+
+
+def test_pieces_leaves_products_whole_where_the_kernels_are_not(monkeypatch):
+    assert blas.pieces(8, 27, 4800, np.float16) is None
+    monkeypatch.setattr(blas, "SPLIT", False)
+    assert blas.pieces(8, 27, 4800, np.float32) is None
+    monkeypatch.setattr(blas, "SPLIT", None)
+    monkeypatch.setattr(blas, "_small", {"answer": False})
+    assert blas.pieces(8, 27, 4800, np.float32) is None
+    monkeypatch.setattr(blas, "_small", {"answer": True})
+    assert blas.pieces(8, 27, 4800, np.float32) == (2, 2400)
+
+
+def test_pieces_are_as_few_as_fit_under_the_limit(cut):
+    """Every piece stays within ``SMALL_KERNEL_MNK``, one piece fewer would not, and the pieces
+    are of near-equal length."""
+    rng = np.random.default_rng(5)
+    seen = set()
+    for _ in range(2000):
+        dims = [int(v) for v in rng.integers(1, 40, size=3)]
+        axis = int(rng.integers(0, 3))
+        dims[axis] = int(rng.integers(1, 300_000))
+        plan = blas.pieces(*dims, np.float32)
+        if plan is None:
+            continue
+        axis, length = plan
+        seen.add(axis)
+        rest = math.prod(dims) // dims[axis]
+        count = -(-dims[axis] // length)
+        assert length * rest <= blas.SMALL_KERNEL_MNK
+        assert count == 1 or -(-dims[axis] // (count - 1)) * rest > blas.SMALL_KERNEL_MNK
+        assert dims[axis] - (count - 1) * length >= length - count  # the last piece is not a stub
+    assert seen == {0, 1, 2}
+
+
+def test_small_kernels_are_openblas_on_skylake_x_cores():
+    def lib(api, arch, user="blas"):
+        return {"user_api": user, "internal_api": api, "architecture": arch}
+    assert blas.cores_have_small_kernels([lib("openblas", "SkylakeX")])
+    assert blas.cores_have_small_kernels([lib("openblas", "SapphireRapids"), lib("openblas", "Cooperlake"),
+                                          lib("openmp", None, user="openmp")])
+    assert not blas.cores_have_small_kernels([lib("openblas", "Haswell")])
+    assert not blas.cores_have_small_kernels([lib("openblas", "Zen")])
+    assert not blas.cores_have_small_kernels([lib("openblas", "SkylakeX"), lib("mkl", None)])
+    assert not blas.cores_have_small_kernels([])
+    assert isinstance(blas.small_kernels(), bool)
+
+
+def _cut_operands(rng, dtype):
+    """Products cut along each axis, with contiguous, transposed and strided operands."""
+    big = rng.normal(size=(30, 9000)).astype(dtype)
+    kernel = rng.normal(size=(27, 8)).astype(dtype)
+    yield kernel.T, big[:27]                                   # (8, 27) @ (27, 9000): columns
+    yield big[:27].T, kernel                                   # (9000, 27) @ (27, 8): rows
+    yield big[:27, ::2].T.copy(), kernel                       # contiguous rows
+    yield big[:27], big[1:9].T                                 # (27, 9000) @ (9000, 8): reduction
+    yield big[2:29, 100:8900], np.ascontiguousarray(big[:8, 50:8850].T)  # blocks of larger arrays
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_and_dot_in_pieces_equal_the_whole_product(cut, dtype, monkeypatch):
+    rng = np.random.default_rng(6)
+    cuts = []
+    original = blas._in_pieces
+    monkeypatch.setattr(blas, "_in_pieces", lambda *args: cuts.append(args[3:]) or original(*args))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for a, b in _cut_operands(rng, dtype):
+        expected = a.astype(np.float64) @ b.astype(np.float64)
+        scale = tol * np.sqrt(a.shape[1]) * np.abs(expected).max()
+        out = np.full(expected.shape, np.nan, dtype)
+        assert blas.matmul(a, b, out=out) is out
+        np.testing.assert_allclose(out, expected, rtol=tol, atol=scale)
+        for result in (blas.matmul(a, b), blas.dot(a, b)):
+            assert result.dtype == dtype and result.shape == expected.shape
+            np.testing.assert_allclose(result, expected, rtol=tol, atol=scale)
+    assert {axis for axis, _ in cuts} == {0, 1, 2}
+    assert all(length < 9000 for _, length in cuts)
+    cuts.clear()
+    small = rng.normal(size=(8, 27)).astype(dtype)
+    np.testing.assert_allclose(blas.matmul(small, small.T), small @ small.T, rtol=tol)  # whole
+    stack = rng.normal(size=(2, 8, 27)).astype(dtype)                                 # N-D: np.matmul
+    np.testing.assert_allclose(blas.matmul(stack, small.T), stack @ small.T, rtol=tol)
+    assert cuts == []
+
+
+def test_dot_keeps_products_whole_beside_partner_threads(cut, monkeypatch):
+    """In a batch split over threads ``matmul``'s pieces would hold the GIL: ``dot`` runs the
+    product whole there (``np.dot``); a shard of a batch split over processes has no partner
+    thread and cuts it."""
+    from core import parallel
+
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(27, 9000)).astype(np.float32), rng.normal(size=(9000, 8)).astype(np.float32)
+    cuts = []
+    original = blas._in_pieces
+    monkeypatch.setattr(blas, "_in_pieces", lambda *args: cuts.append(args[3:]) or original(*args))
+    results = parallel.run_shards(lambda rows: blas.dot(a, b), [(0, 1), (1, 2)])
+    assert cuts == []
+
+    class ProcessShards:
+        processes = True
+        ranges = [(0, 1), (1, 2)]
+
+    with parallel.membership(ProcessShards(), 0), parallel.inside():
+        assert not parallel.beside_partners()
+        alone = blas.dot(a, b)
+    assert cuts == [(1, 4500)]
+    for product in results:
+        np.testing.assert_allclose(product, alone, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("make, shape, blocks", [
+    (lambda: layers.Conv2D(8, 3, activation="relu"), (64, 28, 28, 1), False),  # whole: along columns
+    (lambda: layers.Conv2D(8, 3, padding="same"), (64, 28, 28, 1), False),
+    (lambda: layers.Conv3D(8, 3), (3, 26, 26, 26, 1), True),                   # in blocks of rows
+    (lambda: layers.Conv1D(64, 3), (64, 128, 9), False),                        # channels last: along rows
+    (lambda: layers.Dense(64), (1200, 16), False),                              # kernel gradient: reduction
+])
+def test_layers_with_products_in_pieces_agree_with_whole_products(make, shape, blocks, monkeypatch):
+    """Forward and backward of layers whose products the small-matrix kernels take in pieces
+    agree with the same layers' whole products to float32 rounding; the pieces were used."""
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=shape).astype(np.float32)
+    cuts = []
+    original = blas._in_pieces
+    monkeypatch.setattr(blas, "_in_pieces", lambda *args: cuts.append(args[3:]) or original(*args))
+    results = []
+    for split in (False, True):
+        monkeypatch.setattr(blas, "SPLIT", split)
+        layer = make()
+        layer.build(shape[1:], rng=np.random.default_rng(0))
+        if blocks:
+            layer.chunk_threshold = 1 << 20
+        y, ctx = layer.forward(x, training=True)
+        dy = np.random.default_rng(9).normal(size=y.shape).astype(np.float32)
+        dx, grads = layer.backward(ctx, dy)
+        results.append([y.copy(), dx.copy()] + [grads[k].copy() for k in sorted(grads)])
+        assert bool(cuts) == split
+    for whole, pieces in zip(*results):
+        np.testing.assert_allclose(pieces, whole, rtol=2e-5, atol=2e-5 * np.abs(whole).max())
