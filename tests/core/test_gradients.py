@@ -170,7 +170,8 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     """With stride 1 on the last two axes the input gradient is scattered by whole rows (each
     window offset adds one run per plane, ``col2im_rows``), in the whole-matrix path, in
     chunked blocks of one and of several whole samples (block threads on and off) and, for
-    3-D layers, in blocks of one or two output rows of a sample (``col2im_rows_block``); it
+    3-D layers, in blocks of one or two output rows of a sample (``col2im_rows_block``), the
+    input gradient in blocks of as many rows or of 4 (``_grad_rows``, 4 and the rest); it
     equals the row-by-row scatter and finite differences."""
     from core import config
     from core.layers import conv as conv_module
@@ -187,7 +188,7 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     try:
         config.set_num_threads(threads)
         for mode in ("row by row", "whole", "blocks of one sample", "blocks of samples", "blocks of 1 row",
-                     "blocks of 2 rows"):
+                     "blocks of 2 rows", "blocks of 1 row, input gradient in 4"):
             layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
             if mode.startswith("blocks"):
                 layer.chunk_threshold = 0
@@ -195,8 +196,9 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
             assert layer.geometry.flat_rows
             if mode == "row by row":
                 layer.geometry.flat_rows = False
-            elif mode.endswith("rows") or mode.endswith("row"):  # rows of one sample per block
+            elif "row" in mode:  # rows of one sample per block; the input gradient in blocks of as many, or 4
                 layer._chunk_rows = int(mode.split()[2])
+                layer._grad_rows = int(mode.split()[-1]) if "input" in mode else layer._chunk_rows
                 layer._chunk_samples = 1
             elif mode.startswith("blocks"):  # whole samples per block: 1, or 2 (blocks of 2, 2 and 1)
                 layer._chunk_rows = layer.geometry.out[0]
