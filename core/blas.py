@@ -36,10 +36,12 @@ where the reduction is at most ``SPLIT_MAX_DEPTH`` long (a kernel matrix of few 
 channels; pieces along the long output axis), and where the result has at most
 ``SPLIT_MAX_RESULT`` elements (a kernel gradient summed over many positions; pieces along the
 reduction, added up); longer reductions and larger results ran as fast or up to 1.7x slower
-in pieces, so those stay whole. Elsewhere (other cores, other BLAS libraries) nothing is cut.
+in pieces, so those stay whole, as do products whose layout OpenBLAS keeps from its small
+kernels (``pieces``). Elsewhere (other cores, other BLAS libraries) nothing is cut.
 """
 import ctypes
 import math
+import os
 
 import numpy as np
 
@@ -51,6 +53,8 @@ SMALL_KERNEL_MNK = 1_000_000
 SMALL_KERNEL_CORES = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
 #: a product is cut along its longest output axis only if its reduction is at most this long
 SPLIT_MAX_DEPTH = 32
+#: ... and only if its other output axis is at most this long (a few filters or units)
+SPLIT_MAX_SIDE = 64
 #: a product is cut along its reduction only if its result has at most this many elements
 SPLIT_MAX_RESULT = 1024
 #: cut products into pieces: ``None`` decides from the BLAS libraries loaded (``small_kernels``);
@@ -97,56 +101,97 @@ _INT_MAX = 2 ** 31 - 1
 
 
 def small_kernels():
-    """Whether the matrix products run on OpenBLAS's small-matrix kernels up to
-    ``SMALL_KERNEL_MNK`` (see the module's docstring): every BLAS library loaded in the
-    process is OpenBLAS running one of ``SMALL_KERNEL_CORES``. Asked once (threadpoolctl)."""
+    """Whether NumPy's matrix products run on OpenBLAS's small-matrix kernels up to
+    ``SMALL_KERNEL_MNK`` (see the module's docstring): NumPy's BLAS (the one in NumPy's own
+    folder; where none is there, every BLAS library loaded) is OpenBLAS running one of
+    ``SMALL_KERNEL_CORES``. Asked once (threadpoolctl)."""
     if "answer" not in _small:
         from threadpoolctl import threadpool_info
-        _small["answer"] = cores_have_small_kernels(threadpool_info())
+        _small["answer"] = cores_have_small_kernels(threadpool_info(), os.path.dirname(np.__file__))
     return _small["answer"]
 
 
-def cores_have_small_kernels(info):
-    """``small_kernels`` for threadpoolctl's ``threadpool_info()`` list: at least one BLAS
-    library, each of them OpenBLAS with an ``architecture`` in ``SMALL_KERNEL_CORES``."""
+def cores_have_small_kernels(info, numpy_dir=None):
+    """``small_kernels`` for threadpoolctl's ``threadpool_info()`` list: the BLAS libraries
+    inside ``numpy_dir`` or its wheel's ``.libs`` folder beside it, or where there are none
+    every BLAS library listed, are OpenBLAS with an ``architecture`` in ``SMALL_KERNEL_CORES``
+    (in any case: builds for one core name it in capitals); and there is at least one."""
     libraries = [lib for lib in info if lib.get("user_api") == "blas"]
+    if numpy_dir:
+        folders = tuple(os.path.join(folder, "") for folder in (numpy_dir, numpy_dir + ".libs"))
+        own = [lib for lib in libraries if str(lib.get("filepath", "")).startswith(folders)]
+        libraries = own or libraries
+    cores = {name.lower() for name in SMALL_KERNEL_CORES}
     return bool(libraries) and all(lib.get("internal_api") == "openblas"
-                                   and lib.get("architecture") in SMALL_KERNEL_CORES for lib in libraries)
+                                   and str(lib.get("architecture")).lower() in cores for lib in libraries)
 
 
-def pieces(m, k, n, dtype):
+def pieces(m, k, n, dtype, a_transposed=False, b_transposed=False):
     """How to cut the product of an ``(m, k)`` and a ``(k, n)`` matrix of ``dtype`` for the
     small-matrix kernels: ``(axis, length)``, pieces of ``length`` along ``axis`` (0: the rows
     of the result, 1: the reduction, 2: its columns; the last piece may be shorter), or
     ``None`` to leave it whole. Cut only where it pays (the module's docstring): the product
     is over ``SMALL_KERNEL_MNK``, its longest axis is an output axis with a reduction of at
-    most ``SPLIT_MAX_DEPTH``, or the reduction with a result of at most ``SPLIT_MAX_RESULT``
-    elements; float32 and float64 only. Pieces of near-equal length, as few as fit."""
+    most ``SPLIT_MAX_DEPTH`` and another output axis of at most ``SPLIT_MAX_SIDE`` (the sizes
+    measured), or the reduction with a result of at most ``SPLIT_MAX_RESULT`` elements;
+    float32 and float64 only. Pieces of near-equal length, as few as fit.
+
+    ``a_transposed`` / ``b_transposed``: NumPy hands that operand to BLAS transposed (it is not
+    laid out row by row, ``_rows_major``). OpenBLAS keeps its small kernels from a product whose
+    second operand only is transposed when the reduction is shorter than 32 or the result has
+    more than 1200 elements, and from two transposed operands when the reduction is shorter
+    than 4 (``sgemm_small_kernel_permit_skylakex.c``): such output-axis pieces would only add
+    calls, so those products stay whole."""
     split = small_kernels() if SPLIT is None else SPLIT
     if not split or np.dtype(dtype) not in _NAMES or m * k * n <= SMALL_KERNEL_MNK:
         return None
     dims = (m, k, n)
     axis = max(range(3), key=dims.__getitem__)
-    if (k > SPLIT_MAX_DEPTH) if axis != 1 else (m * n > SPLIT_MAX_RESULT):
+    if (k > SPLIT_MAX_DEPTH or min(m, n) > SPLIT_MAX_SIDE) if axis != 1 else (m * n > SPLIT_MAX_RESULT):
         return None
-    rest = m * k * n // dims[axis]
-    count = math.ceil(dims[axis] / max(1, SMALL_KERNEL_MNK // rest))
+    if axis != 1 and (b_transposed and not a_transposed or a_transposed and b_transposed and k < 4):
+        return None
+    rest = m * k * n // dims[axis]  # (at most SPLIT_MAX_DEPTH * SPLIT_MAX_SIDE or SPLIT_MAX_RESULT)
+    count = math.ceil(dims[axis] / (SMALL_KERNEL_MNK // rest))
     return axis, math.ceil(dims[axis] / count)
 
 
+def _rows_major(x):
+    """Whether NumPy hands the 2-D ``x`` to BLAS as it is, row by row (unit stride along its
+    rows, rows at least a row apart), rather than transposed."""
+    step, unit = x.strides
+    return unit == x.itemsize and step % x.itemsize == 0 and step // x.itemsize >= x.shape[1]
+
+
+def _plan(a, b, out):
+    """``pieces`` for ``a @ b`` into ``out`` (``None``: a new array), or ``None`` where NumPy's
+    own call is to run it: operands other than two 2-D ones of one dtype with matching inner
+    dimensions, or an ``out`` not of the result's shape and dtype, or sharing memory with
+    ``a`` or ``b`` (NumPy then raises, or copies, as it would)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0] or a.dtype != b.dtype:
+        return None
+    plan = pieces(a.shape[0], a.shape[1], b.shape[1], a.dtype, not _rows_major(a), not _rows_major(b))
+    if plan is not None and out is not None and (
+            out.shape != (a.shape[0], b.shape[1]) or out.dtype != a.dtype
+            or np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+        return None
+    return plan
+
+
 def matmul(a, b, out=None):
-    """``np.matmul(a, b, out=out)`` for 2-D ``a`` and ``b``, in pieces where OpenBLAS's
-    small-matrix kernels run it faster (``pieces``); any other operands as ``np.matmul``."""
-    plan = pieces(a.shape[0], a.shape[1], b.shape[-1], a.dtype) if a.ndim == b.ndim == 2 else None
+    """``np.matmul(a, b, out=out)``, in pieces where OpenBLAS's small-matrix kernels run it
+    faster (``pieces``)."""
+    plan = _plan(a, b, out)
     if plan is None:
         return np.matmul(a, b, out=out)
-    if out is None:
-        out = np.empty((a.shape[0], b.shape[1]), np.result_type(a, b))
     return _in_pieces(a, b, out, *plan)
 
 
 def _in_pieces(a, b, out, axis, length):
-    """``out[...] = a @ b`` piece by piece (``pieces``'s ``axis`` and ``length``); returns ``out``."""
+    """``a @ b`` piece by piece (``pieces``'s ``axis`` and ``length``), into ``out`` (``None``: a
+    new array); returns it."""
+    if out is None:
+        out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     if axis == 0:
         for i in range(0, a.shape[0], length):
             np.matmul(a[i:i + length], b, out=out[i:i + length])
@@ -171,15 +216,14 @@ def dot(a, b):
     first, which also lets the partners run; alone, ``matmul`` takes it as it is (the copy made
     a Conv3D block's kernel gradient 1.3x slower).
 
-    Alone, a 2-D product that the small-matrix kernels run faster goes in pieces (``matmul``);
+    Alone, a product that the small-matrix kernels run faster goes in pieces (``matmul``);
     beside partner threads it stays whole, as ``matmul`` would hold the GIL for each piece."""
     if a.ndim > 2 or b.ndim > 2:  # np.dot's N-D product is not matmul's
         return np.matmul(a, b)
     alone = not parallel.beside_partners()
-    if alone and a.ndim == b.ndim == 2:
-        plan = pieces(a.shape[0], a.shape[1], b.shape[1], a.dtype)
-        if plan is not None:
-            return _in_pieces(a, b, np.empty((a.shape[0], b.shape[1]), np.result_type(a, b)), *plan)
+    plan = _plan(a, b, None) if alone else None
+    if plan is not None:
+        return _in_pieces(a, b, None, *plan)
     if (a.ndim == 2 and not _contiguous(a)) or (b.ndim == 2 and not _contiguous(b)):
         if alone:
             return np.matmul(a, b)

@@ -214,7 +214,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         # kernel's first axis in twice the block size: Conv3D 3x3x3 on 15^3x8 (13 rows against
         # the columns' 3) and on 31^3x8 (4 against 1) backward 0.75-0.85x the time, one thread
         self._grad_rows = self._chunk_rows
-        if geo.flat_rows:
+        if geo.flat_rows and self.rank == 3:
             part_row = (geo.size // geo.kernel[0] * channels * math.prod(geo.out_rows[1:])
                         * np.dtype(self.dtype).itemsize)
             self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // part_row))
@@ -876,9 +876,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                     else:
                         col2im_block_add(dcols.reshape((geo.size, -1, r1 - r0) + geo.out[1:]), geo, a, r0, r1, dxt)
                 if block_rows:
-                    # against col2im one row at a time: Conv3D 64^3's second layer (blocks of 5 of
-                    # 29 rows) backward 8-17 % faster, the conv3d_64_b4 training step 7 % faster
-                    # on one thread and 11 % on two (paired A/B); in blocks of ``_grad_rows``
+                    # in blocks of ``_grad_rows`` rows, after the thread's kernel-gradient blocks.
+                    # By rows against col2im one row at a time (both in the columns' blocks, then
+                    # 5 of 29 rows on Conv3D 64^3's second layer): its backward 8-17 % faster, the
+                    # conv3d_64_b4 training step 7 % faster on one thread and 11 % on two
                     for i in samples:
                         for r0 in range(0, geo.out[0], self._grad_rows):
                             r1 = min(r0 + self._grad_rows, geo.out[0])

@@ -1,6 +1,7 @@
 """``core.blas.gemm_into``: ``out = beta * out + a @ b`` in place, by BLAS's gemm where the
 arrays suit it and by ``matmul`` otherwise, against NumPy's product in float64."""
 import math
+import os
 import threading
 
 import numpy as np
@@ -175,6 +176,24 @@ def test_pieces_follows_the_rule(cut, shape, expected):
     assert blas.pieces(*shape, np.float64) == expected
 
 
+def test_pieces_leaves_out_layouts_openblas_keeps_from_its_small_kernels(cut):
+    """A second operand handed to BLAS transposed, the first not, with a reduction under 32:
+    no output-axis pieces (OpenBLAS would run them on its general kernel); the reduction's
+    pieces are long enough. Both transposed: only a reduction under 4 stays whole."""
+    assert blas.pieces(8, 27, 4800, np.float32, b_transposed=True) is None
+    assert blas.pieces(4800, 27, 8, np.float32, b_transposed=True) is None
+    assert blas.pieces(8, 27, 4800, np.float32, a_transposed=True) == (2, 2400)
+    assert blas.pieces(27, 4800, 8, np.float32, b_transposed=True) == (1, 2400)
+    assert blas.pieces(8, 27, 4800, np.float32, True, True) == (2, 2400)
+    assert blas.pieces(64, 3, 8000, np.float32, True, True) is None
+    assert blas.pieces(64, 3, 8000, np.float32) == (2, 4000)
+    assert blas.pieces(2000, 32, 64, np.float32) == (0, 400)
+    assert blas.pieces(2000, 32, 65, np.float32) is None  # two long output axes
+    a = np.zeros((8, 27), np.float32)
+    assert blas._rows_major(a) and blas._rows_major(a[:, :20]) and not blas._rows_major(a.T)
+    assert not blas._rows_major(a[:, ::2])  # (NumPy copies such an operand, or loops without BLAS)
+
+
 def test_pieces_leaves_products_whole_where_the_kernels_are_not(monkeypatch):
     assert blas.pieces(8, 27, 4800, np.float16) is None
     monkeypatch.setattr(blas, "SPLIT", False)
@@ -218,7 +237,18 @@ def test_small_kernels_are_openblas_on_skylake_x_cores():
     assert not blas.cores_have_small_kernels([lib("openblas", "Zen")])
     assert not blas.cores_have_small_kernels([lib("openblas", "SkylakeX"), lib("mkl", None)])
     assert not blas.cores_have_small_kernels([])
+    assert blas.cores_have_small_kernels([lib("openblas", "SKYLAKEX")])  # a build for one core
     assert isinstance(blas.small_kernels(), bool)
+    # NumPy's own BLAS decides, where it lies in NumPy's folder or its wheel's .libs beside it
+    numpy_dir = os.path.join(os.sep, "site", "numpy")
+    ours = dict(lib("openblas", "SkylakeX"), filepath=os.path.join(numpy_dir + ".libs", "libopenblas.so"))
+    theirs = dict(lib("mkl", None), filepath=os.path.join(os.sep, "site", "torch", "lib", "libmkl.so"))
+    assert blas.cores_have_small_kernels([ours, theirs], numpy_dir)
+    assert not blas.cores_have_small_kernels([ours, theirs])
+    inside = dict(ours, filepath=os.path.join(numpy_dir, ".dylibs", "libopenblas.dylib"))
+    assert blas.cores_have_small_kernels([inside, theirs], numpy_dir)
+    elsewhere = dict(ours, filepath=os.path.join(os.sep, "usr", "lib", "libopenblas.so"))
+    assert not blas.cores_have_small_kernels([elsewhere, theirs], numpy_dir)  # none in NumPy's: all
 
 
 def _cut_operands(rng, dtype):
@@ -256,6 +286,31 @@ def test_matmul_and_dot_in_pieces_equal_the_whole_product(cut, dtype, monkeypatc
     stack = rng.normal(size=(2, 8, 27)).astype(dtype)                                 # N-D: np.matmul
     np.testing.assert_allclose(blas.matmul(stack, small.T), stack @ small.T, rtol=tol)
     assert cuts == []
+
+
+def test_matmul_leaves_to_numpy_what_numpy_checks(cut):
+    """Mismatched operands, an ``out`` of another shape or dtype, mixed dtypes and an ``out``
+    that overlaps an operand go to ``np.matmul``, which raises or copies as it does."""
+    rng = np.random.default_rng(10)
+    a = rng.normal(size=(1, 2000)).astype(np.float32)
+    b = rng.normal(size=(2001, 1000)).astype(np.float32)
+    with pytest.raises(ValueError):
+        blas.matmul(a, b)
+    with pytest.raises(ValueError):
+        blas.dot(a, b)
+    kernel, cols = rng.normal(size=(8, 27)).astype(np.float32), rng.normal(size=(27, 9000)).astype(np.float32)
+    with pytest.raises(ValueError):
+        blas.matmul(kernel, cols, out=np.zeros((8, 9001), np.float32))
+    with pytest.raises(TypeError):  # (NumPy will not cast float32 into an int array)
+        blas.matmul(kernel, cols, out=np.zeros((8, 9000), np.int32))
+    mixed = blas.matmul(kernel.astype(np.float64), cols)
+    assert mixed.dtype == np.float64
+    np.testing.assert_allclose(mixed, kernel.astype(np.float64) @ cols, rtol=1e-6, atol=1e-5)
+    square = rng.normal(size=(1, 1001)).astype(np.float32)
+    big = rng.normal(size=(1001, 1001)).astype(np.float32)
+    expected = square.astype(np.float64) @ big
+    blas.matmul(square, big, out=square)  # out is a: NumPy's product, which handles the overlap
+    np.testing.assert_allclose(square, expected, rtol=1e-4, atol=1e-3)
 
 
 def test_dot_keeps_products_whole_beside_partner_threads(cut, monkeypatch):
