@@ -167,7 +167,9 @@ def cut(monkeypatch):
     ((27, 4800, 8), (1, 2400)),       # its kernel gradient: along the reduction
     ((8064, 27, 64), (0, 576)),       # a Conv1D's product with 64 filters: 14 pieces
     ((8, 27, 4620), None),            # small enough whole
-    ((16, 216, 585), None),           # a reduction longer than SPLIT_MAX_DEPTH
+    ((16, 216, 585), None),           # a kernel slice larger than SPLIT_MAX_KERNEL
+    ((8, 48, 3604), (2, 1802)),       # a Conv3D input gradient's shifted product
+    ((585, 216, 16), None),           # a reduction longer than SPLIT_MAX_DEPTH
     ((216, 585, 16), None),           # a result larger than SPLIT_MAX_RESULT
     ((8, 4800, 27), (1, 2400)),
 ])

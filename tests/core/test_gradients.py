@@ -167,10 +167,11 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
 @pytest.mark.parametrize("threads", [1, 2])
 def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads,
                                                          monkeypatch):
-    """With stride 1 on the last two axes the input gradient is scattered by whole rows (each
-    window offset adds one run per plane, ``col2im_rows``), in the whole-matrix path, in
+    """With stride 1 on the last two axes the input gradient is scattered by whole rows (the
+    offsets of the kernel's last axis together, one run per plane and offset of the other
+    axes, ``rows_views`` and ``shifted_rows``), in the whole-matrix path, in
     chunked blocks of one and of several whole samples (block threads on and off) and, for
-    3-D layers, in blocks of one or two output rows of a sample (``col2im_rows_block``), the
+    3-D layers, in blocks of one or two output rows of a sample (``shifted_rows``), the
     input gradient in blocks of as many rows or of 4 (``_grad_rows``, 4 and the rest); it
     equals the row-by-row scatter and finite differences."""
     from core import config
@@ -179,8 +180,8 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
 
     monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)  # these small inputs have relatively long rows
     by_row_blocks = []
-    original = conv_module.col2im_rows_block
-    monkeypatch.setattr(conv_module, "col2im_rows_block", lambda *a: by_row_blocks.append(1) or original(*a))
+    original = conv_module.shifted_rows
+    monkeypatch.setattr(conv_module, "shifted_rows", lambda *a: by_row_blocks.append(1) or original(*a))
     rng = np.random.default_rng(rank * 7 + threads)
     x = rng.normal(size=(5,) + SPATIAL[rank] + (2,))
     g = None
@@ -216,10 +217,31 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
         np.testing.assert_allclose(y, results[0][0], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dx, results[0][1], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dk, results[0][2], rtol=1e-10, atol=1e-12)
-    assert bool(by_row_blocks) == (rank == 3)
+    assert by_row_blocks  # (every mode but the first scatters through shifted_rows)
     layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
     layer.build(x.shape[1:], rng=np.random.default_rng(0))
     check_layer(layer, x[:2], rng)
+
+
+@pytest.mark.parametrize("kernel,dilation", [(3, 1), (2, 3), (1, 1)])
+def test_shifted_rows_lays_out_the_gradient_once_per_offset_of_the_last_axis(kernel, dilation):
+    """``shifted_rows``: for each offset ``j`` of the kernel's last axis, the output gradient
+    over the grid ``out_rows`` (zero past each row's end), filters first, rows end to end,
+    starting ``j * dilation`` elements in, with zeros before and after; whatever ``z`` held."""
+    from core.layers.windows import WindowGeometry, shifted_rows
+
+    geo = WindowGeometry((6, 7, 30), (2, 2, kernel), (1, 1, 1), (1, 1, dilation), "valid")
+    assert geo.flat_rows
+    rng = np.random.default_rng(kernel * 10 + dilation)
+    dz = rng.normal(size=(3,) + geo.out[1:] + (4,))  # (rows, out[1], out[2], filters)
+    run, ext = geo.out[1] * geo.padded[2], geo.out[1] * geo.padded[2] + geo.row_slack
+    z = shifted_rows(dz, geo, np.full((kernel, 4, 3, ext), np.nan))
+    grid = np.zeros((4, 3, geo.out[1], geo.padded[2]))
+    grid[..., :geo.out[2]] = np.moveaxis(dz, -1, 0)
+    for j in range(kernel):
+        expected = np.zeros((4, 3, ext))
+        expected[..., j * dilation:j * dilation + run] = grid.reshape(4, 3, run)
+        np.testing.assert_array_equal(z[j], expected)
 
 
 @pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(2, 1, "same", 1, 3), (2, (2, 1), "valid", 2, (3, 2)),
