@@ -33,7 +33,8 @@ cost more than the arithmetic: on the 2-core Xeon (Emerald Rapids) of benchmarks
 one thread, ``(8, 27) @ (27, 4640)`` took 52 microseconds, ``(8, 27) @ (27, 4620)`` (just
 under the limit) 22. Cut into pieces under the limit, such products ran in 0.3-0.8x the time
 where the reduction is at most ``SPLIT_MAX_DEPTH`` long (a kernel matrix of few input
-channels; pieces along the long output axis), and where the result has at most
+channels; pieces along the long output axis) or the first of two row-major operands is a
+small matrix of several rows (``SPLIT_MAX_KERNEL``), and where the result has at most
 ``SPLIT_MAX_RESULT`` elements (a kernel gradient summed over many positions; pieces along the
 reduction, added up); longer reductions and larger results ran as fast or up to 1.7x slower
 in pieces, so those stay whole, as do products whose layout OpenBLAS keeps from its small
@@ -55,9 +56,9 @@ SMALL_KERNEL_CORES = frozenset({"SkylakeX", "Cooperlake", "SapphireRapids"})
 SPLIT_MAX_DEPTH = 32
 #: ... and only if its other output axis is at most this long (a few filters or units)
 SPLIT_MAX_SIDE = 64
-#: ... or, two operands read row by row cut along the columns, if the first has at most this
-#: many elements (a slice of a kernel)
-SPLIT_MAX_KERNEL = 2048
+#: ... or, two operands read row by row cut along the columns, if the first has more than one
+#: row and at most this many elements (a slice of a kernel)
+SPLIT_MAX_KERNEL = 1024
 #: a product is cut along its reduction only if its result has at most this many elements
 SPLIT_MAX_RESULT = 1024
 #: cut products into pieces: ``None`` decides from the BLAS libraries loaded (``small_kernels``);
@@ -136,10 +137,11 @@ def pieces(m, k, n, dtype, a_transposed=False, b_transposed=False):
     ``None`` to leave it whole. Cut only where it pays (the module's docstring): the product
     is over ``SMALL_KERNEL_MNK``, its longest axis is an output axis with a reduction of at
     most ``SPLIT_MAX_DEPTH`` and another output axis of at most ``SPLIT_MAX_SIDE`` (the sizes
-    measured) or, for two operands read row by row, the columns with a first operand of at
-    most ``SPLIT_MAX_KERNEL`` elements (measured: ``(8, 48) @ (48, 3604)`` 0.56x the time in
-    pieces, ``(32, 64) @ (64, m)`` 0.83x, ``(16, 216)`` 1.05x, ``(32, 144)`` 1.08x), or the
-    reduction with a result of at most ``SPLIT_MAX_RESULT`` elements;
+    measured) or, for two operands read row by row, the columns with a first operand of more
+    than one row and at most ``SPLIT_MAX_KERNEL`` elements (measured: ``(8, 48) @ (48, 3604)``
+    0.56-0.74x the time in pieces, ``(8, 96)`` 0.59x, ``(16, 64)`` 0.94x, ``(32, 64)``
+    0.83-1.07x, ``(16, 216)`` 1.05x; a single row 1.15-1.43x), or the reduction with a result
+    of at most ``SPLIT_MAX_RESULT`` elements;
     float32 and float64 only. Pieces of near-equal length, as few as fit.
 
     ``a_transposed`` / ``b_transposed``: NumPy hands that operand to BLAS transposed (it is not
@@ -155,7 +157,7 @@ def pieces(m, k, n, dtype, a_transposed=False, b_transposed=False):
     axis = max(range(3), key=dims.__getitem__)
     if axis == 1:
         small = m * n <= SPLIT_MAX_RESULT
-    elif axis == 2 and not (a_transposed or b_transposed):
+    elif axis == 2 and not (a_transposed or b_transposed) and m > 1:
         small = m * k <= SPLIT_MAX_KERNEL
     else:
         small = k <= SPLIT_MAX_DEPTH and min(m, n) <= SPLIT_MAX_SIDE

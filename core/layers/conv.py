@@ -53,7 +53,10 @@ conv3d_64_b4 training 0.94-0.98x the time, predict 0.93x; conv3d_32_b8 (grid row
 The backward pass is two more products (kernel gradient ``cols @ dz``, column
 gradient ``kernel @ dz.T``) and the scatter-add of the column gradient back
 through the same ``K`` slices into a channels-first buffer (col2im),
-transposed to channels last at the end. Its buffers are borrowed from the
+transposed to channels last at the end. With stride 1 on the last two axes the
+input gradient is scattered by whole rows instead (``_scatter_shifted``): the
+output gradient shifted once per offset of the kernel's last axis, one product
+per offset of the other axes, one add of a plane's rows end to end each. Its buffers are borrowed from the
 workspace; the forward context (the column matrix, or the padded input for
 chunked layers) is only read.
 
@@ -210,14 +213,15 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self._chunk_samples = (max(1, block // (row_bytes * geo.out[0]))
                                if self._chunk_rows == geo.out[0] else 1)
         # a 3-D layer in blocks of rows scatters its input gradient in blocks of its own
-        # (``_backward_chunks``), as many rows as keep the column gradient of one row of the
-        # kernel's first axis in twice the block size: Conv3D 3x3x3 on 15^3x8 (13 rows against
-        # the columns' 3) and on 31^3x8 (4 against 1) backward 0.75-0.85x the time, one thread
+        # (``_backward_chunks``), as many rows as keep the shifted gradient and its product
+        # (``_scatter_shifted``) in twice the block size: Conv3D 3x3x3 on 15^3x8 (13 rows against
+        # the columns' 3) and on 31^3x8 (5 against 1); larger than the columns' blocks, the
+        # backward took 0.75-0.85x the time (one thread, with the scatter it replaced)
         self._grad_rows = self._chunk_rows
         if geo.flat_rows and self.rank == 3:
-            part_row = (geo.size // geo.kernel[0] * channels * math.prod(geo.out_rows[1:])
-                        * np.dtype(self.dtype).itemsize)
-            self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // part_row))
+            row = ((geo.kernel[-1] * self.filters + channels) * math.prod(geo.out_rows[1:])
+                   * np.dtype(self.dtype).itemsize)
+            self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // row))
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
         if self.use_bias:
@@ -687,7 +691,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 dx = ws.take("conv.dx", (n,) + self.input_shape, dz2.dtype)
                 return self._input_grad_samples_last(dz, dx, *self._samples_last_buffers(n, ws, dz2.dtype))
             if by_rows and need_input_grad:
-                buffers = self._scatter_buffers(n, n * math.prod(geo.out[:-2]), ws, dz2.dtype)
+                buffers = self._scatter_buffers(n, min(n, self._scatter_samples()) * math.prod(geo.out[:-2]), ws,
+                                                dz2.dtype)
                 return self._channels_last(self._input_grad_by_rows(dz, self._kernel_groups(), *buffers), ws)
             if need_input_grad:
                 blas.matmul(kernel.reshape(-1, self.filters), dz2.T, out=dcols)
@@ -756,11 +761,15 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _input_grad_by_rows(self, dz, kgroups, shifted, product, flat):
         """The padded input gradient ``(C, n, *padded)`` of ``n`` whole samples from their output
         gradient ``dz (n, *out, filters)``, scattered by whole rows (``_scatter_shifted``) into
-        ``flat`` (see ``_scatter_buffers``; ``kgroups``: ``_kernel_groups``)."""
+        ``flat``, a few samples at a time (``_scatter_samples``; buffers: ``_scatter_buffers``;
+        ``kgroups``: ``_kernel_groups``)."""
         geo = self.geometry
         c, n = self.input_shape[-1], dz.shape[0]
         flat.fill(0)
-        self._scatter_shifted(dz, kgroups, rows_views(geo, flat, c, n), shifted, product)
+        views = rows_views(geo, flat, c, n)
+        step = self._scatter_samples()
+        for a in range(0, n, step):
+            self._scatter_shifted(dz[a:a + step], kgroups, [v[:, a:a + step] for v in views], shifted, product)
         return flat[:c * n * math.prod(geo.padded)].reshape((c, n) + geo.padded)
 
     def _dz_grid(self, dz, dz_rows):
@@ -779,24 +788,31 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         k, c, f = self.geometry.kernel[-1], self.input_shape[-1], self.filters
         return self.params["kernel"].reshape((-1, k, c, f)).transpose(0, 2, 1, 3).reshape(-1, c, k * f)
 
+    def _scatter_samples(self):
+        """Whole samples scattered at a time by ``_input_grad_by_rows``: as many as keep the
+        shifted gradient and its product (``_scatter_shifted``) in twice the block size."""
+        geo = self.geometry
+        per_sample = ((geo.kernel[-1] * self.filters + self.input_shape[-1]) * math.prod(geo.out_rows)
+                      * np.dtype(self.dtype).itemsize)
+        return max(1, 2 * self._block_bytes // per_sample)
+
     def _scatter_buffers(self, n, lead, ws, dtype, tag=""):
-        """Flat workspace buffers for ``_scatter_shifted`` on ``lead`` output planes (``lead``
-        as in ``shifted_rows``: whole samples' planes, or a block of rows of one) into the
-        padded input gradient of ``n`` samples: the shifted output gradient, its product with
-        one of the kernel's slices, and the padded gradient (``rows_views``; its runs may end
-        ``row_slack`` elements past the last plane)."""
+        """Flat workspace buffers for ``_scatter_shifted`` on ``lead`` output planes at a time
+        (``lead`` as in ``shifted_rows``: whole samples' planes, or a block of rows of one) into
+        the padded input gradient of ``n`` samples: the shifted output gradient, its product
+        with one of the kernel's slices, and the padded gradient (``rows_views``)."""
         geo = self.geometry
         c, f = self.input_shape[-1], self.filters
-        ext = lead * (geo.out[-2] * geo.padded[-1] + geo.row_slack)
-        return (ws.take("conv.dz_shifted" + tag, (geo.kernel[-1] * f * ext,), dtype),
-                ws.take("conv.dx_shifted" + tag, (c * ext,), dtype),
-                ws.take("conv.dx_rows" + tag, (c * n * math.prod(geo.padded) + geo.row_slack,), dtype))
+        run = lead * geo.out[-2] * geo.padded[-1]
+        return (ws.take("conv.dz_shifted" + tag, (geo.kernel[-1] * f * run,), dtype),
+                ws.take("conv.dx_shifted" + tag, (c * run,), dtype),
+                ws.take("conv.dx_rows" + tag, (c * n * math.prod(geo.padded),), dtype))
 
     def _scatter_shifted(self, dz, kgroups, views, shifted, product):
         """Add the input gradient of the output gradient ``dz (*lead, out[-2], out[-1],
         filters)`` (whole samples, or a block of rows of one) through ``views``, one per slice
         of ``kgroups`` (``rows_views``, cut to the planes of ``dz``: ``(C,
-        *lead, run + row_slack)``): the gradient shifted once per offset of the kernel's last
+        *lead, run)``): the gradient shifted once per offset of the kernel's last
         axis (``shifted_rows``, in the front of the flat ``shifted``), multiplied by each slice
         (into the front of the flat ``product``) and added through its view. The product is
         ``kernel[-1]`` times as deep as one per offset and there is one add where there was one
@@ -805,7 +821,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         -> 34 ms in conv3d_32_b8 and conv3d_64_b4 (one thread)."""
         geo = self.geometry
         k = geo.kernel[-1]
-        shape = (k, self.filters) + dz.shape[:-3] + (geo.out[-2] * geo.padded[-1] + geo.row_slack,)
+        shape = (k, self.filters) + dz.shape[:-3] + (geo.out[-2] * geo.padded[-1],)
         z = shifted_rows(dz, geo, shifted[:math.prod(shape)].reshape(shape)).reshape(k * self.filters, -1)
         out = product[:kgroups.shape[1] * z.shape[1]].reshape(kgroups.shape[1], -1)
         for view, kernel in zip(views, kgroups):
@@ -836,11 +852,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
         plan = self._block_plan(n, ws, c, dz2.dtype)
         # blocks of whole samples scatter their input gradient by whole rows, each thread into
-        # buffers of its own (a run may spill zeros past its samples), then copied into dxt;
+        # buffers of its own, then copied into dxt;
         # blocks of rows, into a padded buffer of the thread's samples, in blocks of ``_grad_rows``
         samples = min(self._chunk_samples, n)
-        rows_buffers = [self._scatter_buffers(samples, samples * math.prod(geo.out[:-2]), ws, dz2.dtype, f".{g}")
-                        if by_rows else
+        rows_buffers = [self._scatter_buffers(samples, min(samples, self._scatter_samples()) * math.prod(geo.out[:-2]),
+                                              ws, dz2.dtype, f".{g}") if by_rows else
                         self._scatter_buffers(len(group), self._grad_rows * math.prod(geo.out[1:-2]), ws, dz2.dtype,
                                               f".{g}") if block_rows else
                         self._samples_last_buffers(samples, ws, dz2.dtype, f".{g}") if samples_last else None

@@ -246,19 +246,17 @@ def col2im(dcols, geo, dxt):
 
 
 def rows_views(geo, flat, channels, n):
-    """For a geometry with ``flat_rows``: views ``(C, N, *out[:-2], run + row_slack)`` of the
-    1-D ``flat``, the padded input gradient ``(C, N, *padded)`` in its front (and at least
-    ``row_slack`` spare elements after it), one per offset of the kernel's axes before the
-    last (with the last axis's offset 0), into which ``shifted_rows``'s products add. A run is
-    one output plane's rows end to end, ``out[-2] * padded[-1]`` elements from the offset's
-    start in the plane: with stride 1 on the last two axes a window offset moves every output
-    row of a plane by one fixed distance, so an output grid whose rows are as long as the
-    padded input's (``out_rows``) maps each plane onto one contiguous run. Each run is
-    ``row_slack`` elements longer for the last axis's offsets, and may end up to that far into
-    the next plane, where it adds zeros (the last plane's spill lands in the spare end)."""
+    """For a geometry with ``flat_rows``: views ``(C, N, *out[:-2], run)`` of ``flat``, the
+    padded input gradient ``(C, N, *padded)`` in its front, one per offset of the kernel's
+    axes before the last (the last axis's offset 0), into which ``shifted_rows``'s products
+    add. A run is one output plane's rows end to end, ``out[-2] * padded[-1]`` elements from
+    the offset's start in the plane: with stride 1 on the last two axes a window offset moves
+    every output row of a plane by one fixed distance, so an output grid whose rows are as
+    long as the padded input's (``out_rows``) maps each plane onto one contiguous run, which
+    ends inside the plane."""
     plane = math.prod(geo.padded)
     item = flat.itemsize
-    shape = (channels, n) + geo.out[:-2] + (geo.out[-2] * geo.padded[-1] + geo.row_slack,)
+    shape = (channels, n) + geo.out[:-2] + (geo.out[-2] * geo.padded[-1],)
     strides = ((n * plane * item, plane * item)
                + tuple(s * st * item for s, st in zip(geo.strides[:-2], geo._steps)) + (item,))
     return [strided(flat, shape, strides, offset=start) for start in geo._row_starts[::geo.kernel[-1]]]
@@ -268,28 +266,28 @@ def shifted_rows(dz, geo, z):
     """The output gradient ``dz (*lead, out[-2], out[-1], F)`` (``lead`` any axes) over the
     grid ``out_rows`` (rows ``padded[-1]`` long, zero past ``out[-1]``), filters first, its
     rows end to end (``run`` elements, as in ``rows_views``), once per offset of the kernel's
-    last axis, shifted by that offset: ``z (kernel[-1], F, *lead, run + row_slack)``, with
-    ``z[j, ..., j * dilation[-1] + t]`` the grid's position ``t`` and zeros around. The
-    product of the kernel's slice for one offset of the other axes, ``(C, kernel[-1] * F)``,
-    with ``z`` viewed as ``(kernel[-1] * F, -1)`` is that offset's input gradient summed over
-    the last axis's offsets, added through one view of ``rows_views``: one add where one per
-    offset would make ``kernel[-1]``, and a product ``kernel[-1]`` times deeper.
+    last axis, shifted by that offset: ``z (kernel[-1], F, *lead, run)``, with ``z[j, ...,
+    j * dilation[-1] + t]`` the grid's position ``t`` and zeros before. (With stride 1 on the
+    last axis a grid row ends in ``(kernel[-1] - 1) * dilation[-1]`` zeros, so the shifts
+    push only zeros past the run.) The product of the kernel's slice for one offset of the
+    other axes, ``(C, kernel[-1] * F)``, with ``z`` viewed as ``(kernel[-1] * F, -1)`` is
+    that offset's input gradient summed over the last axis's offsets, added through one view
+    of ``rows_views``: one add where one per offset would make ``kernel[-1]``, and a product
+    ``kernel[-1]`` times deeper.
 
     ``dz`` is moved filters first one index of ``lead`` at a time: NumPy's transposing copy
     of a whole array with 32-64 channels is 4-7x slower than in such parts (128 samples of
     14x14x64: 10.4 ms against 1.5-2.6). Returns ``z``."""
     step, width = geo.dilation[-1], geo.padded[-1]
-    run = dz.shape[-3] * width
-    grid = z[0, ..., :run].reshape(z.shape[1:-1] + dz.shape[-3:-2] + (width,))
+    run = z.shape[-1]
+    grid = z[0].reshape(z.shape[1:-1] + dz.shape[-3:-2] + (width,))
     for index in np.ndindex(dz.shape[:-3]):
         part = grid[(slice(None),) + index]
         part[..., :dz.shape[-2]] = last_axis_first(dz[index])
         part[..., dz.shape[-2]:] = 0
-    z[0, ..., run:] = 0
     for j in range(1, geo.kernel[-1]):
         z[j, ..., :j * step] = 0
-        z[j, ..., j * step:j * step + run] = z[0, ..., :run]
-        z[j, ..., j * step + run:] = 0
+        z[j, ..., j * step:] = z[0, ..., :run - j * step]
     return z
 
 

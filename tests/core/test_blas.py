@@ -169,6 +169,8 @@ def cut(monkeypatch):
     ((8, 27, 4620), None),            # small enough whole
     ((16, 216, 585), None),           # a kernel slice larger than SPLIT_MAX_KERNEL
     ((8, 48, 3604), (2, 1802)),       # a Conv3D input gradient's shifted product
+    ((1, 512, 4000), None),           # one row (a Dense layer at batch 1): slower in pieces
+    ((8, 216, 3604), None),           # a kernel slice larger than SPLIT_MAX_KERNEL
     ((585, 216, 16), None),           # a reduction longer than SPLIT_MAX_DEPTH
     ((216, 585, 16), None),           # a result larger than SPLIT_MAX_RESULT
     ((8, 4800, 27), (1, 2400)),

@@ -162,8 +162,9 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
 
 
 @pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(2, 1, "same", 1, 3), (2, 1, "valid", 1, (3, 1)),
-                                                                (2, 1, "valid", (1, 2), (2, 3)), (3, 1, "same", 2, 2),
-                                                                (3, (2, 1, 1), "valid", 1, (2, 3, 2))])
+                                                                (2, 1, "valid", (1, 2), (2, 3)), (2, 1, "same", 1, (1, 3)),
+                                                                (3, 1, "same", 2, 2), (3, (2, 1, 1), "valid", 1, (2, 3, 2)),
+                                                                (3, 1, "valid", 1, (2, 1, 2))])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads,
                                                          monkeypatch):
@@ -181,15 +182,16 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     monkeypatch.setattr(windows, "ROWS_MAX_EXTRA", 10.0)  # these small inputs have relatively long rows
     by_row_blocks = []
     original = conv_module.shifted_rows
-    monkeypatch.setattr(conv_module, "shifted_rows", lambda *a: by_row_blocks.append(1) or original(*a))
+    monkeypatch.setattr(conv_module, "shifted_rows", lambda *a: by_row_blocks.append(a[0].shape[:-3]) or original(*a))
     rng = np.random.default_rng(rank * 7 + threads)
     x = rng.normal(size=(5,) + SPATIAL[rank] + (2,))
     g = None
     results = []
     try:
         config.set_num_threads(threads)
-        for mode in ("row by row", "whole", "blocks of one sample", "blocks of samples", "blocks of 1 row",
-                     "blocks of 2 rows", "blocks of 1 row, input gradient in 4"):
+        for mode in ("row by row", "whole", "whole, scattered a sample at a time", "blocks of one sample",
+                     "blocks of samples", "blocks of 1 row", "blocks of 2 rows",
+                     "blocks of 1 row, input gradient in 4"):
             layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
             if mode.startswith("blocks"):
                 layer.chunk_threshold = 0
@@ -197,6 +199,9 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
             assert layer.geometry.flat_rows
             if mode == "row by row":
                 layer.geometry.flat_rows = False
+            elif mode.startswith("whole,"):  # (_scatter_samples follows the block size)
+                layer._block_bytes = 1
+                assert layer._scatter_samples() == 1
             elif "row" in mode:  # rows of one sample per block; the input gradient in blocks of as many, or 4
                 layer._chunk_rows = int(mode.split()[2])
                 layer._grad_rows = int(mode.split()[-1]) if "input" in mode else layer._chunk_rows
@@ -209,15 +214,24 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
             # blocks build their columns over the same grid (two input channels: channels first)
             assert layer._grid_columns == (mode != "row by row")
             g = rng.normal(size=y.shape) if g is None else g
+            by_row_blocks.clear()
             dx, grads = layer.backward(ctx, g.copy())
             results.append((y.copy(), dx.copy(), grads["kernel"].copy()))
+            # the scatter by rows ran on whole samples, or (3-D) on blocks of rows of one sample
+            # in blocks of ``_grad_rows`` and the rest; 2-D blocks of rows go by col2im
+            row_blocks = mode.startswith("blocks") and "row" in mode
+            assert bool(by_row_blocks) == (mode != "row by row" and (rank == 3 or not row_blocks)), mode
+            if mode.startswith("whole,"):
+                assert len(by_row_blocks) == x.shape[0] and {lead[0] for lead in by_row_blocks} == {1}
+            if row_blocks and rank == 3:
+                rows, step = layer.geometry.out[0], layer._grad_rows
+                assert {lead[0] for lead in by_row_blocks} == {min(step, rows - r0) for r0 in range(0, rows, step)}
     finally:
         config.set_num_threads(None)
     for y, dx, dk in results[1:]:
         np.testing.assert_allclose(y, results[0][0], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dx, results[0][1], rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(dk, results[0][2], rtol=1e-10, atol=1e-12)
-    assert by_row_blocks  # (every mode but the first scatters through shifted_rows)
     layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
     layer.build(x.shape[1:], rng=np.random.default_rng(0))
     check_layer(layer, x[:2], rng)
@@ -227,21 +241,23 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
 def test_shifted_rows_lays_out_the_gradient_once_per_offset_of_the_last_axis(kernel, dilation):
     """``shifted_rows``: for each offset ``j`` of the kernel's last axis, the output gradient
     over the grid ``out_rows`` (zero past each row's end), filters first, rows end to end,
-    starting ``j * dilation`` elements in, with zeros before and after; whatever ``z`` held."""
+    starting ``j * dilation`` elements in, with zeros before; whatever ``z`` held."""
     from core.layers.windows import WindowGeometry, shifted_rows
 
     geo = WindowGeometry((6, 7, 30), (2, 2, kernel), (1, 1, 1), (1, 1, dilation), "valid")
     assert geo.flat_rows
     rng = np.random.default_rng(kernel * 10 + dilation)
     dz = rng.normal(size=(3,) + geo.out[1:] + (4,))  # (rows, out[1], out[2], filters)
-    run, ext = geo.out[1] * geo.padded[2], geo.out[1] * geo.padded[2] + geo.row_slack
-    z = shifted_rows(dz, geo, np.full((kernel, 4, 3, ext), np.nan))
+    run = geo.out[1] * geo.padded[2]
+    z = shifted_rows(dz, geo, np.full((kernel, 4, 3, run), np.nan))
     grid = np.zeros((4, 3, geo.out[1], geo.padded[2]))
     grid[..., :geo.out[2]] = np.moveaxis(dz, -1, 0)
+    grid = grid.reshape(4, 3, run)
     for j in range(kernel):
-        expected = np.zeros((4, 3, ext))
-        expected[..., j * dilation:j * dilation + run] = grid.reshape(4, 3, run)
+        expected = np.zeros((4, 3, run))
+        expected[..., j * dilation:] = grid[..., :run - j * dilation]
         np.testing.assert_array_equal(z[j], expected)
+        assert not grid[..., run - j * dilation:].any()  # the shift pushes only zeros past the run
 
 
 @pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(2, 1, "same", 1, 3), (2, (2, 1), "valid", 2, (3, 2)),
