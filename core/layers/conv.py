@@ -56,9 +56,9 @@ through the same ``K`` slices into a channels-first buffer (col2im),
 transposed to channels last at the end. With stride 1 on the last two axes the
 input gradient is scattered by whole rows instead (``_scatter_shifted``): the
 output gradient shifted once per offset of the kernel's last axis, one product
-per offset of the other axes, one add of a plane's rows end to end each. Its buffers are borrowed from the
-workspace; the forward context (the column matrix, or the padded input for
-chunked layers) is only read.
+per offset of the other axes, one add of a plane's rows end to end each. Its
+buffers are borrowed from the workspace; the forward context (the column
+matrix, or the padded input for chunked layers) is only read.
 
 Before a max pooling, a layer with channels-first columns and few filters
 computes ``kernel.T @ cols``, its output laid out filters first ``(filters,
@@ -691,8 +691,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                 dx = ws.take("conv.dx", (n,) + self.input_shape, dz2.dtype)
                 return self._input_grad_samples_last(dz, dx, *self._samples_last_buffers(n, ws, dz2.dtype))
             if by_rows and need_input_grad:
-                buffers = self._scatter_buffers(n, min(n, self._scatter_samples()) * math.prod(geo.out[:-2]), ws,
-                                                dz2.dtype)
+                buffers = self._samples_scatter_buffers(n, ws, dz2.dtype)
                 return self._channels_last(self._input_grad_by_rows(dz, self._kernel_groups(), *buffers), ws)
             if need_input_grad:
                 blas.matmul(kernel.reshape(-1, self.filters), dz2.T, out=dcols)
@@ -796,6 +795,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
                       * np.dtype(self.dtype).itemsize)
         return max(1, 2 * self._block_bytes // per_sample)
 
+    def _samples_scatter_buffers(self, n, ws, dtype, tag=""):
+        """``_scatter_buffers`` for ``_input_grad_by_rows`` on ``n`` whole samples."""
+        planes = min(n, self._scatter_samples()) * math.prod(self.geometry.out[:-2])
+        return self._scatter_buffers(n, planes, ws, dtype, tag)
+
     def _scatter_buffers(self, n, lead, ws, dtype, tag=""):
         """Flat workspace buffers for ``_scatter_shifted`` on ``lead`` output planes at a time
         (``lead`` as in ``shifted_rows``: whole samples' planes, or a block of rows of one) into
@@ -855,8 +859,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         # buffers of its own, then copied into dxt;
         # blocks of rows, into a padded buffer of the thread's samples, in blocks of ``_grad_rows``
         samples = min(self._chunk_samples, n)
-        rows_buffers = [self._scatter_buffers(samples, min(samples, self._scatter_samples()) * math.prod(geo.out[:-2]),
-                                              ws, dz2.dtype, f".{g}") if by_rows else
+        rows_buffers = [self._samples_scatter_buffers(samples, ws, dz2.dtype, f".{g}") if by_rows else
                         self._scatter_buffers(len(group), self._grad_rows * math.prod(geo.out[1:-2]), ws, dz2.dtype,
                                               f".{g}") if block_rows else
                         self._samples_last_buffers(samples, ws, dz2.dtype, f".{g}") if samples_last else None

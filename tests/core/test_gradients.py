@@ -161,10 +161,9 @@ def test_chunked_convolution_matches_whole_and_finite_differences(float64, rank,
     check_layer(make(True), x, rng)
 
 
-@pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(2, 1, "same", 1, 3), (2, 1, "valid", 1, (3, 1)),
-                                                                (2, 1, "valid", (1, 2), (2, 3)), (2, 1, "same", 1, (1, 3)),
-                                                                (3, 1, "same", 2, 2), (3, (2, 1, 1), "valid", 1, (2, 3, 2)),
-                                                                (3, 1, "valid", 1, (2, 1, 2))])
+@pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [
+    (2, 1, "same", 1, 3), (2, 1, "valid", 1, (3, 1)), (2, 1, "valid", (1, 2), (2, 3)), (2, 1, "same", 1, (1, 3)),
+    (3, 1, "same", 2, 2), (3, (2, 1, 1), "valid", 1, (2, 3, 2)), (3, 1, "valid", 1, (2, 1, 2))])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, padding, dilation, kernel, threads,
                                                          monkeypatch):
