@@ -219,9 +219,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         # backward took 0.75-0.85x the time (one thread, with the scatter it replaced)
         self._grad_rows = self._chunk_rows
         if geo.flat_rows and self.rank == 3:
-            row = ((geo.kernel[-1] * self.filters + channels) * math.prod(geo.out_rows[1:])
-                   * np.dtype(self.dtype).itemsize)
-            self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // row))
+            self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // self._scatter_row_bytes()))
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
         if self.use_bias:
@@ -787,13 +785,18 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         k, c, f = self.geometry.kernel[-1], self.input_shape[-1], self.filters
         return self.params["kernel"].reshape((-1, k, c, f)).transpose(0, 2, 1, 3).reshape(-1, c, k * f)
 
+    def _scatter_row_bytes(self):
+        """Bytes of the shifted gradient and its product (``_scatter_shifted``) per output row of
+        the first spatial axis (a geometry with ``flat_rows``): what ``_grad_rows`` and
+        ``_scatter_samples`` keep in twice the block size."""
+        geo = self.geometry
+        return ((geo.kernel[-1] * self.filters + self.input_shape[-1]) * math.prod(geo.out_rows[1:])
+                * np.dtype(self.dtype).itemsize)
+
     def _scatter_samples(self):
         """Whole samples scattered at a time by ``_input_grad_by_rows``: as many as keep the
         shifted gradient and its product (``_scatter_shifted``) in twice the block size."""
-        geo = self.geometry
-        per_sample = ((geo.kernel[-1] * self.filters + self.input_shape[-1]) * math.prod(geo.out_rows)
-                      * np.dtype(self.dtype).itemsize)
-        return max(1, 2 * self._block_bytes // per_sample)
+        return max(1, 2 * self._block_bytes // (self._scatter_row_bytes() * self.geometry.out_rows[0]))
 
     def _samples_scatter_buffers(self, n, ws, dtype, tag=""):
         """``_scatter_buffers`` for ``_input_grad_by_rows`` on ``n`` whole samples."""
