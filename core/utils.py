@@ -152,3 +152,30 @@ def channel_tiling(shape):
     writing (reshaping a non-contiguous one copies it, which is fine for reading)."""
     rows, repeat = channel_rows(shape)
     return rows, (lambda v: np.tile(v, repeat)) if repeat > 1 else (lambda v: v)
+
+
+#: elements summed in one block by ``channel_dots``
+CHANNEL_DOTS_BLOCK = 1 << 17
+
+
+def channel_dots(a, b):
+    """``(a * b)`` summed over every axis but the last: ``(C,)`` for two arrays of the same
+    channels-last shape ``(..., C)``, without the array of products. NumPy's ``einsum`` reads
+    both once and adds each row's products into the sums (the multiply and the ``ones @
+    products`` that batch norm used before wrote and read the products again: 2.5 against
+    1.1 ms on 100,352 x 32 float32 numbers, 1.1 against 0.5 on 25,088 x 64). It adds one row
+    after another, so its float32 sums over 2 million rows were off by 1e-4 relative; it runs
+    here in blocks of ``CHANNEL_DOTS_BLOCK`` elements whose sums are then added (4e-7), on
+    ``channel_rows``'s long rows (rows of a few channels made it 2x slower)."""
+    if a.shape != b.shape:
+        raise ValueError(f"channel_dots: shapes differ, {a.shape} and {b.shape}")
+    c = a.shape[-1]
+    rows, repeat = channel_rows(a.shape)
+    width = repeat * c
+    a2, b2 = a.reshape(-1, width), b.reshape(-1, width)
+    step = max(1, CHANNEL_DOTS_BLOCK // width)
+    parts = np.empty((-(-a2.shape[0] // step), width), np.result_type(a, b))
+    for i, start in enumerate(range(0, a2.shape[0], step)):
+        np.einsum("ij,ij->j", a2[start:start + step], b2[start:start + step], out=parts[i])
+    total = parts.sum(axis=0)
+    return total.reshape(repeat, c).sum(axis=0) if repeat > 1 else total

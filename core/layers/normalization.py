@@ -12,7 +12,7 @@ import numpy as np
 from .. import blas, initializers, parallel
 from ..exceptions import ConfigError
 from ..registry import serialize
-from ..utils import channel_tiling
+from ..utils import channel_dots, channel_tiling
 from .base import Layer
 
 
@@ -63,21 +63,21 @@ class BatchNormalization(Layer):
             total = x.dtype.type(_batch_rows(m, x.shape[0]))
             mean = parallel.allreduce(blas.dot(ones, x2)) / total
             rows, tile = channel_tiling(x.shape)  # per-channel operations over rows of positions
-            xhat = ws.take("bn.xhat", x.shape, x.dtype)
-            np.subtract(x.reshape(rows), tile(mean), out=xhat.reshape(rows))
-            square = np.multiply(xhat, xhat, out=ws.take("bn.square", x.shape, x.dtype))
-            var = parallel.allreduce(blas.dot(ones, square.reshape(-1, x.shape[-1]))) / total
+            # the centered input is what the backward pass needs (xhat = xc * inv_std, with
+            # inv_std applied to the per-channel factors instead of to every element)
+            xc = ws.take("bn.xc", x.shape, x.dtype)
+            np.subtract(x.reshape(rows), tile(mean), out=xc.reshape(rows))
+            var = parallel.allreduce(channel_dots(xc, xc)) / total
             inv_std = (1.0 / np.sqrt(var + self.epsilon)).astype(x.dtype)
-            xhat.reshape(rows)[...] *= tile(inv_std)
             if parallel.is_first_shard():  # the statistics are the batch's, the same in every shard
                 m_ = x.dtype.type(self.momentum)
                 p = self.params  # state, not a trained weight: the forward pass of training updates it
                 p["moving_mean"] = p["moving_mean"] * m_ + mean * (1 - m_)
                 p["moving_variance"] = p["moving_variance"] * m_ + var * (1 - m_)
-            y = square
-            np.multiply(xhat.reshape(rows), tile(gamma), out=y.reshape(rows))
+            y = ws.take("bn.y", x.shape, x.dtype)
+            np.multiply(xc.reshape(rows), tile(gamma * inv_std), out=y.reshape(rows))
             y.reshape(rows)[...] += tile(beta)
-            return y, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=True)
+            return y, self._context(keep, xc=xc, inv_std=inv_std, batch_stats=True)
         inv_std = (1.0 / np.sqrt(self.params["moving_variance"] + self.epsilon)).astype(x.dtype)
         scale = gamma * inv_std
         rows, tile = channel_tiling(x.shape)  # per-channel operations over rows of positions
@@ -86,18 +86,17 @@ class BatchNormalization(Layer):
         y.reshape(rows)[...] += tile(beta - self.params["moving_mean"] * scale)
         if not keep:
             return y, None
-        xhat = (x - self.params["moving_mean"]) * inv_std
-        return y, self._context(keep, xhat=xhat, inv_std=inv_std, batch_stats=False)
+        xc = x - self.params["moving_mean"]
+        return y, self._context(keep, xc=xc, inv_std=inv_std, batch_stats=False)
 
     def backward(self, ctx, dy, need_input_grad=True, *, workspace=None):
         ctx = self._require_context(ctx)
         ws = self._workspace(workspace)
         gamma, _ = self._affine()
         c = dy.shape[-1]
-        xhat, inv_std = ctx["xhat"], ctx["inv_std"]
+        xc, inv_std = ctx["xc"], ctx["inv_std"]
         ones = ws.take("bn.ones", (dy.size // c,), dy.dtype, init=1)
-        product = np.multiply(dy, xhat, out=ws.take("bn.dx", dy.shape, dy.dtype))
-        dgamma = blas.dot(ones, product.reshape(-1, c))
+        dgamma = channel_dots(dy, xc) * inv_std  # the sum of dy * xhat
         dbeta = blas.dot(ones, dy.reshape(-1, c))
         grads = {}
         if self.scale:
@@ -110,7 +109,7 @@ class BatchNormalization(Layer):
             return None, grads
         k = gamma * inv_std
         rows, tile = channel_tiling(dy.shape)
-        dx = product
+        dx = ws.take("bn.dx", dy.shape, dy.dtype)
         np.multiply(dy.reshape(rows), tile(k), out=dx.reshape(rows))
         if not ctx["batch_stats"]:
             return dx, grads
@@ -119,9 +118,9 @@ class BatchNormalization(Layer):
         # gradients returned stay this shard's part, which the model adds up)
         sums = parallel.allreduce(np.concatenate([dgamma, dbeta]))
         dgamma_all, dbeta_all = sums[:c], sums[c:]
-        # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat))
+        # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = xc * inv_std
         correction = ws.take("bn.correction", dy.shape, dy.dtype)
-        np.multiply(xhat.reshape(rows), tile(k * (dgamma_all / m)), out=correction.reshape(rows))
+        np.multiply(xc.reshape(rows), tile(k * inv_std * (dgamma_all / m)), out=correction.reshape(rows))
         dx -= correction
         dx.reshape(rows)[...] -= tile(k * (dbeta_all / m))
         return dx, grads

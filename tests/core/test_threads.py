@@ -151,12 +151,16 @@ def shards(request):
 
 
 def _sharded_model(rank, dropout=0.3):
+    # batch norm before the ReLU, as usual: after it, on 7 samples, a channel with few
+    # nonzero values had a variance of a few thousandths, and the rounding differences
+    # between the shards' sums (1e-7) grew 10x through it: from 0.05 to 5 times this test's
+    # tolerance, depending on the random data (at most 0.1 times in this order, 18 draws)
     spatial = {1: (13,), 2: (9, 8), 3: (6, 7, 5)}[rank]
     conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
     pool = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
     model = Sequential([Input(spatial + (2,)), conv(4, 3, padding="same"), layers.BatchNormalization(),
                         layers.Activation("relu"), pool(2), layers.Dropout(dropout), layers.Flatten(),
-                        layers.Dense(8, activation="relu"), layers.BatchNormalization(),
+                        layers.Dense(8), layers.BatchNormalization(), layers.Activation("relu"),
                         layers.Dense(3, activation="softmax")], seed=4)
     model.compile(optimizer=__import__("core").optimizers.SGD(0.05, momentum=0.9),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -210,7 +214,7 @@ def test_a_sharded_step_that_fails_in_one_shard_raises_and_leaves_the_model(thre
 
     def failing(self, inputs, *args, **kwargs):
         rows = parallel.shard_rows()
-        if rows is not None and rows[0] > 0 and self is model.layers[-2]:
+        if rows is not None and rows[0] > 0 and self is model.layers[-3]:
             raise RuntimeError("shard 2 fails")
         return original(self, inputs, *args, **kwargs)
 
