@@ -676,6 +676,31 @@ def test_relu_moved_after_pooling_gives_the_same_gradients(rank, pool, stride, p
     assert np.any(g1[0]["kernel"] != 0)
 
 
+def test_channel_dots_sums_products_per_channel_in_blocks(monkeypatch):
+    """``channel_dots(a, b)`` is ``(a * b)`` summed over every axis but the last, on tiled rows and
+    plain ones, in one block or many; its float32 sums over millions of rows stay accurate
+    (blocks), and arrays of different shapes are refused."""
+    from core import utils
+    from core.utils import channel_dots
+    rng = np.random.default_rng(0)
+    for rows_min, block in ((0, 1 << 17), (0, 64), (1 << 18, 1 << 17), (1 << 18, 50)):
+        monkeypatch.setattr(utils, "CHANNEL_ROWS_MIN", rows_min)
+        monkeypatch.setattr(utils, "CHANNEL_DOTS_BLOCK", block)
+        for shape in [(3, 5, 7, 4), (2, 9, 2), (6, 126, 64), (4, 6, 6, 6, 3), (5, 3), (7,)]:
+            a, b = rng.normal(size=shape), rng.normal(size=shape)
+            want = (a * b).reshape(-1, shape[-1]).sum(axis=0)
+            np.testing.assert_allclose(channel_dots(a, b), want, rtol=1e-12, atol=1e-12)
+            got = channel_dots(a.astype(np.float32), np.asfortranarray(b.astype(np.float32)))
+            assert got.dtype == np.float32 and got.shape == (shape[-1],)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.sqrt(a.size))
+    monkeypatch.undo()
+    x = (rng.normal(size=(1 << 21, 4)) + 3).astype(np.float32)  # float32 sums over 2 million rows
+    want = (x.astype(np.float64) ** 2).sum(axis=0)
+    np.testing.assert_allclose(channel_dots(x, x), want, rtol=3e-6)  # one einsum: 1e-4
+    with pytest.raises(ValueError, match=r"shapes differ, \(2, 3\) and \(3, 2\)"):
+        channel_dots(np.ones((2, 3)), np.ones((3, 2)))
+
+
 def test_channel_rows_gathers_positions_and_per_channel_operations_agree(monkeypatch):
     """Per-channel operations run on rows of several positions (``channel_rows``): the shape rule,
     and the bias epilogue and batch norm on contiguous and non-contiguous arrays equal the plain
