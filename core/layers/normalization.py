@@ -110,19 +110,22 @@ class BatchNormalization(Layer):
         k = gamma * inv_std
         rows, tile = channel_tiling(dy.shape)
         dx = ws.take("bn.dx", dy.shape, dy.dtype)
-        np.multiply(dy.reshape(rows), tile(k), out=dx.reshape(rows))
         if not ctx["batch_stats"]:
+            np.multiply(dy.reshape(rows), tile(k), out=dx.reshape(rows))
             return dx, grads
         m = dy.dtype.type(_batch_rows(dy.size // c, dy.shape[0]))
         # the means over the whole batch (a sharded batch adds the parts of every shard; the
         # gradients returned stay this shard's part, which the model adds up)
         sums = parallel.allreduce(np.concatenate([dgamma, dbeta]))
         dgamma_all, dbeta_all = sums[:c], sums[c:]
-        # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = xc * inv_std
-        correction = ws.take("bn.correction", dy.shape, dy.dtype)
-        np.multiply(xc.reshape(rows), tile(k * inv_std * (dgamma_all / m)), out=correction.reshape(rows))
-        dx -= correction
-        dx.reshape(rows)[...] -= tile(k * (dbeta_all / m))
+        # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = xc * inv_std:
+        # one operation into dx, then three in place (an operation writing to another array
+        # than it reads took 1.5-2x as long as one in place on 12.8 MB)
+        flat = dx.reshape(rows)
+        np.multiply(xc.reshape(rows), tile(inv_std * (dgamma_all / m)), out=flat)
+        np.subtract(dy.reshape(rows), flat, out=flat)
+        flat -= tile(dbeta_all / m)
+        flat *= tile(k)
         return dx, grads
 
     def get_config(self):
