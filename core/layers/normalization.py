@@ -55,8 +55,9 @@ class BatchNormalization(Layer):
         if training and self.trainable:  # a frozen layer normalizes with its moving statistics, as in Keras
             x2 = x.reshape(-1, x.shape[-1])
             m = x2.shape[0]
-            # sums over the rows as products with ones: NumPy's reductions over the leading axes
-            # of a (rows, few channels) array run several times slower than BLAS here
+            # the mean as a product with ones: NumPy's reductions over the leading axes of a
+            # (rows, few channels) array run several times slower than BLAS here; the variance
+            # with ``channel_dots``, which needs no array of squares;
             # when the batch is split into shards run by separate threads (``core.parallel``),
             # the sums are over the whole batch: each shard adds its part (``allreduce``)
             ones = ws.take("bn.ones", (m,), x.dtype, init=1)
@@ -95,16 +96,15 @@ class BatchNormalization(Layer):
         gamma, _ = self._affine()
         c = dy.shape[-1]
         xc, inv_std = ctx["xc"], ctx["inv_std"]
-        ones = ws.take("bn.ones", (dy.size // c,), dy.dtype, init=1)
-        dgamma = channel_dots(dy, xc) * inv_std  # the sum of dy * xhat
-        dbeta = blas.dot(ones, dy.reshape(-1, c))
         grads = {}
-        if self.scale:
-            grads["gamma"] = dgamma
-        if self.center:
-            grads["beta"] = dbeta
-        if not self.trainable:
-            grads = {}
+        if ctx["batch_stats"] or (self.trainable and (self.scale or self.center)):
+            # the sums of dy * xhat and of dy (in dy's dtype, which the context's may exceed)
+            dgamma = (channel_dots(dy, xc) * inv_std).astype(dy.dtype, copy=False)
+            dbeta = blas.dot(ws.take("bn.ones", (dy.size // c,), dy.dtype, init=1), dy.reshape(-1, c))
+            if self.trainable and self.scale:
+                grads["gamma"] = dgamma
+            if self.trainable and self.center:
+                grads["beta"] = dbeta
         if not need_input_grad:
             return None, grads
         k = gamma * inv_std

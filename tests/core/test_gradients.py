@@ -743,6 +743,16 @@ def test_channel_rows_gathers_positions_and_per_channel_operations_agree(monkeyp
         np.testing.assert_allclose(dg, ref[3], rtol=1e-12, atol=1e-12)
     xhat = (z - z.mean(axis=(0, 1, 2))) / np.sqrt(z.var(axis=(0, 1, 2)) + bn.epsilon)
     np.testing.assert_allclose(results[3][1], xhat * bn.params["gamma"] + bn.params["beta"], rtol=1e-10, atol=1e-12)
+    # the parameter gradients come in dy's dtype, even when the kept context is wider
+    y, ctx = bn.forward(z, training=False, context=True)
+    _, grads = bn.backward(ctx, g.astype(np.float32))
+    assert grads["gamma"].dtype == grads["beta"].dtype == np.float32
+    bn.trainable = False  # a frozen layer: no parameter gradients
+    _, ctx = bn.forward(z, training=True, context=True)
+    dx, grads = bn.backward(ctx, g)
+    assert grads == {}
+    np.testing.assert_allclose(dx, g * bn.params["gamma"] / np.sqrt(bn.params["moving_variance"] + bn.epsilon),
+                               rtol=1e-12)
 
 
 @pytest.mark.parametrize("rank", [1, 2, 3])
