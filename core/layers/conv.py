@@ -807,12 +807,14 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Flat workspace buffers for ``_scatter_shifted`` on ``lead`` output planes at a time
         (``lead`` as in ``shifted_rows``: whole samples' planes, or a block of rows of one) into
         the padded input gradient of ``n`` samples: the shifted output gradient, its product
-        with one of the kernel's slices, and the padded gradient (``rows_views``)."""
+        with all the kernel's slices, and the padded gradient (``rows_views``). The blocks are
+        sized (``_scatter_row_bytes``) as if the product held one slice: counting them all
+        made the blocks smaller and the backward pass 1.0-1.04x the time."""
         geo = self.geometry
         c, f = self.input_shape[-1], self.filters
         run = lead * geo.out[-2] * geo.padded[-1]
         return (ws.take("conv.dz_shifted" + tag, (geo.kernel[-1] * f * run,), dtype),
-                ws.take("conv.dx_shifted" + tag, (c * run,), dtype),
+                ws.take("conv.dx_shifted" + tag, (geo.size // geo.kernel[-1] * c * run,), dtype),
                 ws.take("conv.dx_rows" + tag, (c * n * math.prod(geo.padded),), dtype))
 
     def _scatter_shifted(self, dz, kgroups, views, shifted, product):
@@ -820,19 +822,25 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         filters)`` (whole samples, or a block of rows of one) through ``views``, one per slice
         of ``kgroups`` (``rows_views``, cut to the planes of ``dz``: ``(C,
         *lead, run)``): the gradient shifted once per offset of the kernel's last
-        axis (``shifted_rows``, in the front of the flat ``shifted``), multiplied by each slice
-        (into the front of the flat ``product``) and added through its view. The product is
-        ``kernel[-1]`` times as deep as one per offset and there is one add where there was one
-        per offset: Conv3D 3x3x3's input gradient on 15^3x8 0.63x the time in a standalone
-        test, on 31^3x8 in blocks of 8 rows 0.80x; the layers' backward 9.5 -> 7.1 ms and 41
-        -> 34 ms in conv3d_32_b8 and conv3d_64_b4 (one thread)."""
+        axis (``shifted_rows``, in the front of the flat ``shifted``), multiplied by all the
+        slices at once (into the front of the flat ``product``) and each slice's part added
+        through its view. The product is ``kernel[-1]`` times as deep as one per offset and there
+        is one add where there was one per offset: Conv3D 3x3x3's input gradient on 15^3x8 0.63x
+        the time in a standalone test, on 31^3x8 in blocks of 8 rows 0.80x; the layers' backward
+        9.5 -> 7.1 ms and 41 -> 34 ms in conv3d_32_b8 and conv3d_64_b4 (one thread). One product
+        of all the slices rather than one per slice (a taller kernel matrix, which OpenBLAS runs
+        faster): 0.68x the products' time on the default ImageClassifier's second layer; its
+        backward 0.92-0.93x, Conv3D 'same' on 16^3x8 and conv3d_64_b4's second layer 0.92-0.97x,
+        conv3d_32_b8's 1.00-1.03x (paired A/B, one thread)."""
         geo = self.geometry
         k = geo.kernel[-1]
         shape = (k, self.filters) + dz.shape[:-3] + (geo.out[-2] * geo.padded[-1],)
         z = shifted_rows(dz, geo, shifted[:math.prod(shape)].reshape(shape)).reshape(k * self.filters, -1)
-        out = product[:kgroups.shape[1] * z.shape[1]].reshape(kgroups.shape[1], -1)
-        for view, kernel in zip(views, kgroups):
-            view += blas.matmul(kernel, z, out=out).reshape(view.shape)
+        groups, c = kgroups.shape[:2]
+        out = product[:groups * c * z.shape[1]].reshape(groups * c, -1)
+        blas.matmul(kgroups.reshape(groups * c, -1), z, out=out)
+        for view, part in zip(views, out.reshape(groups, c, -1)):
+            view += part.reshape(view.shape)
 
     def _backward_chunks(self, src, n, dz2, need_input_grad, grads, ws):
         geo = self.geometry
