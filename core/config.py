@@ -52,7 +52,7 @@ def draw_seed():
 # ------------------------------------------------------------------ block size
 #: the block size where the core's own (L2) cache is small: blocks then live in the shared cache
 SHARED_CACHE_BLOCK = 4 << 20
-#: a core with at least this much L2 cache of its own gets blocks of a quarter of it
+#: a core with at least this much L2 cache of its own gets blocks of half of it
 LARGE_L2 = 2 << 20
 _BLOCK_ENV = "NUMPY_CNN_BLOCK_BYTES"
 _block = {"set": None, "detected": None}
@@ -119,7 +119,7 @@ def l2_cache_bytes(base="/sys/devices/system/cpu/cpu0/cache"):
 
 def default_block_bytes(l2=None):
     """The block size the engine picks for a CPU with ``l2`` bytes of L2 cache of its own (this
-    machine's, ``l2_cache_bytes()``, where ``None``): a quarter of it where it holds 2 MB or
+    machine's, ``l2_cache_bytes()``, where ``None``): half of it where it holds 2 MB or
     more, else ``SHARED_CACHE_BLOCK``.
 
     A large convolution builds its column matrix one block at a time and multiplies each
@@ -128,7 +128,12 @@ def default_block_bytes(l2=None):
     shared cache; where it is small, blocks are better sized to the shared cache. Measured,
     a Conv3D 64^3 training step at one thread: on an Intel Xeon with 2 MB of L2 a core
     (Emerald Rapids), 512 KB blocks took 0.89x the time of 4 MB blocks (0.86x at two
-    threads; Conv3D 32^3 0.98x and 0.92x); on the AMD EPYC this project measured before
+    threads; Conv3D 32^3 0.98x and 0.92x), and 1 MB blocks against 512 KB (twelfth round,
+    ``benchmarks.experiments.blocks``, 9-11 rounds a run): training 0.97-1.03x on the Conv3D
+    cases, LeNet-5 and the tutorial network (0.956-0.978x on the default ImageClassifier's and
+    the Conv3D cases' steps timed by turns), predict 0.84-0.87x on Conv3D 32^3 and 0.91-0.97x
+    on LeNet-5 and the tutorial network at one and two threads, Conv3D 64^3 0.98-1.04x; 2 MB
+    blocks (the whole L2) trained 1.03-1.07x. On the AMD EPYC this project measured before
     (AVX-512, so Zen 4 or later, 1 MB a core), 512 KB blocks took 1.26x and 1 MB 1.14x. Two
     machines are all this rule rests on: set the size with ``set_block_bytes`` or
     ``NUMPY_CNN_BLOCK_BYTES`` where it does not fit (``python -m benchmarks.experiments.blocks``
@@ -136,7 +141,7 @@ def default_block_bytes(l2=None):
     if l2 is None:
         l2 = l2_cache_bytes()
     if l2 is not None and l2 >= LARGE_L2:
-        return l2 // 4
+        return l2 // 2
     return SHARED_CACHE_BLOCK
 
 
