@@ -57,7 +57,8 @@ through the same ``K`` slices into a channels-first buffer (col2im),
 transposed to channels last at the end. With stride 1 on the last two axes the
 input gradient is scattered by whole rows instead (``_scatter_shifted``): the
 output gradient shifted once per offset of the kernel's last axis, one product
-per offset of the other axes, one add of a plane's rows end to end each. Its
+for the offsets of the other axes (several products where that one's output
+would exceed twice the block size), one add of a plane's rows end to end each. Its
 buffers are borrowed from the workspace; the forward context (the column
 matrix, or the padded input for chunked layers) is only read.
 
@@ -214,10 +215,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self._chunk_samples = (max(1, block // (row_bytes * geo.out[0]))
                                if self._chunk_rows == geo.out[0] else 1)
         # a 3-D layer in blocks of rows scatters its input gradient in blocks of its own
-        # (``_backward_chunks``), as many rows as keep the shifted gradient and its product
-        # (``_scatter_shifted``) in twice the block size: Conv3D 3x3x3 on 15^3x8 (13 rows against
-        # the columns' 3) and on 31^3x8 (5 against 1); larger than the columns' blocks, the
-        # backward took 0.75-0.85x the time (one thread, with the scatter it replaced)
+        # (``_backward_chunks``), as many rows as keep the shifted gradient and one kernel
+        # slice's product (``_scatter_shifted``) in twice the block size: Conv3D 3x3x3 on 15^3x8
+        # (13 rows against the columns' 3 with 512 KB blocks, 7 with 1 MB) and on 31^3x8 (5
+        # against 1, 10 with 1 MB); larger than the columns' blocks, the backward took 0.75-0.85x
+        # the time (one thread, 512 KB blocks, with the scatter it replaced)
         self._grad_rows = self._chunk_rows
         if geo.flat_rows and self.rank == 3:
             self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // self._scatter_row_bytes()))
@@ -787,16 +789,17 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         return self.params["kernel"].reshape((-1, k, c, f)).transpose(0, 2, 1, 3).reshape(-1, c, k * f)
 
     def _scatter_row_bytes(self):
-        """Bytes of the shifted gradient and its product (``_scatter_shifted``) per output row of
-        the first spatial axis (a geometry with ``flat_rows``): what ``_grad_rows`` and
-        ``_scatter_samples`` keep in twice the block size."""
+        """Bytes of the shifted gradient and of one kernel slice's product (``_scatter_shifted``)
+        per output row of the first spatial axis (a geometry with ``flat_rows``): what
+        ``_grad_rows`` and ``_scatter_samples`` keep in twice the block size."""
         geo = self.geometry
         return ((geo.kernel[-1] * self.filters + self.input_shape[-1]) * math.prod(geo.out_rows[1:])
                 * np.dtype(self.dtype).itemsize)
 
     def _scatter_samples(self):
         """Whole samples scattered at a time by ``_input_grad_by_rows``: as many as keep the
-        shifted gradient and its product (``_scatter_shifted``) in twice the block size."""
+        shifted gradient and one kernel slice's product (``_scatter_shifted``) in twice the
+        block size."""
         return max(1, 2 * self._block_bytes // (self._scatter_row_bytes() * self.geometry.out_rows[0]))
 
     def _samples_scatter_buffers(self, n, ws, dtype, tag=""):
@@ -808,15 +811,20 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         """Flat workspace buffers for ``_scatter_shifted`` on ``lead`` output planes at a time
         (``lead`` as in ``shifted_rows``: whole samples' planes, or a block of rows of one) into
         the padded input gradient of ``n`` samples: the shifted output gradient, its product
-        with all the kernel's slices, and the padded gradient (``rows_views``). The blocks are
-        sized (``_scatter_row_bytes``) as if the product held one slice: counting them all
-        made the blocks smaller, and the backward pass 0.95-1.04x the time of one product per
-        slice where these blocks gave 0.92-1.03x (512 KB blocks, one thread)."""
+        with as many of the kernel's slices as fit in twice the block size, and the padded
+        gradient (``rows_views``). The blocks are sized (``_scatter_row_bytes``) as if the
+        product held one slice: counting them all made the blocks smaller, and the backward
+        pass 0.95-1.04x the time of one product per slice where these blocks gave 0.92-1.03x
+        (512 KB blocks, one thread)."""
         geo = self.geometry
         c, f = self.input_shape[-1], self.filters
         run = lead * geo.out[-2] * geo.padded[-1]
+        # as many of the kernel's slices in one product as keep its output in twice the block size
+        # (a layer with many more channels than filters would otherwise take tens of MB)
+        one = c * run * np.dtype(dtype).itemsize
+        slices = max(1, min(geo.size // geo.kernel[-1], 2 * self._block_bytes // one))
         return (ws.take("conv.dz_shifted" + tag, (geo.kernel[-1] * f * run,), dtype),
-                ws.take("conv.dx_shifted" + tag, (geo.size // geo.kernel[-1] * c * run,), dtype),
+                ws.take("conv.dx_shifted" + tag, (slices * c * run,), dtype),
                 ws.take("conv.dx_rows" + tag, (c * n * math.prod(geo.padded),), dtype))
 
     def _scatter_shifted(self, dz, kgroups, views, shifted, product):
@@ -824,9 +832,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         filters)`` (whole samples, or a block of rows of one) through ``views``, one per slice
         of ``kgroups`` (``rows_views``, cut to the planes of ``dz``: ``(C,
         *lead, run)``): the gradient shifted once per offset of the kernel's last
-        axis (``shifted_rows``, in the front of the flat ``shifted``), multiplied by all the
-        slices at once (into the front of the flat ``product``) and each slice's part added
-        through its view. The product is ``kernel[-1]`` times as deep as one per offset and there
+        axis (``shifted_rows``, in the front of the flat ``shifted``), multiplied by as many
+        slices at once as the flat ``product`` holds (all of them, unless that would take more
+        than twice the block size) and each slice's part added through its view. The product is ``kernel[-1]`` times as deep as one per offset and there
         is one add where there was one per offset: Conv3D 3x3x3's input gradient on 15^3x8 0.63x
         the time in a standalone test, on 31^3x8 in blocks of 8 rows 0.80x; the layers' backward
         9.5 -> 7.1 ms and 41 -> 34 ms in conv3d_32_b8 and conv3d_64_b4 (one thread). One product
@@ -839,10 +847,14 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         shape = (k, self.filters) + dz.shape[:-3] + (geo.out[-2] * geo.padded[-1],)
         z = shifted_rows(dz, geo, shifted[:math.prod(shape)].reshape(shape)).reshape(k * self.filters, -1)
         groups, c = kgroups.shape[:2]
-        out = product[:groups * c * z.shape[1]].reshape(groups * c, -1)
-        blas.matmul(kgroups.reshape(groups * c, -1), z, out=out)
-        for view, part in zip(views, out.reshape(groups, c, -1)):
-            view += part.reshape(view.shape)
+        stacked = kgroups.reshape(groups * c, -1)
+        m = z.shape[1]
+        per = max(1, min(groups, product.size // (c * m)))  # slices a product (``_scatter_buffers``)
+        for g0 in range(0, groups, per):
+            g1 = min(g0 + per, groups)
+            out = blas.matmul(stacked[g0 * c:g1 * c], z, out=product[:(g1 - g0) * c * m].reshape(-1, m))
+            for view, part in zip(views[g0:g1], out.reshape(g1 - g0, c, -1)):
+                view += part.reshape(view.shape)
 
     def _backward_chunks(self, src, n, dz2, need_input_grad, grads, ws):
         geo = self.geometry

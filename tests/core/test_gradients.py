@@ -1,6 +1,7 @@
 """Finite-difference checks (float64) of every layer's backward pass, for its
 input and its weights, over 1-D/2-D/3-D, strides, paddings, dilations and groups."""
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -234,6 +235,37 @@ def test_input_gradient_by_whole_rows_matches_row_by_row(float64, rank, stride, 
     layer = CONV[rank](filters=3, kernel_size=kernel, strides=stride, padding=padding, dilation_rate=dilation)
     layer.build(x.shape[1:], rng=np.random.default_rng(0))
     check_layer(layer, x[:2], rng)
+
+
+@pytest.mark.parametrize("rank,kernel", [(2, (3, 2)), (3, (3, 3, 3)), (3, (2, 1, 2))])
+def test_scatter_by_rows_multiplies_any_number_of_kernel_slices_at_once(rank, kernel):
+    """``_scatter_shifted`` multiplies as many of the kernel's slices at once as its product
+    buffer holds (``_scatter_buffers`` keeps that in twice the block size): one, some (the last
+    product shorter) or all of them give the same input gradient; the buffer is never asked
+    for more than it holds, and a block too small for two slices gets one."""
+    from core.workspace import Workspace
+
+    shape = {2: (3, 7, 9, 5), 3: (2, 5, 6, 12, 3)}[rank]
+    layer = CONV[rank](filters=4, kernel_size=kernel, padding="same")
+    layer.build(shape[1:], rng=np.random.default_rng(rank))
+    geo, c = layer.geometry, shape[-1]
+    assert geo.flat_rows
+    rng = np.random.default_rng(len(kernel))
+    dz = rng.normal(size=(shape[0],) + geo.out + (4,))
+    run = shape[0] * math.prod(geo.out[:-2]) * geo.out[-2] * geo.padded[-1]
+    groups = geo.size // geo.kernel[-1]
+    shifted, product, flat = layer._scatter_buffers(shape[0], run // (geo.out[-2] * geo.padded[-1]), Workspace(),
+                                                    np.float64)
+    assert product.size == groups * c * run  # (the tests' 4 MB blocks hold them all)
+    results = []
+    for slices in sorted({1, 2, groups - 1, groups}):
+        part = np.full(slices * c * run, np.nan)
+        results.append(layer._input_grad_by_rows(dz, layer._kernel_groups(), shifted, part, flat).copy())
+    for dx in results[1:]:
+        np.testing.assert_allclose(dx, results[0], rtol=1e-13, atol=1e-13)
+    layer._block_bytes = 4 * c * run  # twice this: one slice's product, in float64
+    assert layer._scatter_buffers(shape[0], run // (geo.out[-2] * geo.padded[-1]), Workspace(), np.float64)[1].size \
+        == c * run
 
 
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (2, 3), (1, 1)])
