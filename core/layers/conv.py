@@ -834,10 +834,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         *lead, run)``): the gradient shifted once per offset of the kernel's last
         axis (``shifted_rows``, in the front of the flat ``shifted``), multiplied by as many
         slices at once as the flat ``product`` holds (all of them, unless that would take more
-        than twice the block size) and each slice's part added through its view. The product is ``kernel[-1]`` times as deep as one per offset and there
-        is one add where there was one per offset: Conv3D 3x3x3's input gradient on 15^3x8 0.63x
-        the time in a standalone test, on 31^3x8 in blocks of 8 rows 0.80x; the layers' backward
-        9.5 -> 7.1 ms and 41 -> 34 ms in conv3d_32_b8 and conv3d_64_b4 (one thread). One product
+        than twice the block size) and each slice's part added through its view. The product is
+        ``kernel[-1]`` times as deep as one per offset and there is one add where there was one
+        per offset: Conv3D 3x3x3's input gradient on 15^3x8 0.63x the time in a standalone
+        test, on 31^3x8 in blocks of 8 rows 0.80x; the layers' backward 9.5 -> 7.1 ms and 41
+        -> 34 ms in conv3d_32_b8 and conv3d_64_b4 (one thread). One product
         of all the slices rather than one per slice (a taller kernel matrix, which OpenBLAS runs
         faster): 0.68x the products' time on the default ImageClassifier's second layer; its
         backward 0.92-0.93x, Conv3D 'same' on 16^3x8 and conv3d_64_b4's second layer 0.92-0.97x,
