@@ -252,10 +252,10 @@ def test_scatter_by_rows_multiplies_any_number_of_kernel_slices_at_once(rank, ke
     assert geo.flat_rows
     rng = np.random.default_rng(len(kernel))
     dz = rng.normal(size=(shape[0],) + geo.out + (4,))
-    run = shape[0] * math.prod(geo.out[:-2]) * geo.out[-2] * geo.padded[-1]
+    lead = shape[0] * math.prod(geo.out[:-2])  # every output plane at once
+    run = lead * geo.out[-2] * geo.padded[-1]
     groups = geo.size // geo.kernel[-1]
-    shifted, product, flat = layer._scatter_buffers(shape[0], run // (geo.out[-2] * geo.padded[-1]), Workspace(),
-                                                    np.float64)
+    shifted, product, flat = layer._scatter_buffers(shape[0], lead, Workspace(), np.float64)
     assert product.size == groups * c * run  # (the tests' 4 MB blocks hold them all)
     results = []
     for slices in sorted({1, 2, groups - 1, groups}):
@@ -264,8 +264,7 @@ def test_scatter_by_rows_multiplies_any_number_of_kernel_slices_at_once(rank, ke
     for dx in results[1:]:
         np.testing.assert_allclose(dx, results[0], rtol=1e-13, atol=1e-13)
     layer._block_bytes = 4 * c * run  # twice this: one slice's product, in float64
-    assert layer._scatter_buffers(shape[0], run // (geo.out[-2] * geo.padded[-1]), Workspace(), np.float64)[1].size \
-        == c * run
+    assert layer._scatter_buffers(shape[0], lead, Workspace(), np.float64)[1].size == c * run
 
 
 @pytest.mark.parametrize("kernel,dilation", [(3, 1), (2, 3), (1, 1)])
