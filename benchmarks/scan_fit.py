@@ -13,7 +13,7 @@ What is timed, per engine, in a fresh process with ``--threads`` threads
 
 - ours: ``medical.ScanClassifier(seed=0, epochs=E).fit(paths, labels)``, the
   defaults otherwise: every scan resampled to 32^3 and scaled to [0, 1], the
-  ``conv3d_network`` (Conv3D 8/16/32 'same' + batch norm + ReLU, max pooling
+  ``conv3d_network`` (Conv3D 8/16/32 'same' without bias + batch norm + ReLU, max pooling
   after the first two, global max pooling, softmax), Adam at 3e-3, batch 8,
   E epochs (no validation part, so no early stopping);
 - PyTorch: the same scans through the same reading and scaling code, the same

@@ -52,6 +52,20 @@ def test_learns_a_bright_blob_from_arrays():
     assert clf.predict_proba(X[28:]).shape == (12, 2)
 
 
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_convolutions_before_batch_norm_have_no_bias(batch_norm):
+    """Batch norm removes each channel's mean, so a bias before it would only learn float
+    rounding (Adam scales that up to whole steps); without batch norm the ReLU needs it."""
+    from core.layers import BatchNormalization, Conv3D
+    model = medical.conv3d_network((8, 8, 8, 1), 2, filters=(4, 8), batch_norm=batch_norm)
+    convs = [(i, lay) for i, lay in enumerate(model.layers) if isinstance(lay, Conv3D)]
+    assert len(convs) == 2
+    for i, conv in convs:
+        assert isinstance(model.layers[i + 1], BatchNormalization) == batch_norm
+        assert conv.use_bias != batch_norm
+        assert ("bias" in conv.params) != batch_norm
+
+
 def test_save_load_predicts_raw_files_the_same(small_set, tmp_path):
     paths, labels = small_set
     clf = medical.ScanClassifier(normalize=("ct", 0, 2000), **FAST).fit(paths, labels)
