@@ -48,6 +48,30 @@ def test_warp_geometry():
     np.testing.assert_array_equal(warp(x, shift)[0, 3:, :-2], x[0, :-3, 2:])
 
 
+def _warp_one_pixel_at_a_time(x, maps):
+    """Bilinear resampling written out pixel by pixel: the source point clamped to the image,
+    its four neighbours (the last row or column reading the one before it)."""
+    n, h, w, c = x.shape
+    out = np.empty(x.shape, np.float64)
+    for i, r, q in np.ndindex(n, h, w):
+        sy, sx = maps[i] @ [r, q, 1.0]
+        sy, sx = min(max(sy, 0.0), h - 1.0), min(max(sx, 0.0), w - 1.0)
+        y0, x0 = min(int(np.floor(sy)), max(h - 2, 0)), min(int(np.floor(sx)), max(w - 2, 0))
+        y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
+        fy, fx = sy - y0, sx - x0
+        out[i, r, q] = ((1 - fy) * ((1 - fx) * x[i, y0, x0] + fx * x[i, y0, x1])
+                        + fy * ((1 - fx) * x[i, y1, x0] + fx * x[i, y1, x1]))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 7, 2), (2, 1, 6, 1), (2, 6, 1, 3), (2, 4, 4, 1)])
+def test_warp_is_bilinear_with_edges_repeated(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.random(shape).astype(np.float32)
+    maps = np.concatenate([rng.normal(0, 1, (shape[0], 2, 2)), rng.uniform(-4, 8, (shape[0], 2, 1))], axis=2)
+    np.testing.assert_allclose(warp(x, maps), _warp_one_pixel_at_a_time(x.astype(np.float64), maps), atol=1e-6)
+
+
 def test_augmentation_keeps_a_one_a_one():
     """Over 300 draws of the default augmentation a "1" stays upright within the largest
     rotation, keeps its ink and stays near the centre: it never turns into a "-"."""
