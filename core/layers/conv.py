@@ -60,7 +60,16 @@ output gradient shifted once per offset of the kernel's last axis, one product
 for the offsets of the other axes (several products where that one's output
 would exceed twice the block size), one add of a plane's rows end to end each. Its
 buffers are borrowed from the workspace; the forward context (the column
-matrix, or the padded input for chunked layers) is only read.
+matrix, or the padded input for chunked layers) is only read. An ungrouped
+stride-1 layer with ``GRAD_FORWARD_MIN_CHANNELS`` (16) input channels or more
+computes its input gradient as a forward convolution instead
+(``_input_grad_by_forward``): the output gradient, padded by ``(k - 1) * d``
+less the forward padding on each side, convolved ('valid', in the forward
+pass's blocks) with the kernel flipped along its spatial axes and its channel
+axes swapped. Each input position then gathers its gradient in one product
+``K * filters`` deep and is written once, channels last, with no scatter: the
+input gradient in 0.6-0.75x the time, training steps of the default
+``ImageClassifier`` 0.95x and 0.93x (one and two threads).
 
 Before a max pooling, a layer with channels-first columns and few filters
 computes ``kernel.T @ cols``, its output laid out filters first ``(filters,
@@ -101,6 +110,9 @@ SAMPLES_LAST_MAX_RUN = 32
 SAMPLES_LAST_MIN = 4
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
 PARALLEL_BYTES = 8 << 20
+#: the input gradient of an ungrouped stride-1 layer with at least this many input channels is
+#: computed as a forward convolution (``Conv._input_grad_by_forward``)
+GRAD_FORWARD_MIN_CHANNELS = 16
 
 
 def _epilogue(z, bias, act):
@@ -631,11 +643,71 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         if self.use_bias:
             # a product with ones: dz2.sum(axis=0) over a tall (M, filters) array is 10-20x slower
             grads["bias"] = blas.dot(ws.take("conv.ones", (dz2.shape[0],), dz2.dtype, init=1), dz2)
+        by_forward = need_input_grad and self._grad_by_forward()
+        scatter = need_input_grad and not by_forward
         if ctx["cols"] is None:  # the forward pass ran in chunks
-            dx = self._backward_chunks(ctx["src"], ctx["batch"], dz2, need_input_grad, grads, ws)
+            dx = self._backward_chunks(ctx["src"], ctx["batch"], dz2, scatter, grads, ws)
         else:
-            dx = self._backward_whole(ctx["cols"], ctx["batch"], dz2, need_input_grad, grads, ws)
+            dx = self._backward_whole(ctx["cols"], ctx["batch"], dz2, scatter, grads, ws)
+        if by_forward:
+            dx = self._input_grad_by_forward(dz2.reshape((ctx["batch"],) + self.geometry.out + (self.filters,)), ws)
         return dx, grads
+
+    def _grad_by_forward(self):
+        """Whether ``backward`` computes the input gradient as a forward convolution
+        (``_input_grad_by_forward``): an ungrouped layer with stride 1 and at least
+        ``GRAD_FORWARD_MIN_CHANNELS`` input channels, which become that convolution's filters
+        (with fewer, its product is too narrow: LeNet-5's 6 channels took 1.6x the time of
+        the scatter, Conv3D's 8 1.5x, 12 channels the same)."""
+        return (self.groups == 1 and all(s == 1 for s in self.strides)
+                and self.input_shape[-1] >= GRAD_FORWARD_MIN_CHANNELS)
+
+    def _input_grad_by_forward(self, dz, ws):
+        """The input gradient ``(N, *spatial, C)`` of a stride-1 ungrouped layer from its output
+        gradient ``dz (N, *out, filters)``: a 'valid' convolution, run by the forward pass
+        (``_output``, in cache-sized blocks), of ``dz`` padded by ``(k - 1) * d`` less the
+        forward pass's padding on each side, with the kernel flipped along every spatial axis
+        and its channel axes swapped. Each input position gathers its gradient in one long
+        product (depth ``K * filters``) and is written once, channels last, where the scatters
+        add ``K`` shifted parts into a padded buffer and copy it channels last. Backward of
+        3x3 'same' layers, one thread: 32 -> 64 channels on 14x14 (the ``ImageClassifier``'s
+        second) 0.75x the input gradient's time, 32 -> 32 on 28x28 0.63x, 64 -> 64 on 7x7
+        0.59x, Conv1D 64 -> 64 (``har_conv1d_b64``'s second) 0.59x, Conv3D 16 -> 32 on 8^3
+        0.75x."""
+        geo = self.geometry
+        twin = self._gradient_twin()
+        pads = twin._input_pads
+        buf = ws.take(("conv.dz_padded", pads), (dz.shape[0],) + twin.input_shape, dz.dtype, init="zeros")
+        inner = (slice(None),) + tuple(slice(b, b + o) for (b, _), o in zip(pads, geo.out))
+        parallel.over_samples(lambda a, b: np.copyto(buf[a:b][inner], dz[a:b]), dz.shape[0], PARALLEL_BYTES,
+                              buf.nbytes)
+        return twin._output(buf, ws, self._flipped_kernel(), None, None, keep=False)[0]
+
+    def _gradient_twin(self):
+        """The 'valid' convolution of ``_input_grad_by_forward`` (built once per input shape and
+        dtype; never trained: its kernel is the flipped one, passed at each call). Its
+        ``_input_pads`` are the output gradient's ``(before, after)`` padding per axis."""
+        key = (self.input_shape, self.dtype, self._block_bytes)
+        twin = self.__dict__.get("_twin")
+        if twin is None or twin._twin_key != key:
+            geo = self.geometry
+            spans = [(k - 1) * d for k, d in zip(self.kernel_size, self.dilation_rate)]
+            pads = tuple((span - b, span - a) for span, (b, a) in zip(spans, geo.pads))
+            twin = type(self)(self.input_shape[-1], self.kernel_size, dilation_rate=self.dilation_rate,
+                              use_bias=False, kernel_initializer="zeros", dtype=self.dtype,
+                              name=f"{self.name or type(self).__name__}/input_gradient")
+            twin.chunk_bytes = self._block_bytes
+            shape = tuple(o + b + a for o, (b, a) in zip(geo.out, pads)) + (self.filters,)
+            twin.build(shape, np.random.default_rng(0))  # (zeros: the generator draws nothing)
+            twin._input_pads, twin._twin_key = pads, key
+            self._twin = twin
+        return twin
+
+    def _flipped_kernel(self):
+        """The kernel flipped along its spatial axes with its channel axes swapped, ``(*kernel,
+        filters, C)``, contiguous: the kernel of ``_input_grad_by_forward``'s convolution."""
+        kernel = self.params["kernel"]
+        return np.ascontiguousarray(np.flip(kernel, axis=tuple(range(self.rank))).swapaxes(-1, -2))
 
     def _grads_first(self, ctx, dzt, ws):
         """Bias and kernel gradients from a contiguous ``(filters, N, *out)`` output gradient:

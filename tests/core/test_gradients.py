@@ -430,6 +430,75 @@ def test_samples_last_rule():
     assert not rule(layers.Conv1D(4, 3), (short, 3), n)
 
 
+@pytest.mark.parametrize("rank,padding,dilation,kernel", [
+    (1, "same", 1, 3), (1, "same", 2, 4), (1, "causal", 2, 3), (1, "valid", 1, 5),
+    (2, "same", 1, 3), (2, "same", 1, (2, 4)), (2, "valid", (1, 2), (3, 2)),
+    (3, "same", 1, 2), (3, "valid", (2, 1, 1), (2, 3, 2))])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_input_gradient_as_a_forward_convolution(float64, rank, padding, dilation, kernel, threads, monkeypatch):
+    """A stride-1 layer with ``GRAD_FORWARD_MIN_CHANNELS`` input channels computes its input
+    gradient as a 'valid' forward convolution of the padded output gradient with the flipped
+    kernel (``_input_grad_by_forward``), whole and in blocks of one row (block threads on and
+    off): it equals the scatter's and finite differences, and leaves the kernel and bias
+    gradients as they were."""
+    from core import config
+    from core.layers import conv as conv_module
+
+    channels = conv_module.GRAD_FORWARD_MIN_CHANNELS
+    rng = np.random.default_rng(rank * 5 + threads)
+    x = rng.normal(size=(3,) + SPATIAL[rank] + (channels,))
+    by_forward = []
+    original = conv_module.Conv._input_grad_by_forward
+    monkeypatch.setattr(conv_module.Conv, "_input_grad_by_forward",
+                        lambda self, dz, ws: by_forward.append(self._gradient_twin()) or original(self, dz, ws))
+
+    def make(mode):
+        layer = CONV[rank](filters=5, kernel_size=kernel, padding=padding, dilation_rate=dilation, activation="tanh")
+        if mode == "blocks":  # (the input gradient's convolution takes the layer's block size)
+            layer.chunk_threshold, layer.chunk_bytes = 0, 1
+        layer.build(x.shape[1:], rng=np.random.default_rng(0))
+        return layer
+    results, g = [], None
+    try:
+        config.set_num_threads(threads)
+        for mode in ("scatter", "whole", "blocks"):
+            monkeypatch.setattr(conv_module, "GRAD_FORWARD_MIN_CHANNELS", channels + (mode == "scatter"))
+            layer = make(mode)
+            y, ctx = layer.forward(x, training=True)
+            g = rng.normal(size=y.shape) if g is None else g
+            by_forward.clear()
+            dx, grads = layer.backward(ctx, g.copy())
+            assert len(by_forward) == (mode != "scatter"), mode
+            if by_forward:
+                twin = by_forward[0]
+                assert twin.padding == "valid" and twin.input_shape[-1] == 5 and twin.filters == channels
+                assert twin._use_chunks(np.empty((3,) + twin.input_shape), keep=False) == (rank > 1 and mode == "blocks")
+            results.append((dx.copy(), {k: v.copy() for k, v in grads.items()}))
+    finally:
+        config.set_num_threads(None)
+    for dx, grads in results[1:]:
+        np.testing.assert_allclose(dx, results[0][0], rtol=1e-12, atol=1e-12)
+        for name in ("kernel", "bias"):
+            np.testing.assert_allclose(grads[name], results[0][1][name], rtol=1e-12, atol=1e-12)
+    check_layer(make("whole"), x[:2], rng)
+
+
+def test_input_gradient_as_a_forward_convolution_rule():
+    """Only ungrouped stride-1 layers with ``GRAD_FORWARD_MIN_CHANNELS`` input channels or more."""
+    from core.layers import conv as conv_module
+    c = conv_module.GRAD_FORWARD_MIN_CHANNELS
+
+    def rule(layer, shape):
+        layer.build(shape, rng=np.random.default_rng(0))
+        return layer._grad_by_forward()
+    assert rule(layers.Conv2D(4, 3, padding="same"), (9, 9, c))
+    assert not rule(layers.Conv2D(4, 3, padding="same"), (9, 9, c - 1))
+    assert not rule(layers.Conv2D(4, 3, strides=(1, 2)), (9, 9, c))
+    assert not rule(layers.Conv2D(4, 3, groups=2), (9, 9, c))
+    assert rule(layers.Conv1D(4, 3, dilation_rate=2, padding="causal"), (20, c))
+    assert rule(layers.Conv3D(4, 2), (5, 5, 5, c))
+
+
 @pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(1, 1, "valid", 1, 3), (1, 2, "same", 2, 3),
                                                                 (2, 1, "same", 1, 3), (2, (2, 1), "valid", (1, 2), (2, 3)),
                                                                 (3, 1, "valid", 1, 2), (3, (1, 2, 1), "same", 2, 2)])
