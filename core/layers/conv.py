@@ -62,14 +62,15 @@ would exceed twice the block size), one add of a plane's rows end to end each. I
 buffers are borrowed from the workspace; the forward context (the column
 matrix, or the padded input for chunked layers) is only read. An ungrouped
 stride-1 layer with ``GRAD_FORWARD_MIN_CHANNELS`` (16) input channels or more
-computes its input gradient as a forward convolution instead
-(``_input_grad_by_forward``): the output gradient, padded by ``(k - 1) * d``
-less the forward padding on each side, convolved ('valid', in the forward
-pass's blocks) with the kernel flipped along its spatial axes and its channel
+and at most twice as many filters computes its input gradient as a forward
+convolution instead (``_input_grad_by_forward``): the output gradient, padded by ``(k - 1) * d``
+less the forward padding on each side, convolved ('valid', by the forward
+pass's code) with the kernel flipped along its spatial axes and its channel
 axes swapped. Each input position then gathers its gradient in one product
 ``K * filters`` deep and is written once, channels last, with no scatter: the
-input gradient in 0.6-0.75x the time, training steps of the default
-``ImageClassifier`` 0.95x and 0.93x (one and two threads).
+input gradient of 2-D, 1-D and 3-D layers with 16-64 input channels in
+0.59-0.75x the time, training steps of the default ``ImageClassifier`` 0.95x
+and 0.93x (one and two threads).
 
 Before a max pooling, a layer with channels-first columns and few filters
 computes ``kernel.T @ cols``, its output laid out filters first ``(filters,
@@ -110,9 +111,11 @@ SAMPLES_LAST_MAX_RUN = 32
 SAMPLES_LAST_MIN = 4
 #: arrays smaller than this are copied by one thread (a thread hand-off costs more than it saves)
 PARALLEL_BYTES = 8 << 20
-#: the input gradient of an ungrouped stride-1 layer with at least this many input channels is
-#: computed as a forward convolution (``Conv._input_grad_by_forward``)
+#: the input gradient of an ungrouped stride-1 layer with at least this many input channels, and
+#: at most ``GRAD_FORWARD_MAX_GROWTH`` times as many filters, is computed as a forward
+#: convolution (``Conv._input_grad_by_forward``)
 GRAD_FORWARD_MIN_CHANNELS = 16
+GRAD_FORWARD_MAX_GROWTH = 2
 
 
 def _epilogue(z, bias, act):
@@ -126,6 +129,17 @@ def _epilogue(z, bias, act):
             z += bias
     if act is not None:
         act.forward(z, out=z)
+
+
+def _zero_bordered(x, pads, ws, tag):
+    """``x (N, *spatial, C)`` copied into the interior of a zero-bordered ``(N, *padded, C)``
+    borrowed from ``ws`` under ``(tag, pads)`` (``pads``: ``(before, after)`` per spatial axis;
+    no borrower of that key writes the border)."""
+    shape = (x.shape[0],) + tuple(n + b + a for n, (b, a) in zip(x.shape[1:-1], pads)) + x.shape[-1:]
+    buf = ws.take((tag, pads), shape, x.dtype, init="zeros")
+    inner = (slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[1:-1], pads))
+    parallel.over_samples(lambda a, b: np.copyto(buf[a:b][inner], x[a:b]), x.shape[0], PARALLEL_BYTES, buf.nbytes)
+    return buf
 
 
 def _sum_in_order(partial):
@@ -193,7 +207,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _window_geometry(self, input_shape):
         return WindowGeometry(input_shape[:-1], self.kernel_size, self.strides, self.dilation_rate, self.padding)
 
-    def _build(self, input_shape, rng):
+    def _plan(self, input_shape):
+        """Everything ``_build`` sets up but the weights: the window geometry, the column layout
+        and the block sizes for ``input_shape``."""
         if len(input_shape) != self.rank + 1:
             raise ShapeError(f"layer {self.name!r} ({type(self).__name__}) expects input of shape "
                              f"(batch, {', '.join(['steps'] if self.rank == 1 else ['d%d' % i for i in range(self.rank)])}, channels), "
@@ -235,6 +251,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         self._grad_rows = self._chunk_rows
         if geo.flat_rows and self.rank == 3:
             self._grad_rows = min(geo.out[0], max(self._chunk_rows, 2 * block // self._scatter_row_bytes()))
+
+    def _build(self, input_shape, rng):
+        self._plan(input_shape)
+        channels = input_shape[-1]
         self.add_weight("kernel", self.kernel_size + (channels // self.groups, self.filters), self.kernel_initializer,
                         rng)
         if self.use_bias:
@@ -289,14 +309,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _padded_last(self, x, ws):
         """The padded input channels last, ``(N, *padded, C)`` (``x`` itself without padding)."""
         geo = self.geometry
-        if not geo.needs_pad:
-            return x
-        buf = ws.take(("conv.pad_last", geo.pads), (x.shape[0],) + geo.padded + (x.shape[-1],), x.dtype,
-                      init="zeros")
-        inner = geo.interior_with(1)
-        parallel.over_samples(lambda a, b: np.copyto(buf[a:b][inner], x[a:b]), x.shape[0], PARALLEL_BYTES,
-                              buf.nbytes)
-        return buf
+        return _zero_bordered(x, geo.pads, ws, "conv.pad_last") if geo.needs_pad else x
 
     def _columns(self, src, ws, n):
         """The whole ``(K*C, M)`` column matrix of the ``n`` samples of ``src`` (``_source``), in
@@ -655,38 +668,40 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def _grad_by_forward(self):
         """Whether ``backward`` computes the input gradient as a forward convolution
-        (``_input_grad_by_forward``): an ungrouped layer with stride 1 and at least
-        ``GRAD_FORWARD_MIN_CHANNELS`` input channels, which become that convolution's filters
-        (with fewer, its product is too narrow: LeNet-5's 6 channels took 1.6x the time of
-        the scatter, Conv3D's 8 1.5x, 12 channels the same)."""
-        return (self.groups == 1 and all(s == 1 for s in self.strides)
-                and self.input_shape[-1] >= GRAD_FORWARD_MIN_CHANNELS)
+        (``_input_grad_by_forward``): an ungrouped layer with stride 1, at least
+        ``GRAD_FORWARD_MIN_CHANNELS`` input channels (that convolution's filters: with fewer its
+        product is too narrow, LeNet-5's 6 channels took 1.6x the time of the scatter, Conv3D's
+        8 1.5x, 12 the same) and at most ``GRAD_FORWARD_MAX_GROWTH`` times as many filters (that
+        convolution's input channels: its columns are ``K * filters`` wide, and 1-D layers build
+        them whole; Conv1D 32 -> 128 took 1.2x the time, 16 -> 256 3x and 16x the memory)."""
+        channels = self.input_shape[-1]
+        return (self.groups == 1 and all(s == 1 for s in self.strides) and channels >= GRAD_FORWARD_MIN_CHANNELS
+                and self.filters <= GRAD_FORWARD_MAX_GROWTH * channels)
 
     def _input_grad_by_forward(self, dz, ws):
         """The input gradient ``(N, *spatial, C)`` of a stride-1 ungrouped layer from its output
         gradient ``dz (N, *out, filters)``: a 'valid' convolution, run by the forward pass
-        (``_output``, in cache-sized blocks), of ``dz`` padded by ``(k - 1) * d`` less the
-        forward pass's padding on each side, with the kernel flipped along every spatial axis
-        and its channel axes swapped. Each input position gathers its gradient in one long
-        product (depth ``K * filters``) and is written once, channels last, where the scatters
-        add ``K`` shifted parts into a padded buffer and copy it channels last. Backward of
-        3x3 'same' layers, one thread: 32 -> 64 channels on 14x14 (the ``ImageClassifier``'s
-        second) 0.75x the input gradient's time, 32 -> 32 on 28x28 0.63x, 64 -> 64 on 7x7
-        0.59x, Conv1D 64 -> 64 (``har_conv1d_b64``'s second) 0.59x, Conv3D 16 -> 32 on 8^3
-        0.75x."""
-        geo = self.geometry
+        (``_output``, in blocks where its columns are large), of ``dz`` padded by ``(k - 1) * d``
+        less the forward pass's padding on each side, with the kernel flipped along every
+        spatial axis and its channel axes swapped. Each input position gathers its gradient in
+        one product (depth ``K * filters``) and is written once, channels last, where the
+        scatters add ``K`` shifted parts into a padded buffer and copy it channels last.
+        Backward of 3x3 'same' layers, one thread: 32 -> 64 channels on 14x14 (the
+        ``ImageClassifier``'s second) 0.75x the input gradient's time, 32 -> 32 on 28x28
+        0.63x, 64 -> 64 on 7x7 0.59x, Conv1D 64 -> 64 (``har_conv1d_b64``'s second) 0.59x,
+        Conv3D 16 -> 32 on 8^3 0.75x."""
         twin = self._gradient_twin()
-        pads = twin._input_pads
-        buf = ws.take(("conv.dz_padded", pads), (dz.shape[0],) + twin.input_shape, dz.dtype, init="zeros")
-        inner = (slice(None),) + tuple(slice(b, b + o) for (b, _), o in zip(pads, geo.out))
-        parallel.over_samples(lambda a, b: np.copyto(buf[a:b][inner], dz[a:b]), dz.shape[0], PARALLEL_BYTES,
-                              buf.nbytes)
-        return twin._output(buf, ws, self._flipped_kernel(), None, None, keep=False)[0]
+        padded = _zero_bordered(dz, twin._input_pads, ws, "conv.dz_padded")
+        kernel = ws.take("conv.flipped_kernel", self.kernel_size + (self.filters, self.input_shape[-1]), dz.dtype)
+        np.copyto(kernel, np.flip(self.params["kernel"], axis=tuple(range(self.rank))).swapaxes(-1, -2))
+        return twin._output(padded, ws, kernel, None, None, keep=False)[0]
 
     def _gradient_twin(self):
-        """The 'valid' convolution of ``_input_grad_by_forward`` (built once per input shape and
-        dtype; never trained: its kernel is the flipped one, passed at each call). Its
-        ``_input_pads`` are the output gradient's ``(before, after)`` padding per axis."""
+        """The 'valid' convolution of ``_input_grad_by_forward``: a layer of this class planned
+        (``_plan``) for the padded output gradient, without weights of its own (the flipped kernel
+        is passed at each call), made again when this layer's input shape, dtype or block size
+        changes. Its ``_input_pads`` are the output gradient's ``(before, after)`` padding per
+        axis."""
         key = (self.input_shape, self.dtype, self._block_bytes)
         twin = self.__dict__.get("_twin")
         if twin is None or twin._twin_key != key:
@@ -694,20 +709,13 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             spans = [(k - 1) * d for k, d in zip(self.kernel_size, self.dilation_rate)]
             pads = tuple((span - b, span - a) for span, (b, a) in zip(spans, geo.pads))
             twin = type(self)(self.input_shape[-1], self.kernel_size, dilation_rate=self.dilation_rate,
-                              use_bias=False, kernel_initializer="zeros", dtype=self.dtype,
-                              name=f"{self.name or type(self).__name__}/input_gradient")
+                              use_bias=False, dtype=self.dtype, name=f"{self.name or type(self).__name__}/input_gradient")
             twin.chunk_bytes = self._block_bytes
-            shape = tuple(o + b + a for o, (b, a) in zip(geo.out, pads)) + (self.filters,)
-            twin.build(shape, np.random.default_rng(0))  # (zeros: the generator draws nothing)
+            twin.input_shape = tuple(o + b + a for o, (b, a) in zip(geo.out, pads)) + (self.filters,)
+            twin._plan(twin.input_shape)
             twin._input_pads, twin._twin_key = pads, key
             self._twin = twin
         return twin
-
-    def _flipped_kernel(self):
-        """The kernel flipped along its spatial axes with its channel axes swapped, ``(*kernel,
-        filters, C)``, contiguous: the kernel of ``_input_grad_by_forward``'s convolution."""
-        kernel = self.params["kernel"]
-        return np.ascontiguousarray(np.flip(kernel, axis=tuple(range(self.rank))).swapaxes(-1, -2))
 
     def _grads_first(self, ctx, dzt, ws):
         """Bias and kernel gradients from a contiguous ``(filters, N, *out)`` output gradient:

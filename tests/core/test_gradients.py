@@ -439,10 +439,11 @@ def test_input_gradient_as_a_forward_convolution(float64, rank, padding, dilatio
     """A stride-1 layer with ``GRAD_FORWARD_MIN_CHANNELS`` input channels computes its input
     gradient as a 'valid' forward convolution of the padded output gradient with the flipped
     kernel (``_input_grad_by_forward``), whole and in blocks of one row (block threads on and
-    off): it equals the scatter's and finite differences, and leaves the kernel and bias
-    gradients as they were."""
+    off), twice with one workspace (its zero-bordered buffer lent again): it equals the
+    scatter's and finite differences, and leaves the kernel and bias gradients as they were."""
     from core import config
     from core.layers import conv as conv_module
+    from core.workspace import Workspace
 
     channels = conv_module.GRAD_FORWARD_MIN_CHANNELS
     rng = np.random.default_rng(rank * 5 + threads)
@@ -463,17 +464,21 @@ def test_input_gradient_as_a_forward_convolution(float64, rank, padding, dilatio
         config.set_num_threads(threads)
         for mode in ("scatter", "whole", "blocks"):
             monkeypatch.setattr(conv_module, "GRAD_FORWARD_MIN_CHANNELS", channels + (mode == "scatter"))
-            layer = make(mode)
-            y, ctx = layer.forward(x, training=True)
-            g = rng.normal(size=y.shape) if g is None else g
-            by_forward.clear()
-            dx, grads = layer.backward(ctx, g.copy())
-            assert len(by_forward) == (mode != "scatter"), mode
-            if by_forward:
-                twin = by_forward[0]
-                assert twin.padding == "valid" and twin.input_shape[-1] == 5 and twin.filters == channels
-                assert twin._use_chunks(np.empty((3,) + twin.input_shape), keep=False) == (rank > 1 and mode == "blocks")
-            results.append((dx.copy(), {k: v.copy() for k, v in grads.items()}))
+            layer, ws = make(mode), Workspace()
+            for again in range(2):
+                ws.reclaim()
+                y, ctx = layer.forward(x, training=True, workspace=ws)
+                g = rng.normal(size=y.shape) if g is None else g
+                by_forward.clear()
+                dx, grads = layer.backward(ctx, g.copy(), workspace=ws)
+                assert len(by_forward) == (mode != "scatter"), mode
+                if by_forward:
+                    twin = by_forward[0]
+                    assert twin.padding == "valid" and twin.input_shape[-1] == 5 and twin.filters == channels
+                    assert twin.params == {}
+                    chunked = twin._use_chunks(np.empty((3,) + twin.input_shape), keep=False)
+                    assert chunked == (rank > 1 and mode == "blocks")
+                results.append((dx.copy(), {k: v.copy() for k, v in grads.items()}))
     finally:
         config.set_num_threads(None)
     for dx, grads in results[1:]:
@@ -483,20 +488,72 @@ def test_input_gradient_as_a_forward_convolution(float64, rank, padding, dilatio
     check_layer(make("whole"), x[:2], rng)
 
 
-def test_input_gradient_as_a_forward_convolution_rule():
-    """Only ungrouped stride-1 layers with ``GRAD_FORWARD_MIN_CHANNELS`` input channels or more."""
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_input_gradient_as_a_forward_convolution_in_a_float32_model(rank, monkeypatch):
+    """In a float32 ``Sequential`` whose convolution with ``GRAD_FORWARD_MIN_CHANNELS`` input
+    channels gets its output gradient from a max pooling (its ReLU moved after it), training
+    steps and the input gradient match the scatter's to float32 rounding."""
+    from core.input import Input
     from core.layers import conv as conv_module
+    from core.model import Sequential
+
     c = conv_module.GRAD_FORWARD_MIN_CHANNELS
+    spatial = {1: (24,), 2: (10, 8), 3: (6, 6, 4)}[rank]
+    rng = np.random.default_rng(rank)
+    x = rng.standard_normal((6,) + spatial + (3,)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+
+    def run(threshold):
+        monkeypatch.setattr(conv_module, "GRAD_FORWARD_MIN_CHANNELS", threshold)
+        model = Sequential([Input(spatial + (3,)), CONV[rank](c, 3, padding="same", activation="relu"),
+                            CONV[rank](24, 3, padding="same", activation="relu"),
+                            {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank](2),
+                            layers.Flatten(), layers.Dense(3, activation="softmax")], seed=0)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        assert model.layers[1]._grad_by_forward() == (threshold == c)
+        return model.get_weights()
+    for a, b in zip(run(c), run(c + 1)):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6)
+
+
+def test_input_gradient_as_a_forward_convolution_rule():
+    """Only ungrouped stride-1 layers with ``GRAD_FORWARD_MIN_CHANNELS`` input channels or more
+    and at most ``GRAD_FORWARD_MAX_GROWTH`` times as many filters."""
+    from core.layers import conv as conv_module
+    c, growth = conv_module.GRAD_FORWARD_MIN_CHANNELS, conv_module.GRAD_FORWARD_MAX_GROWTH
 
     def rule(layer, shape):
         layer.build(shape, rng=np.random.default_rng(0))
         return layer._grad_by_forward()
     assert rule(layers.Conv2D(4, 3, padding="same"), (9, 9, c))
+    assert rule(layers.Conv2D(growth * c, 3, padding="same"), (9, 9, c))
+    assert not rule(layers.Conv2D(growth * c + 1, 3, padding="same"), (9, 9, c))
     assert not rule(layers.Conv2D(4, 3, padding="same"), (9, 9, c - 1))
     assert not rule(layers.Conv2D(4, 3, strides=(1, 2)), (9, 9, c))
     assert not rule(layers.Conv2D(4, 3, groups=2), (9, 9, c))
     assert rule(layers.Conv1D(4, 3, dilation_rate=2, padding="causal"), (20, c))
     assert rule(layers.Conv3D(4, 2), (5, 5, 5, c))
+
+
+def test_input_gradient_twin_needs_no_weights_of_its_own():
+    """The twin holds no kernel, so the parameter cap counts only the layer's own weights, and
+    it is made again for another block size."""
+    from core import limits
+    from core.layers import conv as conv_module
+
+    c = conv_module.GRAD_FORWARD_MIN_CHANNELS
+    layer = layers.Conv2D(2 * c, 3, padding="same")
+    layer.build((6, 6, c), rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((2, 6, 6, c)).astype(np.float32)
+    y, ctx = layer.forward(x, training=True)
+    with limits.max_params_scope(layer.count_params()):
+        dx, _ = layer.backward(ctx, np.ones_like(y))
+    twin = layer._gradient_twin()
+    assert twin.params == {} and dx.shape == x.shape
+    layer._block_bytes = 4096
+    assert layer._gradient_twin() is not twin and layer._gradient_twin().block_size == 4096
 
 
 @pytest.mark.parametrize("rank,stride,padding,dilation,kernel", [(1, 1, "valid", 1, 3), (1, 2, "same", 2, 3),
