@@ -49,18 +49,20 @@ def test_warp_geometry():
 
 
 def _warp_one_pixel_at_a_time(x, maps):
-    """Bilinear resampling written out pixel by pixel: the source point clamped to the image,
-    its four neighbours (the last row or column reading the one before it)."""
+    """Bilinear resampling written out pixel by pixel, in ``x``'s dtype: the source point
+    clamped to the image, its four neighbours (the last row or column reading the one before
+    it), each row's pair mixed first."""
     n, h, w, c = x.shape
-    out = np.empty(x.shape, np.float64)
+    one = x.dtype.type(1)
+    out = np.empty(x.shape, x.dtype)
     for i, r, q in np.ndindex(n, h, w):
         sy, sx = maps[i] @ [r, q, 1.0]
         sy, sx = min(max(sy, 0.0), h - 1.0), min(max(sx, 0.0), w - 1.0)
         y0, x0 = min(int(np.floor(sy)), max(h - 2, 0)), min(int(np.floor(sx)), max(w - 2, 0))
         y1, x1 = min(y0 + 1, h - 1), min(x0 + 1, w - 1)
-        fy, fx = sy - y0, sx - x0
-        out[i, r, q] = ((1 - fy) * ((1 - fx) * x[i, y0, x0] + fx * x[i, y0, x1])
-                        + fy * ((1 - fx) * x[i, y1, x0] + fx * x[i, y1, x1]))
+        fy, fx = x.dtype.type(sy - y0), x.dtype.type(sx - x0)
+        out[i, r, q] = ((one - fy) * ((one - fx) * x[i, y0, x0] + fx * x[i, y0, x1])
+                        + fy * ((one - fx) * x[i, y1, x0] + fx * x[i, y1, x1]))
     return out
 
 
@@ -70,6 +72,18 @@ def test_warp_is_bilinear_with_edges_repeated(shape):
     x = rng.random(shape).astype(np.float32)
     maps = np.concatenate([rng.normal(0, 1, (shape[0], 2, 2)), rng.uniform(-4, 8, (shape[0], 2, 1))], axis=2)
     np.testing.assert_allclose(warp(x, maps), _warp_one_pixel_at_a_time(x.astype(np.float64), maps), atol=1e-6)
+
+
+def test_warp_rounds_like_the_pixel_by_pixel_float32_mix():
+    """Maps whose source points are exact binary fractions (shifts by quarters, quarter turns,
+    points outside) leave only the float32 mixing to round: ``warp`` gives the same numbers to
+    the bit as the pixel-by-pixel mix, so a change of its arithmetic (the order of the terms)
+    shows here."""
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 7, 9, 2)).astype(np.float32)
+    maps = np.array([[[1, 0, 0.25], [0, 1, -0.5]], [[1, 0, 1.75], [0, 1, 2.25]], [[0, 1, 0.5], [-1, 0, 8.25]],
+                     [[0, -1, 6.75], [1, 0, 0.125]], [[1, 0, 30.5], [0, 1, -20.25]], [[0.5, 0, 1], [0, 0.75, 0.5]]])
+    np.testing.assert_array_equal(warp(x, maps), _warp_one_pixel_at_a_time(x, maps))
 
 
 def test_augmentation_keeps_a_one_a_one():
