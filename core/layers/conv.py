@@ -681,7 +681,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _input_grad_by_forward(self, dz, ws):
         """The input gradient ``(N, *spatial, C)`` of a stride-1 ungrouped layer from its output
         gradient ``dz (N, *out, filters)``: a 'valid' convolution, run by the forward pass
-        (``_output``, in blocks where its columns are large), of ``dz`` padded by ``(k - 1) * d``
+        (``_output``: a 2-D or 3-D one in blocks where its columns are large), of ``dz`` padded by ``(k - 1) * d``
         less the forward pass's padding on each side, with the kernel flipped along every
         spatial axis and its channel axes swapped. Each input position gathers its gradient in
         one product (depth ``K * filters``) and is written once, channels last, where the
