@@ -7,7 +7,11 @@ Usage::
     python -m benchmarks --quick                 # short timing windows, for a first look
     python benchmarks/run.py --engines ours      # our engine alone (also the fallback without PyTorch)
 
-How it measures: for every (thread count, case) pair it starts one fresh
+How it measures: case by case, each at every thread count before the next case
+(so that a case's speed-up from one to two threads compares runs seconds apart,
+not the two halves of a run minutes apart: on this project's 2-core VM the same
+step took 1.5x longer from one minute to the next), and for every (case, thread
+count) pair it starts one fresh
 ``python`` per engine (``benchmarks.worker``), with ``NUMPY_CNN_THREADS`` (our engine), ``OMP_NUM_THREADS``,
 ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` set in that child's
 environment (and ``torch.set_num_threads`` in PyTorch's). Both children build
@@ -299,6 +303,12 @@ def describe(infos_seen, keep_openblas_env):
     return lines
 
 
+def schedule(cases, threads):
+    """The ``(case, thread count)`` pairs in the order they are measured: each case at every
+    thread count before the next case (see the module docstring)."""
+    return [(name, t) for name in cases for t in threads]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -335,17 +345,17 @@ def main(argv=None):
         engines.insert(1, "alt")
 
     results, infos_seen = [], {}
-    for threads in args.threads:
-        for name in cases:
-            print(f"[{threads} thread{'s' if threads > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
-            rows, infos = measure(name, threads, engines, args.repeats, timing, args.keep_openblas_env,
-                                  log=lambda m: print(m, file=sys.stderr), alt_core=args.alt_core)
-            for eng, info in infos.items():
-                infos_seen.setdefault(eng, []).append(info)
-            if "torch" in engines and "torch" not in rows:
-                engines = [e for e in engines if e != "torch"]  # no PyTorch here: stop trying
-            results.extend(rows[e] for e in ("ours", "alt", "torch") if e in rows)
+    for name, threads in schedule(cases, args.threads):
+        print(f"[{threads} thread{'s' if threads > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
+        rows, infos = measure(name, threads, engines, args.repeats, timing, args.keep_openblas_env,
+                              log=lambda m: print(m, file=sys.stderr), alt_core=args.alt_core)
+        for eng, info in infos.items():
+            infos_seen.setdefault(eng, []).append(info)
+        if "torch" in engines and "torch" not in rows:
+            engines = [e for e in engines if e != "torch"]  # no PyTorch here: stop trying
+        results.extend(rows[e] for e in ("ours", "alt", "torch") if e in rows)
 
+    results.sort(key=lambda r: (args.threads.index(r["threads"]), cases.index(r["case"])))  # as tables show them
     header = describe(infos_seen, args.keep_openblas_env)
     print("\n".join(header))
     print()

@@ -52,7 +52,7 @@ if __package__ in (None, ""):  # run as a script
     __package__ = "benchmarks"
 
 from benchmarks.cases import CASES, DEFAULT_CASES  # noqa: E402
-from benchmarks.run import REPO_ROOT, child_env, cpu_model, format_table  # noqa: E402
+from benchmarks.run import REPO_ROOT, child_env, cpu_model, format_table, schedule  # noqa: E402
 
 BLAS_LINE = re.compile(r"\s@=?\s|\bmatmul\(|\bdot\(|\btensordot\(|\beinsum\(|\bgemm\(|\bgemm_into\(")
 CORE_DIR = os.path.join(REPO_ROOT, "core") + os.sep
@@ -232,10 +232,9 @@ def main(argv=None):
     if threads[0] < 1:
         p.error("--threads must be positive")
     results = []
-    for name in cases:
-        for t in threads:
-            print(f"[{t} thread{'s' if t > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
-            results.append({"case": name, "threads": t, **run_child(name, t, args)})
+    for name, t in schedule(cases, threads):
+        print(f"[{t} thread{'s' if t > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
+        results.append({"case": name, "threads": t, **run_child(name, t, args)})
     head = [f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
             f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)",
             "load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from benchmarks.run import COLUMNS, SUMMARY_COLUMNS
+from benchmarks.run import COLUMNS, SUMMARY_COLUMNS, schedule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -65,3 +65,25 @@ def test_harness_without_torch_prints_ours_alone(tmp_path):
     _check_rows(stdout, data, ["ours"])
     assert data["summary"] == []
     assert "torch: not available" in stdout
+
+
+def test_each_case_is_measured_at_every_thread_count_before_the_next():
+    # a case's speed-up compares runs seconds apart, not the two halves of a run
+    assert schedule(["a", "b"], [1, 2]) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]
+    assert schedule(["a"], [1, 2, 4]) == [("a", 1), ("a", 2), ("a", 4)]
+
+
+@pytest.mark.slow
+def test_harness_measures_case_by_case_and_tables_thread_by_thread(tmp_path):
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--cases", "tiny", "tutorial_b1", "--threads", "1", "2", "--repeats",
+         "1", "--quick", "--keep-openblas-env", "--engines", "ours", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert progress == ["[1 thread] tiny ...", "[2 threads] tiny ...",
+                        "[1 thread] tutorial_b1 ...", "[2 threads] tutorial_b1 ..."]
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["case"], r["threads"]) for r in rows] == [("tiny", 1), ("tutorial_b1", 1), ("tiny", 2),
+                                                         ("tutorial_b1", 2)]
