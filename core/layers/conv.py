@@ -98,6 +98,12 @@ from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes,
 #: in inference (``Conv._infer_pooled_first``, ``infer_pooled``) and in training
 #: (``Conv.can_run_filters_first``)
 FIRST_MAX_FILTERS = 32
+#: in training, where the max pooling after the layer also records its winners and takes the
+#: gradient back, at most this many filters (``Sequential._convolutions_filters_first``): max
+#: pooling 2 with its backward pass on ``(C, N, 28, 28)`` (N = 64, 128) and ``(C, 8, 32, 32,
+#: 32)``, one thread, filters first against channels last: C = 4 0.45-0.62x the time, 8
+#: 0.67-1.07x, 16 0.98-1.21x, 32 1.49-2.58x
+FIRST_TRAIN_MAX_FILTERS = 8
 #: ... when the batch has at least this many output positions (below, the extra calls cost more
 #: than the faster product saves; blocks of a chunked layer in inference have enough)
 FIRST_MIN_POSITIONS = 4096

@@ -19,8 +19,8 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import Layer
-from .windows import (WindowGeometry, first_axis_last, first_epilogue, last_axis_first, max_pool, max_pool_adjoint,
-                      max_pool_pairs, max_pool_pairs_adjoint, row_blocks, sum_pool, sum_pool_adjoint)
+from .windows import (WindowGeometry, filters_first_view, first_axis_last, first_epilogue, last_axis_first, max_pool,
+                      max_pool_adjoint, max_pool_pairs, max_pool_pairs_adjoint, row_blocks, sum_pool, sum_pool_adjoint)
 
 
 class Pooling(Layer):
@@ -93,10 +93,9 @@ class MaxPooling(Pooling):
         ws = self._workspace(workspace)
         keep = self._keep(training, context)
         geo = self.geometry
-        if not x.flags.c_contiguous and not geo.needs_pad:
-            xt = last_axis_first(x)
-            if xt.flags.c_contiguous:  # laid out filters first
-                return self.forward_first(xt, ws, keep, after)
+        xt = None if geo.needs_pad else filters_first_view(x)
+        if xt is not None:  # laid out filters first
+            return self.forward_first(xt, ws, keep, after)
         xp = self._pad(x, -np.inf, ws)
         out = ws.take("pool.out", (x.shape[0],) + geo.out + (x.shape[-1],), x.dtype)
         won = ws.take("pool.won", (geo.size,) + out.shape, bool) if keep else None

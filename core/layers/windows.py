@@ -62,6 +62,16 @@ def first_axis_last(x):
     return x.transpose(tuple(range(1, x.ndim)) + (0,))
 
 
+def filters_first_view(x):
+    """The contiguous filters-first ``(C, N, *spatial)`` array under ``x``, when ``x`` is its
+    channels-last ``(N, *spatial, C)`` view (a convolution's output under ``Sequential``'s
+    ``filters_first``, and what the layers after it pass on); else ``None``."""
+    if x.flags.c_contiguous:
+        return None
+    xt = last_axis_first(x)
+    return xt if xt.flags.c_contiguous else None
+
+
 class WindowGeometry:
     """Where a window of ``kernel`` (with ``strides``, ``dilation`` and
     ``padding``) reads in an input of spatial shape ``spatial``.

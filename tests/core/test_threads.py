@@ -150,7 +150,7 @@ def shards(request):
     shardprocs.set_shard_processes(None)
 
 
-def _sharded_model(rank, dropout=0.3):
+def _sharded_model(rank, dropout=0.3, channels=2):
     # batch norm before the ReLU, as usual: after it, on 7 samples, a channel with few
     # nonzero values had a variance of a few thousandths, and the rounding differences
     # between the shards' sums (1e-7) grew 10x through it: from 0.05 to 5 times this test's
@@ -158,7 +158,7 @@ def _sharded_model(rank, dropout=0.3):
     spatial = {1: (13,), 2: (9, 8), 3: (6, 7, 5)}[rank]
     conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[rank]
     pool = {1: layers.MaxPooling1D, 2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[rank]
-    model = Sequential([Input(spatial + (2,)), conv(4, 3, padding="same"), layers.BatchNormalization(),
+    model = Sequential([Input(spatial + (channels,)), conv(4, 3, padding="same"), layers.BatchNormalization(),
                         layers.Activation("relu"), pool(2), layers.Dropout(dropout), layers.Flatten(),
                         layers.Dense(8), layers.BatchNormalization(), layers.Activation("relu"),
                         layers.Dense(3, activation="softmax")], seed=4)
@@ -167,17 +167,25 @@ def _sharded_model(rank, dropout=0.3):
     return model, spatial
 
 
+@pytest.mark.parametrize("filters_first", [False, True])
 @pytest.mark.parametrize("rank", [1, 2, 3])
-def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, threads, shard_always, shards):
+def test_a_batch_split_over_threads_trains_like_the_whole_batch(rank, filters_first, threads, shard_always, shards,
+                                                                monkeypatch):
     """Batch norm sums over all the shards, dropout draws the whole batch's mask: 5 steps give the
     same weights, moving statistics, losses, evaluation and predictions with 1, 2 and 3 threads
-    (7 samples: uneven shards), up to float32 rounding."""
+    (7 samples: uneven shards), up to float32 rounding; also with the convolution, batch norm
+    and pooling laid out filters first (``Sequential._convolutions_filters_first``)."""
+    from core.layers import conv as conv_module
+
+    monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 1 if filters_first else 10 ** 9)
     rng = np.random.default_rng(rank)
     results = []
     for n in (1, 2, 3):
         threads(n)
-        model, spatial = _sharded_model(rank)
-        x = rng.normal(size=(7,) + spatial + (2,)).astype(np.float32) if not results else results[0][3]
+        channels = 1 if filters_first else 2  # (a 3-D layer with 2 builds its columns channels last)
+        model, spatial = _sharded_model(rank, channels=channels)
+        assert model._convolutions_filters_first() == ({0} if filters_first or rank < 3 else set())
+        x = rng.normal(size=(7,) + spatial + (channels,)).astype(np.float32) if not results else results[0][3]
         y = np.arange(7) % 3
         losses = [model.train_on_batch(x, y)[0] for _ in range(5)]
         losses.extend(model.evaluate(x, y, batch_size=7))  # the loss and the accuracy
