@@ -29,7 +29,7 @@ from .layers import LAYER_CLASSES
 from .activations import ReLU
 from .layers.base import ActivationMixin, Layer
 from .layers.activation import Activation
-from .layers.conv import FIRST_TRAIN_MAX_FILTERS, Conv
+from .layers.conv import Conv
 from .layers.normalization import BatchNormalization
 from .layers.pooling import MaxPooling
 from .inference import InferencePlan
@@ -265,8 +265,7 @@ class Sequential:
         (``_convolutions_filters_first``), the pre-activation of the last layer (``logits``).
         ``benchmarks.experiments.layer_times`` times each layer so."""
         moved = self._relus_after_pooling() if training else ()
-        layer = self.layers[i]
-        if training and i in self._convolutions_filters_first() and (i in moved or layer.activation.identity):
+        if training and i in self._convolutions_filters_first():
             return {"activation": False, "filters_first": True}
         if logits and i == len(self.layers) - 1 or i in moved:
             return {"activation": False}
@@ -293,36 +292,38 @@ class Sequential:
     def _convolutions_filters_first(self):
         """Indices of the convolutions whose training forward pass lays their output out filters
         first, ``(filters, N, *out)`` seen through an ``(N, *out, filters)`` view, for the max
-        pooling after them (``Conv.can_run_filters_first``: columns built channels first, which
-        layers with few input channels do, few filters (``FIRST_TRAIN_MAX_FILTERS``: with more,
-        the pooling and its gradient run faster channels last), no activation before the pooling or a
-        ReLU moved after it; a pooling without padding; ``Conv.forward`` also asks for a batch
-        of ``FIRST_MIN_POSITIONS`` output positions). The product ``kernel.T @ cols`` runs
-        faster with few filters, the pooling reads long rows and returns its input gradient in
-        that layout, and the kernel gradient is taken from it directly: LeNet-5's and the
-        Conv3D cases' first layer with its pooling 12-19 % faster (paired A/B, one thread). A
-        ``BatchNormalization`` and an ``Activation`` whose ReLU is moved after the pooling may
-        stand between them (the default vision and scan networks' first block): batch
-        normalization keeps the layout (``core.layers.normalization``), the activation passes
-        its input on. The values are those of the usual layout up to float32 rounding."""
+        pooling after them (``Conv.can_train_filters_first``: columns built channels first, which
+        layers with few input channels do, at most ``FIRST_TRAIN_MAX_FILTERS`` filters, no
+        activation before the pooling or a ReLU moved after it; a pooling without padding;
+        ``Conv.forward`` also asks for a batch of ``FIRST_MIN_POSITIONS`` output positions). The
+        product ``kernel.T @ cols`` runs faster with few filters, the pooling reads long rows and
+        returns its input gradient in that layout, and the kernel gradient is taken from it
+        directly: LeNet-5's and the Conv3D cases' first layer with its pooling 12-19 % faster
+        (paired A/B, one thread). A trainable ``BatchNormalization``, an ``Activation`` whose
+        ReLU is moved after the pooling, or both, may stand between them (the default
+        ``ScanClassifier`` network's first block): batch norm keeps the layout
+        (``core.layers.normalization``), the activation passes its input on. The values are
+        those of the usual layout up to float32 rounding."""
         first = self.__dict__.get("_filters_first")
-        if first is None:  # (run_forward also checks that the activation is moved or the identity)
+        if first is None:
+            moved = self._relus_after_pooling()
             first = self._filters_first = frozenset(
                 i for i, layer in enumerate(self.layers)
-                if isinstance(layer, Conv) and layer.can_run_filters_first(False)
-                and layer.filters <= FIRST_TRAIN_MAX_FILTERS and self._pooling_after(i))
+                if isinstance(layer, Conv) and layer.can_train_filters_first()
+                and (i in moved or layer.activation.identity) and self._pooling_after(i))
         return first
 
     def _pooling_after(self, i):
         """Whether a max pooling without padding follows layer ``i``, directly or after a
-        ``BatchNormalization``, an ``Activation`` whose ReLU is moved after it
-        (``_relus_after_pooling``), or both, in that order."""
-        j = i + 1
-        if j < len(self.layers) and isinstance(self.layers[j], BatchNormalization):
+        trainable ``BatchNormalization`` (a frozen one normalizes channels last), an
+        ``Activation`` whose ReLU is moved after the pooling (``_relus_after_pooling``), or
+        both, in that order."""
+        layers, j = self.layers, i + 1
+        if j < len(layers) and isinstance(layers[j], BatchNormalization) and layers[j].trainable:
             j += 1
-        if j < len(self.layers) and isinstance(self.layers[j], Activation) and j in self._relus_after_pooling():
+        if j < len(layers) and isinstance(layers[j], Activation) and j in self._relus_after_pooling():
             j += 1
-        return j < len(self.layers) and isinstance(self.layers[j], MaxPooling) and not self.layers[j].geometry.needs_pad
+        return j < len(layers) and isinstance(layers[j], MaxPooling) and not layers[j].geometry.needs_pad
 
     def run_backward(self, contexts, grad, *, down_to=0, need_input_grad=True, workspace=None):
         """Backpropagate ``grad`` (the gradient of the last layer's output, or of its

@@ -99,7 +99,7 @@ from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes,
 #: (``Conv.can_run_filters_first``)
 FIRST_MAX_FILTERS = 32
 #: in training, where the max pooling after the layer also records its winners and takes the
-#: gradient back, at most this many filters (``Sequential._convolutions_filters_first``): max
+#: gradient back, at most this many filters (``Conv.can_train_filters_first``): max
 #: pooling 2 with its backward pass on ``(C, N, 28, 28)`` (N = 64, 128) and ``(C, 8, 32, 32,
 #: 32)``, one thread, filters first against channels last: C = 4 0.45-0.62x the time, 8
 #: 0.67-1.07x, 16 0.98-1.21x, 32 1.49-2.58x
@@ -424,6 +424,14 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         no activation to apply (none, or one ``Sequential`` moved after the pooling)."""
         return (not self._cols_last and self.groups == 1 and self.filters <= FIRST_MAX_FILTERS
                 and (not activation or self.activation.identity))
+
+    def can_train_filters_first(self):
+        """Whether ``Sequential`` may run this layer filters first in training, before its max
+        pooling (``Sequential._convolutions_filters_first``): ``can_run_filters_first`` for a
+        layer whose activation is moved or absent, with at most ``FIRST_TRAIN_MAX_FILTERS``
+        filters (there the pooling also records its winners and takes the gradient back,
+        which runs faster channels last with more)."""
+        return self.can_run_filters_first(False) and self.filters <= FIRST_TRAIN_MAX_FILTERS
 
     def _enough_positions(self, x):
         """Whether the batch ``x`` has the ``FIRST_MIN_POSITIONS`` output positions the

@@ -64,9 +64,10 @@ class BatchNormalization(Layer):
         gamma, beta = self._affine()
         if training and self.trainable:  # a frozen layer normalizes with its moving statistics, as in Keras
             xt = filters_first_view(x)
-            lay = _ChannelsLast(x.shape) if xt is None else _FiltersFirst(xt.shape)
-            if xt is not None:
-                x = xt
+            if xt is None:
+                lay = _ChannelsLast(x.shape)
+            else:
+                x, lay = xt, _FiltersFirst(xt.shape)
             # when the batch is split into shards run by separate threads (``core.parallel``),
             # the sums are over the whole batch: each shard adds its part (``allreduce``)
             total = x.dtype.type(_batch_rows(lay.rows, lay.samples))
@@ -101,7 +102,6 @@ class BatchNormalization(Layer):
         ctx = self._require_context(ctx)
         ws = self._workspace(workspace)
         gamma, _ = self._affine()
-        c = dy.shape[-1]
         xc, inv_std = ctx["xc"], ctx["inv_std"]
         if ctx.get("first"):  # the forward pass ran filters first (see the module docstring)
             dyt = last_axis_first(dy)
@@ -133,7 +133,7 @@ class BatchNormalization(Layer):
         # the means over the whole batch (a sharded batch adds the parts of every shard; the
         # gradients returned stay this shard's part, which the model adds up)
         sums = parallel.allreduce(np.concatenate([dgamma, dbeta]))
-        dgamma_all, dbeta_all = sums[:c], sums[c:]
+        dgamma_all, dbeta_all = sums[:lay.c], sums[lay.c:]
         # dx = gamma * inv_std * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = xc * inv_std:
         # one operation into dx, then three in place (an operation writing to another array
         # than it reads took 1.5-2x as long as one in place on 12.8 MB)
@@ -191,12 +191,11 @@ class _ChannelsLast:
 
 class _FiltersFirst:
     """The same on a contiguous filters-first ``(C, N, *spatial)`` array, each channel one run:
-    the sums are one matrix-vector product with ones, ``plane_dots``, and the per-channel
-    vectors broadcast along the runs; results go back as the channels-last view. The
-    default ``ScanClassifier`` network, whose first convolution (8 filters on 32^3) runs so
-    with its batch norm and pooling: normalization, ReLU and pooling of that block forward
-    and backward 17.5-18.3 against 21.7-23.0 ms (batch 8, one thread), the training step
-    0.89-0.91x the time at one thread and 0.92x at two (paired A/B, in process)."""
+    the sums are one matrix-vector product with ones and ``plane_dots``, the per-channel
+    vectors broadcast along the runs, and results go back as the channels-last view. On the
+    default ``ScanClassifier`` network's first block (8 channels on 32^3, batch 8, one
+    thread) batch norm, ReLU and pooling, forward and backward, took 17.5-18.3 ms against
+    21.7-23.0 ms channels last."""
 
     def __init__(self, shape):
         self.c, self.rows, self.samples = shape[0], math.prod(shape[1:]), shape[1]
@@ -206,7 +205,7 @@ class _FiltersFirst:
 
     dots = staticmethod(plane_dots)
 
-    def flat(self, a):
+    def flat(self, a):  # (as above)
         return a.reshape(self.c, -1)
 
     def vec(self, v):

@@ -1070,20 +1070,57 @@ def test_convolution_filters_first_for_its_pooling_trains_as_channels_last(float
         assert set(g1[model.layers.index(norm)]) == {"gamma", "beta"}
 
 
-@pytest.mark.parametrize("filters, expected", [(8, {0}), (9, set()), (32, set())])
-def test_filters_first_in_training_only_for_few_filters(filters, expected):
+@pytest.mark.parametrize("more", [0, 1])
+@pytest.mark.parametrize("frozen", [False, True])
+def test_filters_first_in_training_only_for_few_filters_and_a_trainable_batch_norm(more, frozen):
     """In training the pooling after a filters-first convolution also records its winners and
     takes the gradient back, which runs faster channels last above ``FIRST_TRAIN_MAX_FILTERS``
-    filters (2.6x faster with 32 on MNIST-sized batches); inference keeps its own rule."""
+    filters (2.6x faster with 32 on MNIST-sized batches); inference keeps its own rule. A
+    frozen batch norm normalizes channels last, so its convolution stays so too."""
     from core import Input, Sequential
     from core.layers.conv import FIRST_TRAIN_MAX_FILTERS
 
-    assert FIRST_TRAIN_MAX_FILTERS == 8
+    filters = FIRST_TRAIN_MAX_FILTERS + more
+    norm = layers.BatchNormalization()
+    norm.trainable = not frozen
     model = Sequential([Input((28, 28, 1)), layers.Conv2D(filters, 3, padding="same", use_bias=False),
-                        layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2),
+                        norm, layers.Activation("relu"), layers.MaxPooling2D(2),
                         layers.Flatten(), layers.Dense(10)], seed=0)
-    assert model._convolutions_filters_first() == expected
-    assert model.layers[0].can_run_filters_first(False)
+    assert model.layers[0].can_run_filters_first(False)  # (the inference rule takes it)
+    assert model._convolutions_filters_first() == (set() if more or frozen else {0})
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_batch_norm_filters_first_in_float32_trains_and_updates_statistics_as_channels_last(rank, monkeypatch):
+    """The scan network's block in float32: a convolution, batch norm, a ReLU layer and max
+    pooling, filters first and channels last, give the same outputs, gradients and moving
+    statistics up to float32 rounding."""
+    from core import Input, Sequential
+    from core.layers import conv as conv_module
+
+    monkeypatch.setattr(conv_module, "FIRST_MIN_POSITIONS", 1)
+    rng = np.random.default_rng(rank)
+    x = (3 + rng.normal(size=(3,) + tuple(n - n % 2 for n in SPATIAL[rank]) + (1,))).astype(np.float32)
+    norm = layers.BatchNormalization(momentum=0.9)
+    model = Sequential([Input(x.shape[1:]), CONV[rank](6, 3, padding="same", use_bias=False), norm,
+                        layers.Activation("relu"), POOLS[rank][0](pool_size=2), layers.Flatten(), layers.Dense(2)],
+                       seed=3)
+    assert model._convolutions_filters_first() == {0}
+    start = {n: norm.params[n].copy() for n in ("moving_mean", "moving_variance")}
+    runs = []
+    original = Sequential._convolutions_filters_first
+    for first in (True, False):
+        monkeypatch.setattr(Sequential, "_convolutions_filters_first", original if first else lambda self: frozenset())
+        norm.params.update({n: v.copy() for n, v in start.items()})
+        model.workspace.reclaim()
+        outputs, contexts = model.run_forward(x, training=True, step=0)
+        assert bool(contexts[1].get("first")) == first
+        _, grads = model.run_backward(contexts, np.ones(outputs[-1].shape, np.float32), need_input_grad=False)
+        runs.append([outputs[-1].copy(), norm.params["moving_mean"].copy(), norm.params["moving_variance"].copy()]
+                    + [g[n].copy() for g in grads for n in sorted(g)])
+    for a, b in zip(*runs):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5 * max(float(np.abs(b).max()), 1.0))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1099,7 +1136,7 @@ def test_plane_dots_sums_each_channel(dtype, length):
         plane_dots(a, b[:, :1])
 
 
-def test_plane_dots_keeps_float32_sums_of_long_runs_exact():
+def test_plane_dots_keeps_float32_sums_of_long_runs_within_a_millionth():
     # a quarter of a million numbers near 1 a channel (the scan network's first block): summed
     # in pieces, the float32 total stays within 1e-6 of the exact one
     from core.utils import plane_dots
