@@ -190,8 +190,9 @@ def plane_dots(a, b):
     """``(a * b)`` summed over every axis but the first: ``(C,)`` for two C-contiguous arrays of
     the same filters-first shape ``(C, ...)`` (``channel_dots`` for that layout). One
     ``einsum`` sums the products of each channel in pieces of ``PLANE_DOTS_PIECE`` elements
-    and NumPy's pairwise sum adds the pieces (one running sum over a channel's 262,144
-    elements was off by 1e-5 relative in float32)."""
+    and NumPy's pairwise sum adds the pieces: on channels of 262,144 float32 numbers near 1,
+    8.5e-8 relative off the exact sums of squares, against 1.1e-5 for one ``einsum`` over
+    each whole channel."""
     if a.shape != b.shape:
         raise ValueError(f"plane_dots: shapes differ, {a.shape} and {b.shape}")
     c = a.shape[0]

@@ -96,7 +96,7 @@ from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes,
 #: layers with at most this many filters whose columns are built channels first (few input
 #: channels, see ``copy_runs``) compute their output filters first when a max pooling follows,
 #: in inference (``Conv._infer_pooled_first``, ``infer_pooled``) and in training
-#: (``Conv.can_run_filters_first``)
+#: (``Conv.can_run_filters_first``; ``Sequential`` asks for fewer there: ``FIRST_TRAIN_MAX_FILTERS``)
 FIRST_MAX_FILTERS = 32
 #: in training, where the max pooling after the layer also records its winners and takes the
 #: gradient back, at most this many filters (``Conv.can_train_filters_first``): max

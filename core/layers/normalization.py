@@ -213,4 +213,3 @@ class _FiltersFirst:
 
     def out(self, a):
         return first_axis_last(a)
-
