@@ -89,7 +89,7 @@ from ..blas import gemm_into
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, channel_tiling, check_padding
 from .base import ActivationMixin, KernelMixin, Layer
-from .windows import (WindowGeometry, col2im, col2im_block_add, column_bytes,
+from .windows import (WindowGeometry, bordered, col2im, col2im_block_add, column_bytes,
                       copy_runs, first_axis_last, first_epilogue, im2col, im2col_block, im2col_rows, last_axis_first,
                       max_pool, max_pool_pairs, rows_views, shifted_rows, to_channels_first, windows_last)
 
@@ -135,17 +135,6 @@ def _epilogue(z, bias, act):
             z += bias
     if act is not None:
         act.forward(z, out=z)
-
-
-def _zero_bordered(x, pads, ws, tag):
-    """``x (N, *spatial, C)`` copied into the interior of a zero-bordered ``(N, *padded, C)``
-    borrowed from ``ws`` under ``(tag, pads)`` (``pads``: ``(before, after)`` per spatial axis;
-    no borrower of that key writes the border)."""
-    shape = (x.shape[0],) + tuple(n + b + a for n, (b, a) in zip(x.shape[1:-1], pads)) + x.shape[-1:]
-    buf = ws.take((tag, pads), shape, x.dtype, init="zeros")
-    inner = (slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[1:-1], pads))
-    parallel.over_samples(lambda a, b: np.copyto(buf[a:b][inner], x[a:b]), x.shape[0], PARALLEL_BYTES, buf.nbytes)
-    return buf
 
 
 def _sum_in_order(partial):
@@ -315,7 +304,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _padded_last(self, x, ws):
         """The padded input channels last, ``(N, *padded, C)`` (``x`` itself without padding)."""
         geo = self.geometry
-        return _zero_bordered(x, geo.pads, ws, "conv.pad_last") if geo.needs_pad else x
+        return bordered(x, geo.pads, ws, "conv.pad_last", parallel_bytes=PARALLEL_BYTES) if geo.needs_pad else x
 
     def _columns(self, src, ws, n):
         """The whole ``(K*C, M)`` column matrix of the ``n`` samples of ``src`` (``_source``), in
@@ -705,7 +694,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         0.63x, 64 -> 64 on 7x7 0.59x, Conv1D 64 -> 64 (``har_conv1d_b64``'s second) 0.59x,
         Conv3D 16 -> 32 on 8^3 0.75x."""
         twin = self._gradient_twin()
-        padded = _zero_bordered(dz, twin._input_pads, ws, "conv.dz_padded")
+        padded = bordered(dz, twin._input_pads, ws, "conv.dz_padded", parallel_bytes=PARALLEL_BYTES)
         kernel = ws.take("conv.flipped_kernel", self.kernel_size + (self.filters, self.input_shape[-1]), dz.dtype)
         np.copyto(kernel, np.flip(self.params["kernel"], axis=tuple(range(self.rank))).swapaxes(-1, -2))
         return twin._output(padded, ws, kernel, None, None, keep=False)[0]

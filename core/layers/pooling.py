@@ -19,8 +19,9 @@ from .. import parallel
 from ..exceptions import ConfigError, InputError, ShapeError
 from ..utils import as_tuple, check_padding
 from .base import Layer
-from .windows import (WindowGeometry, filters_first_view, first_axis_last, first_epilogue, last_axis_first, max_pool,
-                      max_pool_adjoint, max_pool_pairs, max_pool_pairs_adjoint, row_blocks, sum_pool, sum_pool_adjoint)
+from .windows import (WindowGeometry, bordered, filters_first_view, first_axis_last, first_epilogue, last_axis_first,
+                      max_pool, max_pool_adjoint, max_pool_pairs, max_pool_pairs_adjoint, row_blocks, sum_pool,
+                      sum_pool_adjoint)
 
 
 class Pooling(Layer):
@@ -70,9 +71,7 @@ class Pooling(Layer):
         geo = self.geometry
         if not geo.needs_pad:
             return x
-        xp = ws.take(("pool.pad", fill, geo.pads), (x.shape[0],) + geo.padded + (x.shape[-1],), x.dtype, init=fill)
-        xp[geo.interior_with(1)] = x  # the border keeps ``fill``: no borrower of this tag writes it
-        return xp
+        return bordered(x, geo.pads, ws, "pool.pad", fill)
 
     def _unpad(self, dxp):
         return dxp[self.geometry.interior_with(1)] if self.geometry.needs_pad else dxp

@@ -29,6 +29,7 @@ import sys
 
 import numpy as np
 
+from .. import parallel
 from ..utils import axis_geometry, block_slice, window_slices
 
 
@@ -60,6 +61,22 @@ def last_axis_first(x):
 def first_axis_last(x):
     """``np.moveaxis(x, 0, -1)`` as a plain transpose."""
     return x.transpose(tuple(range(1, x.ndim)) + (0,))
+
+
+def bordered(x, pads, ws, tag, fill=0, parallel_bytes=None):
+    """``x (N, *spatial, C)`` copied into the interior of an ``(N, *padded, C)`` whose border holds
+    ``fill``, borrowed from ``ws`` under ``(tag, fill, pads)`` (``pads``: ``(before, after)`` per
+    spatial axis; no borrower of that key writes the border). With ``parallel_bytes``, a buffer
+    at least that large is copied by the threads, a share of the samples each."""
+    shape = (x.shape[0],) + tuple(n + b + a for n, (b, a) in zip(x.shape[1:-1], pads)) + x.shape[-1:]
+    buf = ws.take((tag, fill, pads), shape, x.dtype, init="zeros" if fill == 0 else fill)
+    inner = (slice(None),) + tuple(slice(b, b + n) for n, (b, _) in zip(x.shape[1:-1], pads))
+    if parallel_bytes is None:
+        buf[inner] = x
+    else:
+        parallel.over_samples(lambda a, b: np.copyto(buf[a:b][inner], x[a:b]), x.shape[0], parallel_bytes,
+                              buf.nbytes)
+    return buf
 
 
 def filters_first_view(x):
