@@ -163,10 +163,11 @@ def make_inputs(case, kind="noise", seed=0):
     The two differ in more than realism: PyTorch's 2-D max pooling compares and branches
     value by value, so its speed depends on the values. On the noise it mispredicts about
     every other branch; on images, with their flat backgrounds, it rarely does. Measured
-    on LeNet-5 at batch 64 (one thread), digits against noise took PyTorch 0.72-0.74x the
-    training time and 0.58x the inference time, its max pooling 1.0 against 3.4 ms a step;
-    the NumPy engine has no branches on values and took the same time on both. Conv3D and
-    Conv1D cases moved by 5 % or less."""
+    on LeNet-5 at batch 64 (one thread, paired in one process), digits against noise took
+    PyTorch 0.72-0.84x the training time and 0.58-0.92x the inference time, its max
+    pooling 1.0 against 3.4 ms a step; the NumPy engine has no branches on values and its
+    times moved only with the minute. The Conv1D and Conv3D cases moved by 7 % or less in
+    quiet minutes (benchmarks/RESULTS.md, fifteenth round)."""
     import numpy as np
 
     if kind not in INPUT_KINDS:
@@ -183,18 +184,12 @@ def make_inputs(case, kind="noise", seed=0):
     return np.ascontiguousarray(x, dtype=np.float32), np.asarray(labels, np.int64) % case.n_classes
 
 
-def _cycled(n, available):
-    """``n`` indices into ``available`` items, in order, starting over at the end."""
-    import numpy as np
-    return np.arange(n) % available
-
-
 def _images(case, seed):
     import numpy as np
 
     import vision
     X, y = vision.load_digits()
-    pick = _cycled(case.batch, len(X))
+    pick = np.arange(case.batch) % len(X)  # the first images, starting over at the end
     X, y = X[pick], y[pick]
     size = tuple(case.input_shape[:2])
     if X.shape[1:3] != size:
@@ -210,7 +205,7 @@ def _series(case, seed):
     per = -(-case.batch // len(synthetic.ACTIVITIES))
     X, activity, _ = synthetic.make_synthetic(seed=seed, n_subjects=1, windows_per_activity=per, window=steps)
     index = {name: i for i, name in enumerate(synthetic.ACTIVITIES)}
-    pick = _cycled(case.batch, len(X))
+    pick = np.arange(case.batch) % len(X)
     return X[pick], np.array([index[a] for a in activity[pick]])
 
 

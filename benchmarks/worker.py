@@ -216,6 +216,8 @@ def _setup_torch(case, threads, inputs="noise"):
 
 
 def main(argv=None):
+    from .cases import INPUT_KINDS
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("engine", choices=("ours", "alt", "torch"))
     p.add_argument("case")
@@ -224,7 +226,8 @@ def main(argv=None):
     p.add_argument("--min-iters", type=int, default=3)
     p.add_argument("--max-iters", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--inputs", default="noise", help="what the batch holds (benchmarks.cases.make_inputs)")
+    p.add_argument("--inputs", choices=INPUT_KINDS, default="noise",
+                   help="what the batch holds (benchmarks.cases.make_inputs)")
     args = p.parse_args(argv)
 
     from .cases import CASES
