@@ -5,7 +5,6 @@ Usage::
     python -m benchmarks                         # every case, 1 and 2 threads, 3 repeats
     python -m benchmarks --threads 1 --cases tutorial_b1 tutorial_b64 --repeats 5
     python -m benchmarks --quick                 # short timing windows, for a first look
-    python -m benchmarks --inputs data           # on each case's kind of data instead of noise
     python benchmarks/run.py --engines ours      # our engine alone (also the fallback without PyTorch)
 
 How it measures: case by case, each at every thread count before the next case
@@ -28,10 +27,6 @@ is the child's ``ru_maxrss``, also shown as the growth over the RSS the child
 had after its imports and one step of a tiny network of the same rank (which
 loads the library code), both at the end and right after the training runs.
 
-The timed batch is standard normal noise unless ``--inputs data`` asks for data of each
-case's domain (``benchmarks.cases.make_inputs``): PyTorch's 2-D max pooling branches on the
-values and runs faster on images than on noise, the NumPy engine takes the same time on both.
-
 This machine's environment sets ``OPENBLAS_CORETYPE`` and ``OPENBLAS_L2_SIZE``
 (a workaround for old OpenBLAS builds) which make a current NumPy pick a
 slower kernel; the children run with both unset unless ``--keep-openblas-env``
@@ -51,15 +46,12 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "benchmarks"
 
-from benchmarks.cases import CASES, DEFAULT_CASES, INPUT_KINDS, forward_flops  # noqa: E402
+from benchmarks.cases import CASES, DEFAULT_CASES, forward_flops  # noqa: E402
 from core import config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMPY_CNN_THREADS")
 SLOW_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-#: the header's words for each kind of inputs (``benchmarks.cases.make_inputs``)
-INPUT_NOTES = {"noise": "standard normal noise, random labels",
-               "data": "each case's domain: digits (2-D), simulated accelerometer windows (1-D), phantom scans (3-D)"}
 
 
 def child_env(threads, keep_openblas_env=False):
@@ -89,7 +81,7 @@ class WorkerError(RuntimeError):
 class Worker:
     """One child process timing one engine on one case at one thread count."""
 
-    def __init__(self, engine, case, threads, timing, keep_openblas_env=False, alt_core=None, inputs="noise"):
+    def __init__(self, engine, case, threads, timing, keep_openblas_env=False, alt_core=None):
         env = child_env(threads, keep_openblas_env)
         if alt_core:
             env["BENCH_ALT_CORE"] = os.path.abspath(alt_core)
@@ -97,7 +89,7 @@ class Worker:
         self._stderr = tempfile.TemporaryFile(mode="w+")
         cmd = [sys.executable, "-m", "benchmarks.worker", engine, case, "--threads", str(threads),
                "--min-time", str(timing["min_time"]), "--min-iters", str(timing["min_iters"]),
-               "--warmup", str(timing["warmup"]), "--inputs", inputs]
+               "--warmup", str(timing["warmup"])]
         self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self._stderr, text=True, bufsize=1)
         msg = self._read()
@@ -147,10 +139,8 @@ class Worker:
         self._stderr.close()
 
 
-def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=False, log=print, alt_core=None,
-            inputs="noise"):
-    """Time ``engines`` on one case, on the batch ``benchmarks.cases.make_inputs(case, inputs)``;
-    returns ``{engine: row dict}`` and ``{engine: info}``.
+def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=False, log=print, alt_core=None):
+    """Time ``engines`` on one case; returns ``{engine: row dict}`` and ``{engine: info}``.
 
     An engine whose child cannot import its framework is left out (with a note
     in ``info[engine]["skipped"]``)."""
@@ -158,7 +148,7 @@ def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=Fals
     try:
         for eng in engines:
             try:
-                workers[eng] = Worker(eng, case_name, threads, timing, keep_openblas_env, alt_core, inputs)
+                workers[eng] = Worker(eng, case_name, threads, timing, keep_openblas_env, alt_core)
                 infos[eng] = workers[eng].info
             except WorkerError as exc:
                 if exc.kind == "import":
@@ -189,7 +179,7 @@ def measure(case_name, threads, engines, repeats, timing, keep_openblas_env=Fals
         base = infos[eng]["baseline_rss_kb"]
         peak = finals[eng]["maxrss_kb"]
         train_peak = rs[0].get("rss_after_train_kb") or peak
-        row = {"case": case_name, "threads": threads, "engine": eng, "inputs": inputs,
+        row = {"case": case_name, "threads": threads, "engine": eng,
                "train_ms": best["train"] * 1e3, "train_gflops": 3 * fwd / best["train"] / 1e9,
                "infer_ms": best["infer"] * 1e3, "infer_gflops": fwd / best["infer"] / 1e9,
                "train_cpu_ms": best["train_cpu"] * 1e3, "infer_cpu_ms": best["infer_cpu"] * 1e3,
@@ -288,8 +278,8 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def describe(infos_seen, keep_openblas_env, inputs="noise"):
-    """Header lines: date, CPU, Python, NumPy + BLAS, PyTorch, the inputs."""
+def describe(infos_seen, keep_openblas_env):
+    """Header lines: date, CPU, Python, NumPy + BLAS, PyTorch."""
     lines = [f"date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
              f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)",
              f"python: {platform.python_version()}",
@@ -307,7 +297,6 @@ def describe(infos_seen, keep_openblas_env, inputs="noise"):
         lines.append(f"torch: not available ({skipped}); our engine alone")
     env = "kept as set" if keep_openblas_env else "unset in the children"
     lines.append(f"OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE: {env}")
-    lines.append(f"inputs: {INPUT_NOTES[inputs]} (--inputs {inputs})")
     l2 = config.l2_cache_bytes()
     lines.append(f"our column blocks (core.config.block_bytes): {config.block_bytes() >> 10} KB "
                  f"(L2 cache a CPU: {f'{l2 >> 10} KB' if l2 else 'unknown'})")
@@ -335,9 +324,6 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="short runs (0.05 s, 1 warm-up call): a first look")
     p.add_argument("--keep-openblas-env", action="store_true",
                    help="leave OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE as set (slower NumPy here)")
-    p.add_argument("--inputs", choices=INPUT_KINDS, default="noise",
-                   help="what the timed batch holds: standard normal noise (default, the reference) or "
-                        "data of each case's domain (digits, simulated accelerometer windows, phantom scans)")
     p.add_argument("--json", metavar="PATH", help="also write all results as JSON")
     p.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown")
     args = p.parse_args(argv)
@@ -362,7 +348,7 @@ def main(argv=None):
     for name, threads in schedule(cases, args.threads):
         print(f"[{threads} thread{'s' if threads > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
         rows, infos = measure(name, threads, engines, args.repeats, timing, args.keep_openblas_env,
-                              log=lambda m: print(m, file=sys.stderr), alt_core=args.alt_core, inputs=args.inputs)
+                              log=lambda m: print(m, file=sys.stderr), alt_core=args.alt_core)
         for eng, info in infos.items():
             infos_seen.setdefault(eng, []).append(info)
         if "torch" in engines and "torch" not in rows:
@@ -370,7 +356,7 @@ def main(argv=None):
         results.extend(rows[e] for e in ("ours", "alt", "torch") if e in rows)
 
     results.sort(key=lambda r: (args.threads.index(r["threads"]), cases.index(r["case"])))  # as tables show them
-    header = describe(infos_seen, args.keep_openblas_env, args.inputs)
+    header = describe(infos_seen, args.keep_openblas_env)
     print("\n".join(header))
     print()
     print(engine_table(results))
@@ -382,8 +368,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "results": results, "summary": summary_rows(results),
-                       "infos": infos_seen, "timing": timing, "repeats": args.repeats, "inputs": args.inputs},
-                      f, indent=1)
+                       "infos": infos_seen, "timing": timing, "repeats": args.repeats}, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(f"- {h}" for h in header) + "\n\n" + engine_table(results, markdown=True) + "\n")

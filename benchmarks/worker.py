@@ -21,8 +21,7 @@ Timed functions (label -> what one call does):
   ``model.predict(x, batch_size=N)``; ``infer_core`` = the forward pass alone.
 - torch: ``train`` = forward, cross-entropy, ``zero_grad``, ``backward``,
   ``step``; ``infer`` = forward + softmax under ``torch.inference_mode()``.
-Both use SGD with ``LEARNING_RATE`` and ``MOMENTUM``, on the same batch
-(``benchmarks.cases.make_inputs``, ``--inputs``: ``noise`` or ``data``).
+Both use SGD with ``LEARNING_RATE`` and ``MOMENTUM``.
 """
 import argparse
 import json
@@ -131,22 +130,23 @@ def _prime_torch(case):
     gc.collect()
 
 
-def _setup_ours(case, threads, inputs="noise"):
+def _setup_ours(case, threads):
     import numpy as np
     import threadpoolctl
 
     import core
     from core import optimizers
 
-    from .cases import build_ours, make_inputs
+    from .cases import build_ours
 
     _prime_ours(case)
-    make_inputs(case, inputs)  # (loads the modules the data come from: the baseline leaves them out)
     baseline = _rss_now_kb()
     model = build_ours(case, seed=0)
     model.compile(optimizer=optimizers.SGD(learning_rate=LEARNING_RATE, momentum=MOMENTUM),
                   loss="sparse_categorical_crossentropy")
-    x, y = make_inputs(case, inputs)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((case.batch,) + tuple(case.input_shape), dtype=np.float32)
+    y = rng.integers(0, case.n_classes, case.batch)
     y_checked = model._check_y(y, len(x), "benchmark")
     n = case.batch
 
@@ -174,7 +174,7 @@ def _setup_ours(case, threads, inputs="noise"):
     return {"train": train, "train_core": train_core, "infer": infer, "infer_core": infer_core}, info, baseline
 
 
-def _setup_torch(case, threads, inputs="noise"):
+def _setup_torch(case, threads):
     import torch
 
     torch.set_num_threads(threads)
@@ -184,18 +184,18 @@ def _setup_torch(case, threads, inputs="noise"):
         pass
     import numpy as np
 
-    from .cases import build_torch, make_inputs
+    from .cases import build_torch
 
     _prime_torch(case)
-    make_inputs(case, inputs)  # (as in _setup_ours)
     baseline = _rss_now_kb()
     model = build_torch(case, seed=0)
     opt = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x_last, y = make_inputs(case, inputs)
+    rng = np.random.default_rng(0)
+    x_last = rng.standard_normal((case.batch,) + tuple(case.input_shape), dtype=np.float32)
     # the same numbers, in PyTorch's native (N, C, *spatial) layout, contiguous
     x = torch.from_numpy(np.ascontiguousarray(np.moveaxis(x_last, -1, 1)))
-    y = torch.from_numpy(y)
+    y = torch.from_numpy(rng.integers(0, case.n_classes, case.batch))
 
     def train():
         model.train()
@@ -216,8 +216,6 @@ def _setup_torch(case, threads, inputs="noise"):
 
 
 def main(argv=None):
-    from .cases import INPUT_KINDS
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("engine", choices=("ours", "alt", "torch"))
     p.add_argument("case")
@@ -226,8 +224,6 @@ def main(argv=None):
     p.add_argument("--min-iters", type=int, default=3)
     p.add_argument("--max-iters", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--inputs", choices=INPUT_KINDS, default="noise",
-                   help="what the batch holds (benchmarks.cases.make_inputs)")
     args = p.parse_args(argv)
 
     from .cases import CASES
@@ -236,7 +232,7 @@ def main(argv=None):
         sys.path.insert(0, os.environ["BENCH_ALT_CORE"])
     try:
         setup = _setup_torch if args.engine == "torch" else _setup_ours
-        fns, info, baseline = setup(case, args.threads, args.inputs)
+        fns, info, baseline = setup(case, args.threads)
     except ImportError as exc:
         _emit({"event": "error", "kind": "import", "message": f"{type(exc).__name__}: {exc}"})
         return 3
