@@ -144,8 +144,9 @@ class MedicalData(DataParams):
                           description="Grid every scan is brought to (e.g. 32 or 32x32x32)")
     spacing = SpacingParameter(ndim=3, label="--spacing", default=None, optional=True,
                                description="Resample to this voxel size in mm first (e.g. 2 or 1x1x2)")
-    normalize = luigi.Parameter(default="zscore",
-                                description="zscore, minmax, percentile, none, or ct:LEVEL:WIDTH")
+    # the classifier's default (min-max), so the pipeline trains as ScanClassifier() does
+    normalize = luigi.Parameter(default=str(_DEFAULTS["normalize"]),
+                                description="minmax (the default), zscore, percentile, none, or ct:LEVEL:WIDTH")
     shape_mode = luigi.ChoiceParameter(choices=("resample", "crop_or_pad"), default="resample",
                                        description="Reach --shape by resampling or by centre crop/pad")
     synthetic_n = luigi.IntParameter(default=60, description="Scans written for the embedded data")

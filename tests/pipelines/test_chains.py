@@ -115,7 +115,7 @@ def test_medical_chain_and_the_model_reads_raw_scans(out):
     assert sets["completed"] == set()
 
     # A changed data parameter makes a new prepared data set and a new run.
-    other = pipelines.EvaluateMedical(output_dir=out, **{**MEDICAL_SMALL, "normalize": "minmax"})
+    other = pipelines.EvaluateMedical(output_dir=out, **{**MEDICAL_SMALL, "normalize": "zscore"})
     assert other.data_folder() != task.data_folder()
     result, sets = build([other])
     assert ran(sets) == ["EvaluateMedical", "PrepareMedical", "TrainMedical"]  # scans reused

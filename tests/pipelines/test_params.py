@@ -86,6 +86,18 @@ def test_parse_normalize():
             parse_normalize(bad)
 
 
+def test_medical_pipeline_preprocesses_as_the_classifier_by_default():
+    # the pipeline trains what ``ScanClassifier()`` trains: the same normalization unless told otherwise
+    import inspect
+
+    import medical
+    default = inspect.signature(medical.ScanClassifier.__init__).parameters["normalize"].default
+    task = pipelines.PrepareMedical()
+    assert parse_normalize(task.normalize) == default == "minmax"
+    kwargs = pipelines.TrainMedical().domain_classifier_kwargs()
+    assert kwargs["normalize"] == default
+
+
 def test_sweep_values():
     assert sweep_values("[0.001, 0.003]", "--learning-rates", float) == [0.001, 0.003]
     assert sweep_values((0, 1), "--seeds", int) == [0, 1]
