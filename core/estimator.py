@@ -449,8 +449,8 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
 
         classes = self._class_indices(label, len(Xt))
         model = self.model_
-        if classes is None:
-            classes = self._predict_network(Xt).argmax(axis=1)
+        if classes is None:  # the class ``predict`` gives: through the decision (a threshold), not the argmax
+            classes = self._decide(self._predict_network(Xt))
         if method in ("grad_cam", "hires_cam"):
             maps = explain.grad_cam(model, Xt, classes, layer=layer,
                                     weighting="mean" if method == "grad_cam" else "elementwise")
@@ -516,8 +516,9 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         names = {"grad_cam": "Grad-CAM", "hires_cam": "HiResCAM", "guided_grad_cam": "guided Grad-CAM",
                  "saliency": "saliency",
                  "integrated_gradients": "integrated gradients"}
+        decided = self._decide(proba)
         for i, p in enumerate(paths):
-            pred = int(proba[i].argmax())
+            pred = int(decided[i])
             parts = [] if true_labels is None else [f"true {_native(np.asarray(true_labels)[i])}"]
             parts.append(f"predicted {_native(self.classes_[pred])} ({proba[i, pred]:.2f})")
             parts.append(f"{names[method]} for {_native(self.classes_[classes[i]])}")

@@ -470,7 +470,7 @@ def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, met
     classes = clf.classes_
     if classes.dtype.kind in "US":
         y = y.astype(str)
-    pred = proba.argmax(axis=1)
+    pred = clf._decide(proba)  # as ``predict`` decides (a binary classifier's threshold), not the argmax
     if per_class is None:
         per_class = 2 if len(classes) <= 4 else 1
     figures = []

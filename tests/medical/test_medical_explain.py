@@ -183,3 +183,26 @@ def test_save_explanation_of_a_dicom_series(trained, tmp_path):
     peak = np.unravel_index(int(written.argmax()), written.shape)
     offset = np.linalg.inv(affine[:3, :3]) @ ((affine @ np.append(peak, 1.0))[:3] - centre_world)
     assert np.abs(offset).max() <= 1.5
+
+
+def test_explanations_follow_the_decision_threshold(trained, tmp_path):
+    # ``explain`` (no label), ``plot_explanation``'s title and the report pictures name the class
+    # ``predict`` gives, which a threshold (validation_split's Youden point) can make other than the argmax
+    from core.plots import classifier_figures
+
+    X, y, _ = lesion_volumes(8, seed=3)
+    p = trained.predict_proba(X)[:, 1]
+    assert (p >= 0.5).any()
+    saved = trained.threshold_
+    try:
+        trained.threshold_ = float(np.nextafter(np.float32(p.max()), np.float32(2)))  # above every scan
+        pred = trained.predict(X)
+        assert (pred == "healthy").all()
+        np.testing.assert_array_equal(trained.explain(X), trained.explain(X, label=pred))
+        figures = classifier_figures(trained, X, np.where(y, "lesion", "healthy"), str(tmp_path))
+        pictures = [(name, caption) for name, caption in figures if name.startswith("explanations/")]
+        assert pictures and all("predicted healthy" in caption for _, caption in pictures)
+        assert not any(name.startswith("explanations/lesion-correct") for name, _ in pictures)
+        assert any(name.startswith("explanations/lesion-wrong") for name, _ in pictures)
+    finally:
+        trained.threshold_ = saved
