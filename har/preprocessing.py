@@ -563,6 +563,12 @@ class ChannelStandardizer:
 
 # ----------------------------------------------------------------- subject splits
 
+def _preview(values, most=10):
+    """``values`` (a list) as text, the first ``most`` of them and a count of the rest."""
+    shown = ", ".join(map(repr, values[:most]))
+    return f"[{shown}{f', ... {len(values) - most} more' if len(values) > most else ''}]"
+
+
 def subject_split(subjects, test_size=0.25, *, seed=0, test_subjects=None):
     """Split window indices so that no subject appears on both sides.
 
@@ -593,10 +599,17 @@ def subject_split(subjects, test_size=0.25, *, seed=0, test_subjects=None):
     if len(unique) < 2:
         raise InputError(f"a subject-wise split needs at least 2 subjects, got {len(unique)}")
     if test_subjects is not None:
-        held = np.unique(np.asarray(test_subjects, dtype=subjects.dtype) if len(test_subjects) else [])
-        unknown = np.setdiff1d(held, unique)
+        # compared as given: cast to the subjects' dtype first, "S10" became "S1" (a '<U2' array)
+        # and 2.7 became subject 2, and the wrong subject was held out without a word
+        wanted = np.asarray(list(test_subjects))
+        if wanted.ndim != 1:
+            raise InputError(f"test_subjects must be a flat sequence of subjects, got {test_subjects!r}")
+        known = np.isin(wanted, unique)
+        held = np.unique(wanted[known]) if known.all() else wanted
+        unknown = list(dict.fromkeys(wanted[~known].tolist()))
         if len(unknown):
-            raise InputError(f"test_subjects {unknown.tolist()} do not occur in subjects")
+            raise InputError(f"test_subjects {unknown} do not occur in subjects (which hold "
+                             f"{_preview(unique.tolist())})")
         if len(held) == 0 or len(held) == len(unique):
             raise InputError(f"test_subjects must hold out between 1 and {len(unique) - 1} subjects, "
                              f"got {len(held)}")

@@ -256,6 +256,9 @@ def test_subject_split_has_no_leakage_and_is_seeded():
     assert set(subjects[te]) == {2, 9} and 2 not in subjects[tr]
     tr, te = har.subject_split(subjects, test_size=2)
     assert len(np.unique(subjects[te])) == 2
+    named = np.array([f"S{s}" for s in subjects])
+    tr, te = har.subject_split(named, test_subjects=["S2", "S2", "S9"])  # repeats are one subject
+    assert set(named[te]) == {"S2", "S9"} and np.array_equal(te, har.subject_split(subjects, test_subjects=[2, 9])[1])
 
 
 @pytest.mark.parametrize("kwargs, pattern", [
@@ -264,6 +267,11 @@ def test_subject_split_has_no_leakage_and_is_seeded():
     (dict(subjects=[1, 2], test_size=1.5), "test_size"),
     (dict(subjects=[1, 2], test_subjects=[3]), r"\[3\] do not occur"),
     (dict(subjects=[1, 2], test_subjects=[1, 2]), "between 1 and 1"),
+    # not cast to the subjects' type first: "S10" is no "S1", 2.7 no subject 2, "2" no 2
+    (dict(subjects=["S1", "S2", "S3"], test_subjects=["S10"]), r"\['S10'\] do not occur .*'S1', 'S2', 'S3'"),
+    (dict(subjects=[1, 2, 3], test_subjects=[2.7]), r"\[2.7\] do not occur"),
+    (dict(subjects=[1, 2, 3], test_subjects=["2"]), r"\['2'\] do not occur"),
+    (dict(subjects=[1, 2, 3], test_subjects=[[1, 2]]), "flat sequence"),
 ])
 def test_subject_split_errors(kwargs, pattern):
     with pytest.raises(InputError, match=pattern):
