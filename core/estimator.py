@@ -336,10 +336,15 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
                 return self.keras_model_.predict(a, batch_size=bs, verbose=0)
         else:
             def predict(a):
-                return self.model_.predict(a, batch_size=bs)
+                return self._model_for_input(a).predict(a, batch_size=bs)
         if isinstance(Xt, np.ndarray) or not hasattr(Xt, "batches"):
             return predict(Xt)
         return np.concatenate([predict(b) for b in Xt.batches(bs)], axis=0)
+
+    def _model_for_input(self, Xt):
+        """The network that takes the network inputs ``Xt``: the trained ``model_`` (a domain whose
+        networks take inputs of other sizes, as HAR's other series lengths, gives one rebuilt for them)."""
+        return self.model_
 
     def _network_input(self, X):
         """Checked input -> the network's input (``_transform``), its shape checked against the model."""
@@ -448,7 +453,7 @@ class BaseClassifier(ClassifierMixin, BaseEstimator):
         from . import explain
 
         classes = self._class_indices(label, len(Xt))
-        model = self.model_
+        model = self._model_for_input(Xt)
         if classes is None:  # the class ``predict`` gives: through the decision (a threshold), not the argmax
             classes = self._decide(self._predict_network(Xt))
         if method in ("grad_cam", "hires_cam"):

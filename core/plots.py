@@ -486,7 +486,7 @@ def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, met
         first = _take(X, [0])
         xt = clf._network_input(clf._checked_X(first, fitting=False))
         layer = model.layers[convs[0]]
-        plot_feature_maps(explain_feature_maps(model, xt, convs[0])[0], os.path.join(folder, name),
+        plot_feature_maps(explain_feature_maps(clf._model_for_input(xt), xt, convs[0])[0], os.path.join(folder, name),
                           title=f"Feature maps of test sample 0 (true {y[0]}) after {layer.name} and its activation")
         figures.append((name, f"Feature maps of test sample 0 after the first convolution block ({layer.name})"))
     if len(classes) == 2 and len(np.unique(y)) == 2:

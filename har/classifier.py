@@ -438,22 +438,29 @@ class ActivityClassifier(BaseClassifier):
         the same network rebuilt for their length (it ends in global pooling);
         NaN-padded shorter series are stretched to the training length."""
         self._require_fitted("predict_proba")
-        X = self._checked_X(X, fitting=False)
-        steps = X.shape[1]
+        return self._predict_network(self._network_input(self._checked_X(X, fitting=False)))
+
+    def _network_input(self, X):
+        """The standardized series; any length the network can be rebuilt for (``_model_for_input``)."""
         Xt = self._transform(X)
-        if getattr(self, "keras_model_", None) is not None:  # trained with engine="keras": Keras predicts
-            if steps != self.model_.input_shape[1]:
-                raise ShapeError(f"ActivityClassifier: the model was trained with engine='keras' on series of "
-                                 f"{self.input_shape_[0]} steps and cannot take {steps}; pad or cut them")
-            return self.keras_model_.predict(Xt, batch_size=64, verbose=0)
-        model = self.model_
-        if steps != model.input_shape[1]:
-            cache = self.__dict__.setdefault("_length_models", {})
-            if steps not in cache:
-                cache.clear()
-                cache[steps] = networks.for_length(self.model_, steps)
-            model = cache[steps]
-        return model.predict(Xt, batch_size=64)
+        steps = Xt.shape[1]
+        if getattr(self, "keras_model_", None) is not None and steps != self.model_.input_shape[1]:
+            raise ShapeError(f"ActivityClassifier: the model was trained with engine='keras' on series of "
+                             f"{self.input_shape_[0]} steps and cannot take {steps}; pad or cut them")
+        self._model_for_input(Xt)  # (a length its poolings cannot take raises here)
+        return Xt
+
+    def _model_for_input(self, Xt):
+        """The trained network, or the same weights rebuilt for series of another length (the
+        last length asked for is kept)."""
+        steps = Xt.shape[1]
+        if steps == self.model_.input_shape[1]:
+            return self.model_
+        cache = self.__dict__.setdefault("_length_models", {})
+        if steps not in cache:
+            cache.clear()
+            cache[steps] = networks.for_length(self.model_, steps)
+        return cache[steps]
 
     # ------------------------------------------------------ persistence
     def _get_state(self):

@@ -58,3 +58,17 @@ def test_explain_other_methods_and_labels(trained):
         trained.explain(X, label=7)
     with pytest.raises(ValueError, match="method"):
         trained.explain(X, method="lime")
+
+
+def test_explain_takes_the_lengths_predict_takes(trained):
+    # windows of another length than the training ones: predicted and explained by the same network
+    # rebuilt for their length, the maps on their own samples
+    X, y, start = burst_windows(24, seed=4, steps=72)
+    assert X.shape[1] != trained.input_shape_[0]
+    pred = trained.predict(X)
+    maps = trained.explain(X)
+    assert maps.shape == (24, 72) and (maps >= 0).all()
+    np.testing.assert_array_equal(maps, trained.explain(X, label=pred))  # the predicted class by default
+    correct = pred == y
+    peak = maps.argmax(axis=1)
+    assert correct.mean() >= 0.8 and ((peak >= start) & (peak < start + WIDTH))[correct].mean() >= 0.8
