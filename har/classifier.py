@@ -317,6 +317,7 @@ class ActivityClassifier(BaseClassifier):
                              "series with har.read_ts(path, unequal='pad'), which pads them with NaN") from None
         if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
             raise InputError(f"X must hold real numbers, found dtype {arr.dtype}")
+        given = arr.shape
         if arr.ndim == 2:
             arr = arr[:, :, np.newaxis]
         if arr.ndim != 3:
@@ -335,8 +336,12 @@ class ActivityClassifier(BaseClassifier):
         else:
             steps, channels = self.input_shape_
             if arr.shape[2] != channels:
+                hint = ""
+                if len(given) == 2:  # one window (steps, channels) passed without its batch axis?
+                    hint = (f"; a 2-D X is read as {given[0]} one-channel series of {given[1]} steps"
+                            + (f": for one window of shape {given} pass X[None]" if given[1] == channels else ""))
                 raise ShapeError(f"ActivityClassifier: the model was trained on {channels} channel(s), "
-                                 f"X has {arr.shape[2]} (shape {arr.shape})")
+                                 f"X has {arr.shape[2]} (shape {given}){hint}")
             if self.window is not None and arr.shape[1] != steps:
                 raise ShapeError(f"ActivityClassifier(window={self.window}): the model was trained on windows "
                                  f"of {steps} samples, X has {arr.shape[1]} (shape {arr.shape}); cut them the "

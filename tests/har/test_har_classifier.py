@@ -119,6 +119,8 @@ def test_bad_inputs(small, fitted):
         har.ActivityClassifier(**FAST).fit(X[:10], np.array(["walking"] * 10))
     with pytest.raises(ShapeError, match="trained on 3 channel.*X has 6"):
         fitted.predict(np.concatenate([X[:4], X[:4]], axis=2))
+    with pytest.raises(ShapeError, match=r"X has 1 \(shape \(128, 3\)\).*one-channel series.*pass X\[None\]"):
+        fitted.predict(X[0])  # one window without its batch axis
     assert fitted.predict(X[:4, :64]).shape == (4,)  # the network ends in global pooling: any length
     with pytest.raises(ShapeError, match="window=128.*windows of 128 samples, X has 64"):
         har.ActivityClassifier(window=128, **dict(FAST, epochs=1)).fit(X[train], y[train]).predict(X[:4, :64])
