@@ -514,8 +514,9 @@ class EvaluateBase(_Outputs, DataParams, TrainParams, luigi.Task):
                f"{' ...' if len(split['test_groups']) > 20 else ''}" if split.get("test_groups") else ""),
             f"- Model: `{train_info['classifier']}`",
             f"- Training: {train_info['epochs_trained']} epochs in {train_info['fit_seconds']:.1f} s on the "
-            f"{train_info['n_train']} training samples ({train_info['n_validation']} of them held out for early "
-            f"stopping)"
+            f"{train_info['n_train']} training samples ("
+            + (f"{train_info['n_validation']} of them held out for validation)" if train_info["n_validation"]
+               else "none held out for validation)")
             + (f"; best validation loss {train_info['best_val_loss']:.4f} at epoch {train_info['best_epoch']}"
                if train_info.get("best_val_loss") is not None else ""),
             "",

@@ -52,6 +52,8 @@ def check_run_outputs(task):
     assert np.array([[int(v) for v in r[1:]] for r in rows[1:]]).tolist() == cm.tolist()
     report = open(os.path.join(folder, "report.md"), encoding="utf-8").read()
     assert f"{metrics['accuracy']:.4f}" in report
+    held = train["n_validation"]
+    assert (f"{held} of them held out for validation" if held else "none held out for validation") in report
     # the pictures the report shows: first-layer kernels, explanations of test samples, ROC for two classes
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert "filters.png" in images and any(i.startswith("explanations/") for i in images)
