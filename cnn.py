@@ -115,6 +115,13 @@ def parse_args(argv, prog):
     args = p.parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         p.error(f"--epochs must be at least 1, got {args.epochs}")
+    if args.plots:  # before any training: a folder that cannot be made fails now, not after minutes
+        from core.exceptions import FileWriteError
+        from core.io import make_folder
+        try:
+            make_folder(args.plots, "--plots")
+        except FileWriteError as exc:
+            p.error(str(exc))
     return args
 
 

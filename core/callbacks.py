@@ -130,7 +130,12 @@ class ModelCheckpoint(_Monitor):
             if not self._improved(value, self.best):
                 return
             self.best = value
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:  # a misspelt log name, a bad format spec
+            fields = ", ".join(["epoch", *logs])
+            raise ConfigError(f"ModelCheckpoint: filepath {self.filepath!r} could not be filled in after epoch "
+                              f"{epoch + 1} ({type(exc).__name__}: {exc}); it may name {fields}") from None
         self.model.save(path, include_optimizer=not self.save_weights_only)
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved model to {path}")

@@ -60,6 +60,24 @@ def _write_error(path, exc):
     return err
 
 
+def make_folder(path, what="folder"):
+    """Create the folder ``path`` and its parents where missing; returns ``path`` as a ``str``.
+    ``FileWriteError`` naming ``what`` and the path when it cannot be: a file in the way, a
+    parent that is not a folder, no permission."""
+    path = os.fspath(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        if os.path.exists(path) and not os.path.isdir(path):
+            reason = "a file of that name is in the way"
+        else:
+            reason = exc.strerror or str(exc) or type(exc).__name__
+        err = FileWriteError(f"{what}: could not create the folder {path!r}: {reason}")
+        err.errno, err.path = exc.errno, path
+        raise err from None
+    return path
+
+
 def check_path(path, what="file", kind="file"):
     """``path`` as a ``str`` after checking it names an existing file (``kind="file"``)
     or folder (``kind="dir"``); ``what`` names it in the messages ("scan file",

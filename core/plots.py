@@ -464,7 +464,9 @@ def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, met
     from .explain import conv_layers, first_convolution
     from .explain import feature_maps as explain_feature_maps
 
-    os.makedirs(os.path.join(folder, "explanations"), exist_ok=True)
+    from .io import make_folder
+
+    make_folder(os.path.join(folder, "explanations"), "classifier_figures: folder")
     y = np.asarray(y)
     proba = clf.predict_proba(X)
     classes = clf.classes_

@@ -8,6 +8,7 @@ from core import Input, Sequential, callbacks, layers
 from core.constraints import Boolean, Interval, Mapping, Options
 from core.estimator import BaseClassifier
 from core.exceptions import ConfigError, InputError, ShapeError
+from core.utils import check_int
 from core.layers import Branches
 
 from . import networks
@@ -534,7 +535,7 @@ class ActivityClassifier(BaseClassifier):
         if step is None:
             step = max(steps // 2, 1)
         windows = sliding_windows(arr, steps, step)
-        batch_size = max(int(batch_size), 1)
+        batch_size = check_int(batch_size, "predict_recording: batch_size")
         proba = np.concatenate([self.predict_proba(windows[i:i + batch_size])
                                 for i in range(0, len(windows), batch_size)])
         best = proba.argmax(axis=1)

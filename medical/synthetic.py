@@ -34,7 +34,7 @@ import nibabel as nib
 import numpy as np
 
 from core.exceptions import InputError
-from core.io import atomic_write
+from core.io import atomic_write, make_folder
 
 from .preprocessing import check_shape
 
@@ -245,7 +245,7 @@ def make_synthetic(out_dir, n=60, shape=(40, 40, 40), seed=0, noise=0.03):
         raise InputError(f"seed must be an int, got {seed!r}")
     if not (isinstance(noise, (int, float)) and 0 <= noise < 1):
         raise InputError(f"noise must be a number in [0, 1), got {noise!r}")
-    os.makedirs(out_dir, exist_ok=True)
+    make_folder(out_dir, "make_synthetic: out_dir")
     labels = np.array([i % 2 for i in range(n)])
     labels = labels[np.random.default_rng(seed).permutation(n)]
     rows = ["path,label,subject"]

@@ -78,6 +78,14 @@ def test_cnn_rejects_bad_arguments():
     assert _run("cnn.py", "--epochs", "0").returncode == 2
 
 
+def test_cnn_refuses_a_plots_folder_it_cannot_make_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = _run("cnn.py", "--quick", "--plots", str(blocker / "pictures"))
+    assert result.returncode == 2 and "--plots" in result.stderr and str(blocker) in result.stderr
+    assert "training" not in result.stdout  # refused before any network trained
+
+
 @pytest.mark.keras
 def test_the_two_scripts_build_identical_networks():
     pytest.importorskip("keras")

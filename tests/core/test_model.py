@@ -159,6 +159,12 @@ def test_callbacks_early_stopping_checkpoint_reduce_lr_csv(tmp_path, bars):
     assert [r["epoch"] for r in rows] == ["0", "1"] and {"loss", "val_loss", "val_accuracy"} <= set(rows[0])
     best = min(float(r["val_loss"]) for r in rows)  # the checkpoint has no min_delta: it keeps the lowest
     assert load_model(ckpt).evaluate(x[160:], y[160:])[0] == pytest.approx(best, rel=1e-5)
+    # a misspelt log name in the path: an error naming the names it may use, not a bare KeyError
+    misspelt = callbacks.ModelCheckpoint(str(tmp_path / "c-{val_los:.2f}.npz"))
+    with pytest.raises(ConfigError, match=r"val_los.*may name epoch, loss, .*val_loss"):
+        m.fit(x[:160], y[:160], epochs=1, batch_size=32, validation_data=(x[160:], y[160:]), verbose=0,
+              callbacks=[misspelt])
+    assert not list(tmp_path.glob("c-*"))
 
 
 def test_validation_split_takes_last_samples_and_class_weight(bars):

@@ -111,6 +111,9 @@ def test_predict_recording_bad_inputs(fitted):
         fitted.predict_recording(signal)
     with pytest.raises(InputError, match="step"):
         fitted.predict_recording(np.zeros((500, 3)), step=0)
+    for bad in ("x", 0, 2.5):
+        with pytest.raises(InputError, match=r"predict_recording: batch_size must be an int >= 1"):
+            fitted.predict_recording(np.zeros((500, 3)), batch_size=bad)
 
 
 def test_bad_inputs(small, fitted):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import medical
-from core.exceptions import InputError
+from core.exceptions import FileWriteError, InputError
 from medical.synthetic import synthesize_scan
 
 
@@ -67,6 +67,10 @@ def test_make_synthetic_bad_arguments(tmp_path):
         medical.make_synthetic(tmp_path, shape=(8, 8, 8))
     with pytest.raises(InputError, match="seed"):
         medical.make_synthetic(tmp_path, seed=1.5)
+    (tmp_path / "0.png").write_text("x")
+    for where in (tmp_path / "0.png", tmp_path / "0.png" / "scans"):  # a file in the way, or as a parent
+        with pytest.raises(FileWriteError, match=r"make_synthetic: out_dir: could not create the folder .*0\.png"):
+            medical.make_synthetic(where, n=4, shape=16)
 
 
 def test_load_scans_stacks_one_at_a_time(synthetic):
