@@ -14,10 +14,11 @@ layout. Run by Luigi's command line, the package applies the repository's
 ``luigi.cfg`` (exit codes on failure) wherever ``luigi`` is run from; imported
 from Python code it changes nothing (see ``pipelines/_config.py``).
 """
-from ._config import imported_by_luigi_command_line, register_config
+from ._config import imported_by_luigi_command_line, plain_parameter_errors, register_config
 
 if imported_by_luigi_command_line():
     register_config()
+    plain_parameter_errors()
 
 from .base import PIPELINE_VERSION  # noqa: E402
 from .har_tasks import CrossValidateHAR, EvaluateHAR, PrepareHAR, SweepHAR, TrainHAR  # noqa: E402

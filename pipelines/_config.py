@@ -15,6 +15,7 @@ without the repository), the same exit codes are set on the config in memory.
 An ``import pipelines`` from Python code (a script, a notebook, a test
 calling ``luigi.build``) changes nothing in Luigi's configuration.
 """
+import logging
 import os
 import sys
 
@@ -41,6 +42,29 @@ def imported_by_luigi_command_line():
             return True
         frame = frame.f_back
     return False
+
+
+class PlainParameterErrors(logging.Filter):
+    """Luigi logs an error raised while it reads the command line, a parameter value this
+    project's parsers refuse (``--shape 16x16``, ``--epochs abc``), as "Uncaught exception in
+    luigi" with the whole traceback, though the message already says what is wrong: keep the
+    message, drop the traceback. Other records, and other errors, pass unchanged."""
+
+    def filter(self, record):
+        from core.exceptions import CNNError
+
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, CNNError) and record.getMessage() == "Uncaught exception in luigi":
+            record.msg, record.args = f"{type(exc).__name__}: {exc}", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
+def plain_parameter_errors():
+    """Install ``PlainParameterErrors`` on Luigi's logger, once."""
+    log = logging.getLogger("luigi-interface")
+    if not any(isinstance(f, PlainParameterErrors) for f in log.filters):
+        log.addFilter(PlainParameterErrors())
 
 
 def register_config(path=REPO_CONFIG):

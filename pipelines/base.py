@@ -48,7 +48,7 @@ from core.plots import classifier_figures
 
 from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps,
                       short_hash, slug, write_csv, write_json, write_npz, write_text)
-from .params import AbsPathParameter, OptionalAbsPathParameter
+from .params import AbsPathParameter, OptionalAbsPathParameter, SweepListParameter
 
 logger = logging.getLogger("luigi-interface")
 
@@ -566,10 +566,11 @@ class SweepBase(_Outputs, DataParams, TrainParams, luigi.Task):
     evaluate_class = None
     output_names = ("leaderboard.csv",)
 
-    learning_rates = luigi.ListParameter(default=None,
-                                         description="JSON list of learning rates, e.g. '[0.001, 0.003]' "
-                                                     "(default: --learning-rate)")
-    seeds = luigi.ListParameter(default=None, description="JSON list of seeds, e.g. '[0, 1, 2]' (default: --seed)")
+    learning_rates = SweepListParameter(default=None, label="--learning-rates",
+                                        description="JSON list of learning rates, e.g. '[0.001, 0.003]', or one "
+                                                    "(default: --learning-rate)")
+    seeds = SweepListParameter(default=None, label="--seeds", kind=int,
+                               description="JSON list of seeds, e.g. '[0, 1, 2]', or one (default: --seed)")
 
     def grid(self):
         from .params import sweep_values

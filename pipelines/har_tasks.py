@@ -224,11 +224,12 @@ class HARData(DataParams):
 
 
 class HARTrainParams(TrainParams):
-    epochs = AutoIntParameter(default=_DEFAULTS["epochs"], description="Passes over the data, or 'auto' "
-                                                                       "(scaled to the data; see har/README.md)")
-    batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"], description="Samples per step, or 'auto'")
+    epochs = AutoIntParameter(label="--epochs", default=_DEFAULTS["epochs"],
+                              description="Passes over the data, or 'auto' (scaled to the data; see har/README.md)")
+    batch_size = AutoIntParameter(label="--batch-size", default=_DEFAULTS["batch_size"],
+                                  description="Samples per step, or 'auto'")
     learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
-    patience = AutoIntParameter(default=_DEFAULTS["patience"],
+    patience = AutoIntParameter(label="--patience", default=_DEFAULTS["patience"],
                                 description="Epochs without a lower training loss before the learning rate "
                                             "halves, or 'auto'")
     validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],

@@ -49,7 +49,16 @@ class OptionalAbsPathParameter(luigi.Parameter):
         return os.path.abspath(os.path.expanduser(os.fspath(x)))
 
 
-class _TupleParameter(luigi.Parameter):
+class _Labelled:
+    """Mixin for a Luigi parameter whose parse errors name its option (``label``, e.g.
+    ``--epochs``): Luigi does not tell ``parse`` which option it reads."""
+
+    def __init__(self, *args, label="the value", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label = label
+
+
+class _TupleParameter(_Labelled, luigi.Parameter):
     """A tuple of ``ndim`` numbers, or None when ``optional``.
 
     Accepted forms: one number (repeated on every axis), ``32x32x32``,
@@ -60,10 +69,9 @@ class _TupleParameter(luigi.Parameter):
     kind = int
     what = "integers"
 
-    def __init__(self, ndim, default=None, optional=False, label="value", **kwargs):
+    def __init__(self, ndim, default=None, optional=False, **kwargs):
         self.ndim = ndim
         self.optional = optional
-        self.label = label
         super().__init__(default=default, **kwargs)
 
     def _convert(self, x):
@@ -146,7 +154,26 @@ def sweep_values(values, name, kind):
     return out
 
 
-class AutoIntParameter(luigi.Parameter):
+class SweepListParameter(_Labelled, luigi.ListParameter):
+    """A sweep's values on the command line: a JSON list (``'[0.001, 0.003]'``) or one value
+    (``0.001``, a list of one; Luigi's own list parameter fails on it with a ``TypeError``).
+    The values are checked by ``sweep_values`` as ``kind`` (``float`` or ``int``) when read, so a
+    bad one fails before any task is scheduled."""
+
+    def __init__(self, *args, kind=float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+    def parse(self, x):
+        try:
+            value = json.loads(x)
+        except ValueError:
+            raise ConfigError(f"{self.label} must be a JSON list such as '[0.001, 0.003]' or one number, "
+                              f"got {x!r}") from None
+        return self.normalize(sweep_values(value if isinstance(value, list) else [value], self.label, self.kind))
+
+
+class AutoIntParameter(_Labelled, luigi.Parameter):
     """A positive integer, or ``auto`` (the classifier decides from the data)."""
 
     def parse(self, x):
@@ -155,13 +182,13 @@ class AutoIntParameter(luigi.Parameter):
         try:
             return int(x)
         except ValueError:
-            raise ConfigError(f"expected a whole number or 'auto', got {x!r}") from None
+            raise ConfigError(f"{self.label}: expected a whole number or 'auto', got {x!r}") from None
 
     def serialize(self, x):
         return str(x)
 
 
-class NoneOrIntParameter(luigi.Parameter):
+class NoneOrIntParameter(_Labelled, luigi.Parameter):
     """A whole number, or ``none`` (also empty): the setting is off."""
 
     def parse(self, x):
@@ -170,7 +197,7 @@ class NoneOrIntParameter(luigi.Parameter):
         try:
             return int(x)
         except ValueError:
-            raise ConfigError(f"expected a whole number or 'none', got {x!r}") from None
+            raise ConfigError(f"{self.label}: expected a whole number or 'none', got {x!r}") from None
 
     def serialize(self, x):
         return "none" if x is None else str(x)

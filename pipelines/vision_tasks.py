@@ -178,13 +178,13 @@ class VisionData(DataParams):
 
 class VisionTrainParams(TrainParams):
     minimum_settings = {"epochs": 1, "batch_size": 1, "patience": 0}
-    epochs = AutoIntParameter(default=_DEFAULTS["epochs"], description="Passes over the data, or 'auto' (about "
-                                                                        "12,600 steps, 15 to 60 epochs)")
-    batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"],
+    epochs = AutoIntParameter(label="--epochs", default=_DEFAULTS["epochs"],
+                              description="Passes over the data, or 'auto' (about 12,600 steps, 15 to 60 epochs)")
+    batch_size = AutoIntParameter(label="--batch-size", default=_DEFAULTS["batch_size"],
                                   description="Samples per step, or 'auto' (128 from 10,000 images on, else 32)")
     learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"],
                                          description="Adam's learning rate")
-    patience = NoneOrIntParameter(default=_DEFAULTS["patience"],
+    patience = NoneOrIntParameter(label="--patience", default=_DEFAULTS["patience"],
                                   description="Early-stopping patience, or 'none' (default): the whole epoch budget "
                                               "runs; the best-validation epoch is kept from 1,000 validation images "
                                               "on, else the last")

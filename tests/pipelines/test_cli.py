@@ -50,6 +50,18 @@ def test_bad_source_gives_non_zero_exit_and_our_message(tmp_path):
     assert not glob.glob(str(out / "**" / "*.json"), recursive=True)  # nothing a rerun would trust
 
 
+def test_a_refused_parameter_value_is_one_line_not_a_traceback(tmp_path):
+    # refused while Luigi reads the command line: our message, without Luigi's "Uncaught exception" traceback
+    for args, message in ((["EvaluateMedical", "--shape", "16x16"], "ConfigError: --shape: expected 1 or 3"),
+                          (["TrainHAR", "--epochs", "abc"], "ConfigError: --epochs: expected a whole number"),
+                          (["SweepHAR", "--seeds", "[1, 1]"], "ConfigError: --seeds repeats a value")):
+        proc = luigi_cli(["--module", "pipelines", *args, "--local-scheduler", "--output-dir", str(tmp_path)],
+                         cwd=tmp_path)
+        assert proc.returncode == 40, proc.stderr[-2000:]
+        assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not os.listdir(tmp_path)
+
+
 @pytest.mark.slow
 def test_killed_during_training_then_rerun_finishes(tmp_path):
     out = tmp_path / "outputs"

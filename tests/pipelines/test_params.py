@@ -98,6 +98,21 @@ def test_medical_pipeline_preprocesses_as_the_classifier_by_default():
     assert kwargs["normalize"] == default
 
 
+def test_sweep_lists_take_one_value_and_name_their_option():
+    from pipelines.params import SweepListParameter
+
+    p = SweepListParameter(label="--learning-rates")
+    assert p.parse("[0.001, 0.003]") == (0.001, 0.003)
+    assert p.parse("0.001") == (0.001,)  # one value: a list of one (Luigi's own list parameter raised TypeError)
+    with pytest.raises(ConfigError, match="--learning-rates must be a JSON list"):
+        p.parse("0.001x")
+    seeds = SweepListParameter(label="--seeds", kind=int)
+    with pytest.raises(ConfigError, match=r"--seeds must hold int values, got 1.5"):
+        seeds.parse("[1, 1.5]")
+    task = pipelines.SweepHAR(learning_rates=p.parse("0.003"), seeds=seeds.parse("4"))
+    assert task.grid() == [(0.003, 4)]
+
+
 def test_sweep_values():
     assert sweep_values("[0.001, 0.003]", "--learning-rates", float) == [0.001, 0.003]
     assert sweep_values((0, 1), "--seeds", int) == [0, 1]
