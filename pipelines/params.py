@@ -165,11 +165,16 @@ class SweepListParameter(_Labelled, luigi.ListParameter):
         self.kind = kind
 
     def parse(self, x):
+        if _is_none(x):  # (``serialize(None)``: a task rebuilt from its string parameters, by Luigi's workers)
+            return None
         try:
             value = json.loads(x)
         except ValueError:
-            raise ConfigError(f"{self.label} must be a JSON list such as '[0.001, 0.003]' or one number, "
+            example = "'[0, 1, 2]'" if self.kind is int else "'[0.001, 0.003]'"
+            raise ConfigError(f"{self.label} must be a JSON list such as {example} or one number, "
                               f"got {x!r}") from None
+        if value is None:
+            return None
         return self.normalize(sweep_values(value if isinstance(value, list) else [value], self.label, self.kind))
 
 

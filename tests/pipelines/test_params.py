@@ -109,8 +109,14 @@ def test_sweep_lists_take_one_value_and_name_their_option():
     seeds = SweepListParameter(label="--seeds", kind=int)
     with pytest.raises(ConfigError, match=r"--seeds must hold int values, got 1.5"):
         seeds.parse("[1, 1.5]")
+    with pytest.raises(ConfigError, match=r"--seeds must be a JSON list such as '\[0, 1, 2\]'"):
+        seeds.parse("1,2")
     task = pipelines.SweepHAR(learning_rates=p.parse("0.003"), seeds=seeds.parse("4"))
     assert task.grid() == [(0.003, 4)]
+    # Luigi's workers rebuild a task from its string parameters: the defaults (None) included
+    for task in (pipelines.SweepHAR(), task):
+        again = pipelines.SweepHAR.from_str_params(task.to_str_params())
+        assert again.task_id == task.task_id and again.grid() == task.grid()
 
 
 def test_sweep_values():
