@@ -458,15 +458,15 @@ class ActivityClassifier(BaseClassifier):
 
     def _model_for_input(self, Xt):
         """The trained network, or the same weights rebuilt for series of another length (the
-        last length asked for is kept)."""
+        last one is kept, with the network it was rebuilt from: a refit or a load makes a new
+        ``model_``, and the next call a new rebuild)."""
         steps = Xt.shape[1]
         if steps == self.model_.input_shape[1]:
             return self.model_
-        cache = self.__dict__.setdefault("_length_models", {})
-        if steps not in cache:
-            cache.clear()
-            cache[steps] = networks.for_length(self.model_, steps)
-        return cache[steps]
+        cached = self.__dict__.get("_length_model")
+        if cached is None or cached[0] is not self.model_ or cached[1] != steps:
+            cached = self._length_model = (self.model_, steps, networks.for_length(self.model_, steps))
+        return cached[2]
 
     # ------------------------------------------------------ persistence
     def _get_state(self):

@@ -80,6 +80,20 @@ def test_save_load_round_trip(tmp_path, small, fitted):
         loaded.predict(X[test][:, :, :2])
 
 
+def test_other_lengths_follow_a_refit(small):
+    # the network rebuilt for another length is the current fit's, not the one before it
+    X, y, subjects, train, test = small
+    short = X[test][:, :64]
+    with threadpool_limits(1, user_api="blas"):
+        clf = har.ActivityClassifier(seed=0, **dict(FAST, epochs=1)).fit(X[train], y[train])
+        first = clf.predict_proba(short)
+        clf.set_params(seed=5).fit(X[train], y[train])
+        fresh = har.ActivityClassifier(seed=5, **dict(FAST, epochs=1)).fit(X[train], y[train])
+        np.testing.assert_array_equal(clf.predict_proba(short), fresh.predict_proba(short))
+        np.testing.assert_array_equal(clf.explain(short), fresh.explain(short))
+    assert not np.array_equal(first, fresh.predict_proba(short))
+
+
 def test_predict_recording(small, fitted):
     signal, truth = har.simulate_recording([("walking", 12), ("lying", 8)], seed=5)
     out = fitted.predict_recording(signal, step=64)
