@@ -599,14 +599,15 @@ def subject_split(subjects, test_size=0.25, *, seed=0, test_subjects=None):
     if len(unique) < 2:
         raise InputError(f"a subject-wise split needs at least 2 subjects, got {len(unique)}")
     if test_subjects is not None:
-        # compared as given: cast to the subjects' dtype first, "S10" became "S1" (a '<U2' array)
-        # and 2.7 became subject 2, and the wrong subject was held out without a word
-        wanted = np.asarray(list(test_subjects))
-        if wanted.ndim != 1:
-            raise InputError(f"test_subjects must be a flat sequence of subjects, got {test_subjects!r}")
-        known = np.isin(wanted, unique)
-        held = np.unique(wanted[known]) if known.all() else wanted
-        unknown = list(dict.fromkeys(wanted[~known].tolist()))
+        # compared value by value as given: cast to the subjects' dtype first, "S10" became "S1"
+        # (a '<U2' array) and 2.7 became subject 2, and the wrong subject was held out silently
+        one = isinstance(test_subjects, (str, bytes)) or np.ndim(test_subjects) == 0
+        wanted = [test_subjects] if one else list(test_subjects)
+        if any(isinstance(w, (list, tuple, set, dict, np.ndarray)) for w in wanted):
+            raise InputError(f"test_subjects must be a subject or a flat sequence of subjects, got {test_subjects!r}")
+        present = set(unique.tolist())
+        unknown = list(dict.fromkeys(w for w in wanted if w not in present))
+        held = np.unique(np.array([w for w in wanted if w in present], dtype=subjects.dtype))
         if len(unknown):
             raise InputError(f"test_subjects {unknown} do not occur in subjects (which hold "
                              f"{_preview(unique.tolist())})")

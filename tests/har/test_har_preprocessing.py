@@ -258,6 +258,8 @@ def test_subject_split_has_no_leakage_and_is_seeded():
     assert len(np.unique(subjects[te])) == 2
     named = np.array([f"S{s}" for s in subjects])
     tr, te = har.subject_split(named, test_subjects=["S2", "S2", "S9"])  # repeats are one subject
+    np.testing.assert_array_equal(har.subject_split(named, test_subjects="S2")[1], np.flatnonzero(named == "S2"))
+    np.testing.assert_array_equal(har.subject_split(subjects, test_subjects=2)[1], np.flatnonzero(subjects == 2))
     assert set(named[te]) == {"S2", "S9"} and np.array_equal(te, har.subject_split(subjects, test_subjects=[2, 9])[1])
 
 
@@ -271,6 +273,7 @@ def test_subject_split_has_no_leakage_and_is_seeded():
     (dict(subjects=["S1", "S2", "S3"], test_subjects=["S10"]), r"\['S10'\] do not occur .*'S1', 'S2', 'S3'"),
     (dict(subjects=[1, 2, 3], test_subjects=[2.7]), r"\[2.7\] do not occur"),
     (dict(subjects=[1, 2, 3], test_subjects=["2"]), r"\['2'\] do not occur"),
+    (dict(subjects=[1, 2, 3], test_subjects=[1, "2"]), r"test_subjects \['2'\] do not occur"),
     (dict(subjects=[1, 2, 3], test_subjects=[[1, 2]]), "flat sequence"),
 ])
 def test_subject_split_errors(kwargs, pattern):
