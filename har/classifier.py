@@ -322,7 +322,8 @@ class ActivityClassifier(BaseClassifier):
         if arr.ndim == 2:
             arr = arr[:, :, np.newaxis]
         if arr.ndim != 3:
-            raise ShapeError(f"X must be series of shape (N, steps, channels), found shape {arr.shape}; "
+            one = " for one window of shape (steps,) pass X[None];" if arr.ndim == 1 else ""
+            raise ShapeError(f"X must be series of shape (N, steps, channels), found shape {arr.shape};{one} "
                              "for one long recording (T, channels) use predict_recording or har.sliding_windows")
         if 0 in arr.shape:
             raise InputError(f"X is empty (shape {arr.shape})")
@@ -343,6 +344,11 @@ class ActivityClassifier(BaseClassifier):
                             + (f": for one window of shape {given} pass X[None]" if given[1] == channels else ""))
                 raise ShapeError(f"ActivityClassifier: the model was trained on {channels} channel(s), "
                                  f"X has {arr.shape[2]} (shape {given}){hint}")
+            if arr.shape[1] == 1 < steps:  # series of one step: a window passed without its batch axis?
+                hint = (f": a 2-D X (N, steps) is N one-channel series, so one window of shape {given} is X[None]"
+                        if len(given) == 2 else "")
+                raise ShapeError(f"ActivityClassifier: X of shape {given} holds series of 1 step, the model was "
+                                 f"trained on {steps}{hint}")
             if self.window is not None and arr.shape[1] != steps:
                 raise ShapeError(f"ActivityClassifier(window={self.window}): the model was trained on windows "
                                  f"of {steps} samples, X has {arr.shape[1]} (shape {arr.shape}); cut them the "

@@ -138,6 +138,13 @@ def test_bad_inputs(small, fitted):
         fitted.predict(np.concatenate([X[:4], X[:4]], axis=2))
     with pytest.raises(ShapeError, match=r"X has 1 \(shape \(128, 3\)\).*one-channel series.*pass X\[None\]"):
         fitted.predict(X[0])  # one window without its batch axis
+    one_channel = har.ActivityClassifier(seed=0, **dict(FAST, epochs=1, sensor_axes=None))
+    one_channel.fit(X[train][..., :1], y[train])
+    with pytest.raises(ShapeError, match=r"shape \(128, 1\) holds series of 1 step.*is X\[None\]"):
+        one_channel.predict(X[0, :, :1])  # read as 128 series of one step, it gave 128 labels
+    with pytest.raises(ShapeError, match=r"for one window of shape \(steps,\) pass X\[None\]"):
+        one_channel.predict(X[0, :, 0])
+    assert one_channel.predict(X[:1, :, :1]).shape == (1,)
     assert fitted.predict(X[:4, :64]).shape == (4,)  # the network ends in global pooling: any length
     with pytest.raises(ShapeError, match="window=128.*windows of 128 samples, X has 64"):
         har.ActivityClassifier(window=128, **dict(FAST, epochs=1)).fit(X[train], y[train]).predict(X[:4, :64])
