@@ -48,7 +48,7 @@ from core.plots import classifier_figures
 
 from .outputs import (history_rows, plot_confusion, plot_history, read_npz, remove_stale_temps,
                       short_hash, slug, write_csv, write_json, write_npz, write_text)
-from .params import AbsPathParameter, OptionalAbsPathParameter, SweepListParameter
+from .params import AbsPathParameter, FloatParameter, IntParameter, OptionalAbsPathParameter, SweepListParameter
 
 logger = logging.getLogger("luigi-interface")
 
@@ -151,10 +151,10 @@ class DataParams:
                                   description="Folder for every output (default: outputs/ in the current directory)")
     source = OptionalAbsPathParameter(default=None,
                                       description="The data to use (file or folder); default: the embedded data")
-    data_seed = luigi.IntParameter(default=0, description="Seeds the test split, subsampling and synthetic data")
-    test_size = luigi.FloatParameter(default=0.25, description="Fraction held out for the test split")
-    max_samples = luigi.IntParameter(default=0, description="Use a stratified random subset of this many "
-                                                            "samples (0: all)")
+    data_seed = IntParameter(default=0, description="Seeds the test split, subsampling and synthetic data")
+    test_size = FloatParameter(default=0.25, description="Fraction held out for the test split")
+    max_samples = IntParameter(default=0, description="Use a stratified random subset of this many "
+                                                      "samples (0: all)")
 
     def domain_data_key(self):
         """Domain parameters that change the prepared data (dict)."""
@@ -194,18 +194,18 @@ class TrainParams:
     """Training parameters. A domain subclass sets the defaults from its classifier and
     implements :meth:`classifier_class` and :meth:`classifier_kwargs`."""
 
-    epochs = luigi.IntParameter(default=40, description="Most passes over the training data "
-                                                        "(early stopping may end sooner)")
-    batch_size = luigi.IntParameter(default=32, description="Samples per training step")
-    learning_rate = luigi.FloatParameter(default=1e-3, description="Adam's learning rate")
-    seed = luigi.IntParameter(default=0, description="Seeds weight initialisation, shuffling, dropout and the "
-                                                     "validation split")
-    patience = luigi.IntParameter(default=6, description="Epochs without validation improvement before "
-                                                         "stopping (best weights kept)")
-    validation_split = luigi.FloatParameter(default=0.15, description="Fraction of the training split used "
-                                                                      "for early stopping")
-    verbose = luigi.IntParameter(default=0, significant=False,
-                                 description="0 silent, 2 one line per epoch (does not change results)")
+    epochs = IntParameter(default=40, description="Most passes over the training data "
+                                                  "(early stopping may end sooner)")
+    batch_size = IntParameter(default=32, description="Samples per training step")
+    learning_rate = FloatParameter(default=1e-3, description="Adam's learning rate")
+    seed = IntParameter(default=0, description="Seeds weight initialisation, shuffling, dropout and the "
+                                               "validation split")
+    patience = IntParameter(default=6, description="Epochs without validation improvement before "
+                                                   "stopping (best weights kept)")
+    validation_split = FloatParameter(default=0.15, description="Fraction of the training split used "
+                                                                "for early stopping")
+    verbose = IntParameter(default=0, significant=False,
+                           description="0 silent, 2 one line per epoch (does not change results)")
 
     def classifier_class(self):
         raise NotImplementedError
@@ -566,10 +566,10 @@ class SweepBase(_Outputs, DataParams, TrainParams, luigi.Task):
     evaluate_class = None
     output_names = ("leaderboard.csv",)
 
-    learning_rates = SweepListParameter(default=None, label="--learning-rates",
+    learning_rates = SweepListParameter(default=None,
                                         description="JSON list of learning rates, e.g. '[0.001, 0.003]', or one "
                                                     "(default: --learning-rate)")
-    seeds = SweepListParameter(default=None, label="--seeds", kind=int,
+    seeds = SweepListParameter(default=None, kind=int,
                                description="JSON list of seeds, e.g. '[0, 1, 2]', or one (default: --seed)")
 
     def grid(self):

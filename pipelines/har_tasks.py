@@ -36,7 +36,7 @@ from har.evaluation import run_fold, summarize
 from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, _Outputs,
                    classifier_defaults, stratified_split, subsample)
 from .outputs import _new_figure, _save_figure, read_npz, slug, write_csv, write_json
-from .params import AutoIntParameter
+from .params import AutoIntParameter, FloatParameter, IntParameter
 
 __all__ = ["PrepareHAR", "TrainHAR", "EvaluateHAR", "SweepHAR", "CrossValidateHAR", "CrossValidateFoldHAR"]
 
@@ -146,13 +146,13 @@ class HARData(DataParams):
 
     format = luigi.ChoiceParameter(choices=FORMATS, default="auto",
                                    description="auto, uci-har (folder), wisdm (raw .txt), ts, csv")
-    window = luigi.IntParameter(default=128, description="Samples per window (synthetic, WISDM and CSV sources)")
-    step = luigi.IntParameter(default=64, description="Hop between windows in samples (WISDM and CSV sources)")
+    window = IntParameter(default=128, description="Samples per window (synthetic, WISDM and CSV sources)")
+    step = IntParameter(default=64, description="Hop between windows in samples (WISDM and CSV sources)")
     target_rate = luigi.OptionalFloatParameter(default=None,
                                                description="Resample WISDM/CSV recordings to this rate in Hz")
-    synthetic_subjects = luigi.IntParameter(default=12, description="Simulated subjects (embedded data)")
-    synthetic_windows = luigi.IntParameter(default=32,
-                                           description="Windows per subject and activity (embedded data)")
+    synthetic_subjects = IntParameter(default=12, description="Simulated subjects (embedded data)")
+    synthetic_windows = IntParameter(default=32,
+                                     description="Windows per subject and activity (embedded data)")
     axes = luigi.OptionalParameter(default=None, description="CSV: signal columns, comma-separated")
     label_column = luigi.OptionalParameter(default=None, description="CSV: the activity label column")
     subject_column = luigi.OptionalParameter(default=None, description="CSV: the subject column")
@@ -224,17 +224,17 @@ class HARData(DataParams):
 
 
 class HARTrainParams(TrainParams):
-    epochs = AutoIntParameter(label="--epochs", default=_DEFAULTS["epochs"],
+    epochs = AutoIntParameter(default=_DEFAULTS["epochs"],
                               description="Passes over the data, or 'auto' (scaled to the data; see har/README.md)")
-    batch_size = AutoIntParameter(label="--batch-size", default=_DEFAULTS["batch_size"],
+    batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"],
                                   description="Samples per step, or 'auto'")
-    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
-    patience = AutoIntParameter(label="--patience", default=_DEFAULTS["patience"],
+    learning_rate = FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
+    patience = AutoIntParameter(default=_DEFAULTS["patience"],
                                 description="Epochs without a lower training loss before the learning rate "
                                             "halves, or 'auto'")
-    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
-                                            description="Fraction of the training subjects used to pick the "
-                                                        "best epoch (0: the training loss picks)")
+    validation_split = FloatParameter(default=_DEFAULTS["validation_split"],
+                                      description="Fraction of the training subjects used to pick the "
+                                                  "best epoch (0: the training loss picks)")
 
     augment = luigi.Parameter(default=str(_DEFAULTS["augment"]),
                               description="auto (rotations and gains for sensor triples), true or false")
@@ -328,7 +328,7 @@ class _CVParams:
 class CrossValidateFoldHAR(_Outputs, HARData, HARTrainParams, _CVParams, luigi.Task):
     """One fold of :class:`CrossValidateHAR`: fit on the other subjects, evaluate on this fold's; ``fold.json``."""
 
-    fold = luigi.IntParameter(description="Fold number (0-based)")
+    fold = IntParameter(description="Fold number (0-based)")
     output_names = ("fold.json",)
 
     def output_folder(self):

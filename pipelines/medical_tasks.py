@@ -31,7 +31,7 @@ from core.exceptions import ConfigError, DataFileNotFoundError, DataFormatError
 from .base import (PIPELINE_VERSION, DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams,
                    classifier_defaults, subsample)
 from .outputs import calibration_table, plot_calibration, short_hash
-from .params import SizeParameter, SpacingParameter
+from .params import FloatParameter, IntParameter, SizeParameter, SpacingParameter
 
 __all__ = ["SyntheticScans", "PrepareMedical", "TrainMedical", "EvaluateMedical", "SweepMedical"]
 
@@ -119,10 +119,10 @@ class SyntheticScans(luigi.Task):
     """
 
     output_dir = luigi.Parameter(default="outputs")
-    n = luigi.IntParameter(default=60, description="Number of scans")
+    n = IntParameter(default=60, description="Number of scans")
     shape = SizeParameter(ndim=3, label="--shape", default=(40, 40, 40),
                           description="Approximate grid of the scans")
-    seed = luigi.IntParameter(default=0)
+    seed = IntParameter(default=0)
 
     def output(self):
         key = {"version": PIPELINE_VERSION, "n": self.n, "shape": list(self.shape), "seed": self.seed}
@@ -149,7 +149,7 @@ class MedicalData(DataParams):
                                 description="minmax (the default), zscore, percentile, none, or ct:LEVEL:WIDTH")
     shape_mode = luigi.ChoiceParameter(choices=("resample", "crop_or_pad"), default="resample",
                                        description="Reach --shape by resampling or by centre crop/pad")
-    synthetic_n = luigi.IntParameter(default=60, description="Scans written for the embedded data")
+    synthetic_n = IntParameter(default=60, description="Scans written for the embedded data")
     synthetic_shape = SizeParameter(ndim=3, label="--synthetic-shape", default=(40, 40, 40),
                                     description="Grid of the embedded scans")
     allow_outside_paths = luigi.BoolParameter(default=False, significant=False,
@@ -202,12 +202,12 @@ class MedicalData(DataParams):
 
 
 class MedicalTrainParams(TrainParams):
-    epochs = luigi.IntParameter(default=_DEFAULTS["epochs"], description="Most passes over the data")
-    batch_size = luigi.IntParameter(default=_DEFAULTS["batch_size"], description="Scans per step")
-    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
-    patience = luigi.IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
-    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
-                                            description="Fraction of the training scans for early stopping")
+    epochs = IntParameter(default=_DEFAULTS["epochs"], description="Most passes over the data")
+    batch_size = IntParameter(default=_DEFAULTS["batch_size"], description="Scans per step")
+    learning_rate = FloatParameter(default=_DEFAULTS["learning_rate"], description="Adam's learning rate")
+    patience = IntParameter(default=_DEFAULTS["patience"], description="Early-stopping patience")
+    validation_split = FloatParameter(default=_DEFAULTS["validation_split"],
+                                      description="Fraction of the training scans for early stopping")
 
     augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                   description="Random shifts of the training volumes (--augment false to disable)")

@@ -50,12 +50,21 @@ class OptionalAbsPathParameter(luigi.Parameter):
 
 
 class _Labelled:
-    """Mixin for a Luigi parameter whose parse errors name its option (``label``, e.g.
-    ``--epochs``): Luigi does not tell ``parse`` which option it reads."""
+    """Mixin for a Luigi parameter whose parse errors name its option (``label``), since Luigi
+    does not tell ``parse`` which option it reads: by default the option of the class attribute
+    it is assigned to (``batch_size = IntParameter()`` -> ``--batch-size``, set by Python's
+    ``__set_name__`` when the class is made)."""
 
-    def __init__(self, *args, label="the value", **kwargs):
+    def __init__(self, *args, label=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.label = label
+        self.label = label or "the value"
+        self._label_given = label is not None
+
+    def __set_name__(self, owner, name):
+        super().__set_name__(owner, name)  # (Luigi records the attribute's name)
+        if not self._label_given:  # (the first class that names it: its subclasses share the object)
+            self.label = "--" + name.replace("_", "-")
+            self._label_given = True
 
 
 class _TupleParameter(_Labelled, luigi.Parameter):
@@ -176,6 +185,27 @@ class SweepListParameter(_Labelled, luigi.ListParameter):
         if value is None:
             return None
         return self.normalize(sweep_values(value if isinstance(value, list) else [value], self.label, self.kind))
+
+
+class IntParameter(_Labelled, luigi.IntParameter):
+    """Luigi's integer parameter, whose parse error names its option (Luigi's says only
+    ``invalid literal for int()``, with a traceback)."""
+
+    def parse(self, x):
+        try:
+            return int(x)
+        except ValueError:
+            raise ConfigError(f"{self.label}: expected a whole number, got {x!r}") from None
+
+
+class FloatParameter(_Labelled, luigi.FloatParameter):
+    """Luigi's float parameter, whose parse error names its option."""
+
+    def parse(self, x):
+        try:
+            return float(x)
+        except ValueError:
+            raise ConfigError(f"{self.label}: expected a number, got {x!r}") from None
 
 
 class AutoIntParameter(_Labelled, luigi.Parameter):

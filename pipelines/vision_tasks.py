@@ -32,7 +32,7 @@ from core.exceptions import DataFileNotFoundError, DataFormatError
 
 from .base import (DataParams, EvaluateBase, PrepareBase, SweepBase, TrainBase, TrainParams, classifier_defaults,
                    subsample)
-from .params import AutoIntParameter, NoneOrIntParameter, OptionalAbsPathParameter, SizeParameter
+from .params import AutoIntParameter, FloatParameter, NoneOrIntParameter, OptionalAbsPathParameter, SizeParameter
 
 __all__ = ["PrepareVision", "TrainVision", "EvaluateVision", "SweepVision"]
 
@@ -178,28 +178,28 @@ class VisionData(DataParams):
 
 class VisionTrainParams(TrainParams):
     minimum_settings = {"epochs": 1, "batch_size": 1, "patience": 0}
-    epochs = AutoIntParameter(label="--epochs", default=_DEFAULTS["epochs"],
+    epochs = AutoIntParameter(default=_DEFAULTS["epochs"],
                               description="Passes over the data, or 'auto' (about 12,600 steps, 15 to 60 epochs)")
-    batch_size = AutoIntParameter(label="--batch-size", default=_DEFAULTS["batch_size"],
+    batch_size = AutoIntParameter(default=_DEFAULTS["batch_size"],
                                   description="Samples per step, or 'auto' (128 from 10,000 images on, else 32)")
-    learning_rate = luigi.FloatParameter(default=_DEFAULTS["learning_rate"],
-                                         description="Adam's learning rate")
-    patience = NoneOrIntParameter(label="--patience", default=_DEFAULTS["patience"],
+    learning_rate = FloatParameter(default=_DEFAULTS["learning_rate"],
+                                   description="Adam's learning rate")
+    patience = NoneOrIntParameter(default=_DEFAULTS["patience"],
                                   description="Early-stopping patience, or 'none' (default): the whole epoch budget "
                                               "runs; the best-validation epoch is kept from 1,000 validation images "
                                               "on, else the last")
-    validation_split = luigi.FloatParameter(default=_DEFAULTS["validation_split"],
-                                            description="Fraction of the training split for early stopping")
+    validation_split = FloatParameter(default=_DEFAULTS["validation_split"],
+                                      description="Fraction of the training split for early stopping")
     architecture = luigi.ChoiceParameter(choices=vision.networks.ARCHITECTURES, default=_DEFAULTS["architecture"],
                                          description="lenet5_bn (LeNet-5 with batch normalization, adapted to the "
                                                      "size), lenet5 or tiny")
     augment = luigi.BoolParameter(default=_DEFAULTS["augment"], parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                   description="Random small rotations, zooms and shifts of the training images "
                                               "(--augment false to turn off)")
-    rotation = luigi.FloatParameter(default=_DEFAULTS["rotation"], description="Largest rotation in degrees")
-    zoom = luigi.FloatParameter(default=_DEFAULTS["zoom"], description="Largest relative change of scale")
-    shift_range = luigi.FloatParameter(default=_DEFAULTS["shift_range"],
-                                       description="Largest shift as a fraction of the image size")
+    rotation = FloatParameter(default=_DEFAULTS["rotation"], description="Largest rotation in degrees")
+    zoom = FloatParameter(default=_DEFAULTS["zoom"], description="Largest relative change of scale")
+    shift_range = FloatParameter(default=_DEFAULTS["shift_range"],
+                                 description="Largest shift as a fraction of the image size")
 
     def classifier_class(self):
         return vision.ImageClassifier

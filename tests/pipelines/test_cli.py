@@ -54,7 +54,9 @@ def test_a_refused_parameter_value_is_one_line_not_a_traceback(tmp_path):
     # refused while Luigi reads the command line: our message, without Luigi's "Uncaught exception" traceback
     for args, message in ((["EvaluateMedical", "--shape", "16x16"], "ConfigError: --shape: expected 1 or 3"),
                           (["TrainHAR", "--epochs", "abc"], "ConfigError: --epochs: expected a whole number"),
-                          (["SweepHAR", "--seeds", "[1, 1]"], "ConfigError: --seeds repeats a value")):
+                          (["SweepHAR", "--seeds", "[1, 1]"], "ConfigError: --seeds repeats a value"),
+                          (["TrainHAR", "--seed", "abc"], "ConfigError: --seed: expected a whole number"),
+                          (["TrainMedical", "--learning-rate", "1e-3x"], "ConfigError: --learning-rate: expected a")):
         proc = luigi_cli(["--module", "pipelines", *args, "--local-scheduler", "--output-dir", str(tmp_path)],
                          cwd=tmp_path)
         assert proc.returncode == 40, proc.stderr[-2000:]

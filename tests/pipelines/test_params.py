@@ -1,6 +1,7 @@
 """Parameters: normalization, and which of them key the output folders."""
 import os
 
+import luigi
 import numpy as np
 import pytest
 
@@ -117,6 +118,25 @@ def test_sweep_lists_take_one_value_and_name_their_option():
     for task in (pipelines.SweepHAR(), task):
         again = pipelines.SweepHAR.from_str_params(task.to_str_params())
         assert again.task_id == task.task_id and again.grid() == task.grid()
+
+
+def test_every_number_option_names_itself_in_its_errors():
+    # Luigi's own Int/FloatParameter say only "invalid literal for int()": ours name the option
+    from pipelines.params import _Labelled
+
+    seen = 0
+    for name in pipelines.__all__:
+        cls = getattr(pipelines, name)
+        if not isinstance(cls, type):
+            continue
+        for attr, param in cls.get_params():
+            assert not (type(param) in (luigi.IntParameter, luigi.FloatParameter)), (name, attr)
+            if isinstance(param, _Labelled):
+                assert param.label == "--" + attr.replace("_", "-"), (name, attr, param.label)
+                seen += 1
+    assert seen > 50
+    with pytest.raises(ConfigError, match="--batch-size: expected a whole number, got '3x'"):
+        dict(pipelines.TrainMedical.get_params())["batch_size"].parse("3x")
 
 
 def test_sweep_values():
