@@ -132,7 +132,7 @@ class ModelCheckpoint(_Monitor):
             self.best = value
         try:
             path = self.filepath.format(epoch=epoch + 1, **logs)
-        except (KeyError, IndexError, ValueError) as exc:  # a misspelt log name, a bad format spec
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:  # a misspelt name, a bad spec
             fields = ", ".join(["epoch", *logs])
             raise ConfigError(f"ModelCheckpoint: filepath {self.filepath!r} could not be filled in after epoch "
                               f"{epoch + 1} ({type(exc).__name__}: {exc}); it may name {fields}") from None

@@ -50,11 +50,15 @@ def atomic_write(path, mode="wb"):
         raise
 
 
+def _reason(exc):
+    """The system's reason for the ``OSError`` ``exc`` (disk full, read-only, permission...)."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
 def _write_error(path, exc):
     """Our ``FileWriteError`` for a failed write of ``path``: the file and the
     system's reason (disk full, read-only, permission...), keeping ``errno``."""
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    err = FileWriteError(f"could not write {path!r}: {reason}"
+    err = FileWriteError(f"could not write {path!r}: {_reason(exc)}"
                          + (f" ({exc.filename!r})" if exc.filename and exc.filename != path else ""))
     err.errno, err.path = exc.errno, path  # (strerror/filename left unset: they would replace the message)
     return err
@@ -62,19 +66,19 @@ def _write_error(path, exc):
 
 def make_folder(path, what="folder"):
     """Create the folder ``path`` and its parents where missing; returns ``path`` as a ``str``.
-    ``FileWriteError`` naming ``what`` and the path when it cannot be: a file in the way, a
-    parent that is not a folder, no permission."""
+    ``FileWriteError`` naming ``what`` and the path when it cannot be (a file in the way, a
+    parent that is not a folder, no permission) or when it exists but cannot be written in."""
     path = os.fspath(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        if os.path.exists(path) and not os.path.isdir(path):
-            reason = "a file of that name is in the way"
-        else:
-            reason = exc.strerror or str(exc) or type(exc).__name__
+        reason = ("a file of that name is in the way" if os.path.exists(path) and not os.path.isdir(path)
+                  else _reason(exc))
         err = FileWriteError(f"{what}: could not create the folder {path!r}: {reason}")
         err.errno, err.path = exc.errno, path
         raise err from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise FileWriteError(f"{what}: the folder {path!r} exists but this process may not write in it")
     return path
 
 

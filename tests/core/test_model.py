@@ -165,6 +165,9 @@ def test_callbacks_early_stopping_checkpoint_reduce_lr_csv(tmp_path, bars):
         m.fit(x[:160], y[:160], epochs=1, batch_size=32, validation_data=(x[160:], y[160:]), verbose=0,
               callbacks=[misspelt])
     assert not list(tmp_path.glob("c-*"))
+    indexed = callbacks.ModelCheckpoint(str(tmp_path / "c-{loss[0]}.npz"))  # a float is not indexable
+    with pytest.raises(ConfigError, match=r"TypeError.*may name epoch, loss"):
+        m.fit(x[:160], y[:160], epochs=1, batch_size=32, verbose=0, callbacks=[indexed])
 
 
 def test_validation_split_takes_last_samples_and_class_weight(bars):
