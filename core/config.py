@@ -134,8 +134,11 @@ def default_block_bytes(l2=None):
     the Conv3D cases' steps timed by turns), predict 0.84-0.87x on Conv3D 32^3 and 0.91-0.97x
     on LeNet-5 and the tutorial network at one and two threads, Conv3D 64^3 0.98-1.04x; 2 MB
     blocks (the whole L2) trained 1.03-1.07x. On the AMD EPYC this project measured before
-    (AVX-512, so Zen 4 or later, 1 MB a core), 512 KB blocks took 1.26x and 1 MB 1.14x. Two
-    machines are all this rule rests on: set the size with ``set_block_bytes`` or
+    (AVX-512, so Zen 4 or later, 1 MB a core), 512 KB blocks took 1.26x and 1 MB 1.14x. On an
+    Intel Xeon with 1 MB a core (Skylake-SP), 2 MB, 1 MB and 512 KB blocks trained the Conv3D
+    cases, LeNet-5 and the tutorial network in 0.985-1.05x the time of 4 MB blocks, and
+    predicted in 0.90-1.22x (sixteenth round, nine rounds). Three machines are all this rule
+    rests on: set the size with ``set_block_bytes`` or
     ``NUMPY_CNN_BLOCK_BYTES`` where it does not fit (``python -m benchmarks.experiments.blocks``
     times the choices)."""
     if l2 is None:
