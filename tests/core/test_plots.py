@@ -53,6 +53,34 @@ def test_pictures_are_written_headless(tmp_path):
     assert paths["signal"].get_axes()                 # the figure is returned for further use
 
 
+def test_panels_of_a_grid_share_one_scale_and_label_only_the_outer_ones():
+    """1-D kernels and a signal's channels are drawn on common axes: every kernel panel spans
+    the same symmetric weight range holding all weights drawn, and the signal panels the same
+    time range; only the bottom row's time axes and the first column's weight axes are labelled."""
+    rng = np.random.default_rng(1)
+    k = rng.normal(size=(5, 2, 11))
+    k[2, 1, 7] = 4.0                                        # the largest weight, in one panel
+    axes = [ax for ax in plot_kernels(k).get_axes() if ax.axison]
+    assert len(axes) == 11
+    ylims = {ax.get_ylim() for ax in axes}
+    xlims = {ax.get_xlim() for ax in axes}
+    assert len(ylims) == 1 and len(xlims) == 1
+    lo, hi = ylims.pop()
+    assert lo == -hi and hi >= 4.0 and hi < 4.5
+    x0, x1 = xlims.pop()
+    assert x0 < 0 and x1 > 4
+    labelled_left = [i for i, ax in enumerate(axes) if ax.yaxis.get_tick_params()["labelleft"]]
+    labelled_bottom = [i for i, ax in enumerate(axes) if ax.xaxis.get_tick_params()["labelbottom"]]
+    assert labelled_left == [0, 8]                          # 8 panels a row
+    assert labelled_bottom == [3, 4, 5, 6, 7, 8, 9, 10]     # the last row, and those with no panel below
+    t = np.arange(40)
+    sig = plot_signal_relevance(np.c_[np.sin(t), 10 * np.cos(t)], np.ones(40), sample_rate=20)
+    panels = [ax for ax in sig.get_axes() if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 3 and len({ax.get_xlim() for ax in panels}) == 1
+    assert [ax.xaxis.get_tick_params()["labelbottom"] for ax in panels] == [False, False, True]
+    assert panels[1].get_ylim()[1] > 10 > panels[0].get_ylim()[1]  # each channel keeps its own range
+
+
 def test_pictures_need_no_pyplot_and_no_display(tmp_path):
     """In a fresh process without a display, drawing leaves pyplot (global figure state) unimported."""
     code = ("import sys, numpy as np; from core.plots import plot_image_relevance; "
