@@ -491,7 +491,7 @@ def classifier_figures(clf, X, y, folder, per_class=None, wrong_per_class=1, met
     ``clf.plot_explanation`` into ``explanations/<class>-<correct|wrong>-<index>.png``.
 
     ``per_class`` None: 2 for up to 4 classes, else 1 (each picture takes a
-    fraction of a second to draw).
+    second or two to draw on a 2-core machine: most of a small pipeline run's evaluation).
 
     Returns a list of ``(file name relative to folder, caption)``, in the
     order a report should show them.
