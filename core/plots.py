@@ -68,8 +68,7 @@ def _nice_ticks(lo, hi, integer=False):
     numbers only where ``integer``), once for all the panels of a grid."""
     from matplotlib.ticker import MaxNLocator
 
-    ticks = MaxNLocator(nbins="auto" if not integer else 5, integer=integer, steps=[1, 2, 2.5, 5, 10]) \
-        .tick_values(lo, hi)
+    ticks = MaxNLocator(nbins=5, integer=integer, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
     return ticks[(ticks >= lo - 1e-12 * abs(hi - lo)) & (ticks <= hi + 1e-12 * abs(hi - lo))]
 
 
@@ -158,7 +157,7 @@ def plot_signal_relevance(signal, relevance, path=None, title=None, channel_name
     names = list(channel_names) if channel_names is not None else [f"channel {c}" for c in range(channels)]
     rel = _unit(relevance)
     t = np.arange(steps) / sample_rate if sample_rate else np.arange(steps, dtype=np.float64)
-    dt = (t[1] - t[0]) if steps > 1 else 1.0
+    dt = (t[1] - t[0]) if steps > 1 else (1.0 / sample_rate if sample_rate else 1.0)
     edges = (t[0] - dt / 2, t[-1] + dt / 2)
     fig = new_figure(8.0, 1.3 * shown + 1.6)
     axes = fig.subplots(shown + 1, 1, squeeze=False)[:, 0]
@@ -319,8 +318,10 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
         fig = new_figure(1.7 * cols + 0.6, 1.4 * rows + 0.8)
         axes = fig.subplots(rows, cols, squeeze=False)
         taps = np.arange(k.shape[0])
-        span = max(len(taps) - 1, 1)
-        xticks, yticks = _nice_ticks(0, span, integer=True), _nice_ticks(-limit, limit)
+        span = len(taps) - 1
+        xlim = (-0.05 * span, 1.05 * span) if span else (-0.5, 0.5)  # one tap: centred
+        ylim = (-1.05 * limit, 1.05 * limit)
+        ticks = (_nice_ticks(*xlim, integer=True) if span else np.zeros(1), _nice_ticks(*ylim))
         for f in range(rows * cols):
             ax = axes.flat[f]
             if f >= filters:
@@ -330,10 +331,10 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
                 ax.plot(taps, k[:, c, f], marker="o", markersize=2, linewidth=1, label=f"in {c}")
             ax.axhline(0, color="grey", linewidth=0.5)
             _title(ax, f"filter {f}", 7)
-            _same_scale(ax, (-0.05 * span, span * 1.05), (-1.05 * limit, 1.05 * limit),
-                        f // cols == rows - 1 or f + cols >= filters, f % cols == 0, ticks=(xticks, yticks))
-        for ax in axes[-1]:
-            ax.set_xlabel("tap", fontsize=7)
+            bottom = f // cols == rows - 1 or f + cols >= filters  # no panel below this one
+            _same_scale(ax, xlim, ylim, bottom, f % cols == 0, ticks=ticks)
+            if bottom:
+                ax.set_xlabel("tap", fontsize=7)
         for ax in axes[:, 0]:
             ax.set_ylabel("weight", fontsize=7)
         if cin > 1:

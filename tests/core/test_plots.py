@@ -67,17 +67,24 @@ def test_panels_of_a_grid_share_one_scale_and_label_only_the_outer_ones():
     assert len(ylims) == 1 and len(xlims) == 1
     lo, hi = ylims.pop()
     assert lo == -hi and hi >= 4.0 and hi < 4.5
+    assert 4.0 in axes[0].get_yticks() and len(axes[0].get_yticks()) <= 7  # a tick at the largest weight
     x0, x1 = xlims.pop()
-    assert x0 < 0 and x1 > 4
-    labelled_left = [i for i, ax in enumerate(axes) if ax.yaxis.get_tick_params()["labelleft"]]
-    labelled_bottom = [i for i, ax in enumerate(axes) if ax.xaxis.get_tick_params()["labelbottom"]]
-    assert labelled_left == [0, 8]                          # 8 panels a row
-    assert labelled_bottom == [3, 4, 5, 6, 7, 8, 9, 10]     # the last row, and those with no panel below
+    assert x0 < 0 and x1 > 4 and list(axes[0].get_xticks()) == [0, 1, 2, 3, 4]
+
+    def labelled(axis):
+        return axis.get_major_ticks()[0].label1.get_visible()
+
+    assert [i for i, ax in enumerate(axes) if labelled(ax.yaxis)] == [0, 8]  # 8 panels a row
+    bottom = [i for i, ax in enumerate(axes) if labelled(ax.xaxis)]
+    assert bottom == [3, 4, 5, 6, 7, 8, 9, 10]                # the last row, and those with no panel below
+    assert [i for i, ax in enumerate(axes) if ax.get_xlabel() == "tap"] == bottom
+    one_tap = [ax for ax in plot_kernels(rng.normal(size=(1, 1, 2))).get_axes() if ax.axison]
+    assert one_tap[0].get_xlim() == (-0.5, 0.5) and list(one_tap[0].get_xticks()) == [0]
     t = np.arange(40)
     sig = plot_signal_relevance(np.c_[np.sin(t), 10 * np.cos(t)], np.ones(40), sample_rate=20)
     panels = [ax for ax in sig.get_axes() if ax.get_label() != "<colorbar>"]
     assert len(panels) == 3 and len({ax.get_xlim() for ax in panels}) == 1
-    assert [ax.xaxis.get_tick_params()["labelbottom"] for ax in panels] == [False, False, True]
+    assert [labelled(ax.xaxis) for ax in panels] == [False, False, True]
     assert panels[1].get_ylim()[1] > 10 > panels[0].get_ylim()[1]  # each channel keeps its own range
 
 
