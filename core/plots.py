@@ -64,15 +64,15 @@ def _finish(fig, path):
 
 
 def _nice_ticks(lo, hi, integer=False):
-    """Tick positions for the range ``lo..hi``, chosen as matplotlib's default locator does (whole
-    numbers only where ``integer``), once for all the panels of a grid."""
+    """Tick positions inside the range ``lo..hi`` from matplotlib's ``MaxNLocator`` (at most 5
+    bins; whole numbers only where ``integer``), found once for all the panels of a grid."""
     from matplotlib.ticker import MaxNLocator
 
     ticks = MaxNLocator(nbins=5, integer=integer, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
     return ticks[(ticks >= lo - 1e-12 * abs(hi - lo)) & (ticks <= hi + 1e-12 * abs(hi - lo))]
 
 
-def _same_scale(ax, xlim, ylim, x_labels, y_labels, labelsize=6, ticks=None):
+def _same_scale(ax, xlim, ylim, x_labels, y_labels, ticks=None):
     """Give ``ax`` fixed limits (and, given ``ticks``, fixed ``(x, y)`` tick positions), and tick
     labels only where asked (the outer panels of a grid).
 
@@ -85,8 +85,6 @@ def _same_scale(ax, xlim, ylim, x_labels, y_labels, labelsize=6, ticks=None):
         ax.set_xticks(ticks[0])
         ax.set_yticks(ticks[1])
     ax.tick_params(labelbottom=x_labels, labelleft=y_labels)
-    if labelsize is not None:
-        ax.tick_params(labelsize=labelsize)
 
 
 def _title(ax, text, fontsize):
@@ -157,7 +155,7 @@ def plot_signal_relevance(signal, relevance, path=None, title=None, channel_name
     names = list(channel_names) if channel_names is not None else [f"channel {c}" for c in range(channels)]
     rel = _unit(relevance)
     t = np.arange(steps) / sample_rate if sample_rate else np.arange(steps, dtype=np.float64)
-    dt = (t[1] - t[0]) if steps > 1 else (1.0 / sample_rate if sample_rate else 1.0)
+    dt = 1.0 / sample_rate if sample_rate else 1.0
     edges = (t[0] - dt / 2, t[-1] + dt / 2)
     fig = new_figure(8.0, 1.3 * shown + 1.6)
     axes = fig.subplots(shown + 1, 1, squeeze=False)[:, 0]
@@ -168,13 +166,13 @@ def plot_signal_relevance(signal, relevance, path=None, title=None, channel_name
         image = ax.imshow(rel[None, :], aspect="auto", cmap=RELEVANCE_CMAP, vmin=0, vmax=1, alpha=0.55,
                           extent=(edges[0], edges[1], lo - pad, hi + pad), origin="lower", interpolation="nearest")
         ax.plot(t, signal[:, c], color="#1f4e99", linewidth=1.2)
-        _same_scale(ax, edges, (lo - pad, hi + pad), False, True, labelsize=None)
+        _same_scale(ax, edges, (lo - pad, hi + pad), False, True)
         ax.set_ylabel(f"{names[c]}" + (f"\n({units})" if units else ""), fontsize=8)
         ax.grid(True, alpha=0.25)
     ax = axes[-1]
     ax.fill_between(t, rel, color="#c0392b", alpha=0.35, step="mid")
     ax.plot(t, rel, color="#c0392b", linewidth=1.2, drawstyle="steps-mid")
-    _same_scale(ax, edges, (0, 1.05), True, True, labelsize=None)
+    _same_scale(ax, edges, (0, 1.05), True, True)
     ax.set_ylabel("relevance\n(of max)", fontsize=8)
     ax.set_xlabel("time (s)" if sample_rate else "time (samples)")
     ax.grid(True, alpha=0.25)
@@ -333,6 +331,7 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
             _title(ax, f"filter {f}", 7)
             bottom = f // cols == rows - 1 or f + cols >= filters  # no panel below this one
             _same_scale(ax, xlim, ylim, bottom, f % cols == 0, ticks=ticks)
+            ax.tick_params(labelsize=6)
             if bottom:
                 ax.set_xlabel("tap", fontsize=7)
         for ax in axes[:, 0]:
