@@ -88,6 +88,45 @@ def test_panels_of_a_grid_share_one_scale_and_label_only_the_outer_ones():
     assert panels[1].get_ylim()[1] > 10 > panels[0].get_ylim()[1]  # each channel keeps its own range
 
 
+def _saved_pixels(path):
+    from matplotlib.image import imread
+
+    return (imread(path) * 255).round().astype(np.uint8)
+
+
+def test_a_picture_is_cropped_like_tight_bbox_from_one_drawing(tmp_path, monkeypatch):
+    """``save_figure`` crops the drawn canvas to what is drawn plus a 0.1 inch margin without
+    ``savefig``: the same pixels as the canvas, about the size ``bbox_inches="tight"`` gives."""
+    from core.plots import new_figure, save_figure
+
+    fig = plot_roc(np.arange(40) % 2, np.linspace(0, 1, 40), title="ROC")
+    monkeypatch.setattr(fig, "savefig", lambda *a, **k: pytest.fail("save_figure drew the figure twice"))
+    save_figure(fig, tmp_path / "fast.png")
+    monkeypatch.undo()
+    canvas = np.array(fig.canvas.buffer_rgba())  # a copy: savefig draws on the same buffer
+    fast = _saved_pixels(tmp_path / "fast.png")
+    fig.savefig(tmp_path / "tight.png", bbox_inches="tight")
+    tight = _saved_pixels(tmp_path / "tight.png")
+    assert fast.shape[0] < canvas.shape[0] and fast.shape[1] < canvas.shape[1]  # cropped
+    assert abs(fast.shape[0] - tight.shape[0]) <= 8 and abs(fast.shape[1] - tight.shape[1]) <= 8
+    rows = np.flatnonzero((canvas != canvas[0, 0]).any(axis=(1, 2)))
+    cols = np.flatnonzero((canvas != canvas[0, 0]).any(axis=(0, 2)))
+    top, left = max(rows[0] - 10, 0), max(cols[0] - 10, 0)  # a margin of 0.1 inch at 100 dpi, within the canvas
+    bottom, right = min(rows[-1] + 11, canvas.shape[0]), min(cols[-1] + 11, canvas.shape[1])
+    assert fast.shape[:2] == (bottom - top, right - left)
+    np.testing.assert_array_equal(fast, canvas[top:top + fast.shape[0], left:left + fast.shape[1]])
+
+    wide = new_figure(2.0, 1.5)  # a title wider than the figure: drawn past the canvas edges
+    wide.add_subplot().plot([0, 1])
+    wide.suptitle("a title far wider than the two inches of this figure, on both sides of it")
+    save_figure(wide, tmp_path / "wide.png")
+    assert _saved_pixels(tmp_path / "wide.png").shape[1] > 200  # widened to take the whole title in, as savefig does
+    blank = new_figure(1.0, 1.0)
+    save_figure(blank, tmp_path / "blank.png")  # nothing drawn: as savefig saves it
+    blank.savefig(tmp_path / "blank-tight.png", bbox_inches="tight")
+    assert _saved_pixels(tmp_path / "blank.png").shape == _saved_pixels(tmp_path / "blank-tight.png").shape
+
+
 def test_pictures_need_no_pyplot_and_no_display(tmp_path):
     """In a fresh process without a display, drawing leaves pyplot (global figure state) unimported."""
     code = ("import sys, numpy as np; from core.plots import plot_image_relevance; "
