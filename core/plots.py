@@ -26,6 +26,7 @@ for two classes, the ROC curve.
 """
 import math
 import os
+import textwrap
 
 import numpy as np
 
@@ -412,7 +413,7 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
     else:
         depth = k.shape[0]
         rows = min(filters, 16)
-        fig = new_figure(0.9 * depth + 1.6, 0.8 * rows + 0.9)
+        fig = new_figure(0.9 * depth + 2.2, 0.8 * rows + 1.1)
         axes = fig.subplots(rows, depth, squeeze=False)
         image = None
         for f in range(rows):
@@ -426,10 +427,15 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
                     _title(ax, f"slice {d} of axis 0", 7)
                 if d == 0:
                     ax.set_ylabel(f"filter {f}", fontsize=7)
+        # room for a title of two lines, and for the colour bar's ticks and label on the right
+        fig.subplots_adjust(top=1 - 0.95 / fig.get_figheight(), right=1 - 0.9 / fig.get_figwidth())
         _colorbar(fig, image, list(axes.flat), "weight")
     shape = f"{k.shape[0]}-tap" if rank == 1 else "x".join(map(str, k.shape[:-2]))
-    fig.suptitle(title or f"{name}: {k.shape[-1]} learned {shape} kernels over {cin} input channel(s)"
-                 + (f" (first {filters} shown)" if filters < k.shape[-1] else ""), fontsize=10)
+    text = title or (f"{name}: {k.shape[-1]} learned {shape} kernels over {cin} input channel(s)"
+                     + (f" (first {filters} shown)" if filters < k.shape[-1] else ""))
+    # within the figure's width (about 0.6 em a character at 10 points), where save_figure need
+    # draw it only once (a title wider than the figure is drawn past its edges)
+    fig.suptitle(textwrap.fill(text, max(20, int(fig.get_figwidth() * 72 / 6))), fontsize=10)
     return _finish(fig, path)
 
 

@@ -127,6 +127,26 @@ def test_a_picture_is_cropped_like_tight_bbox_from_one_drawing(tmp_path, monkeyp
     assert _saved_pixels(tmp_path / "blank.png").shape == _saved_pixels(tmp_path / "blank-tight.png").shape
 
 
+def test_every_report_picture_fits_its_canvas_and_is_drawn_once(tmp_path, monkeypatch):
+    """Titles, labels and colour bars stay inside the figure, so that ``save_figure`` needs no
+    second drawing by ``savefig(bbox_inches="tight")``, for the sizes the classifiers use."""
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(Figure, "savefig", lambda *a, **k: pytest.fail("a picture drew past its canvas"))
+    rng = np.random.default_rng(2)
+    plot_signal_relevance(rng.normal(size=(128, 9)), rng.random(128), tmp_path / "s.png", title="walking: upstairs",
+                          sample_rate=50)
+    plot_image_relevance(rng.random((28, 28)), rng.random((28, 28)), tmp_path / "i.png", title="digit 3")
+    plot_volume_relevance(rng.random((32, 32, 32)), rng.random((32, 32, 32)), tmp_path / "v.png", title="lesion")
+    for name, conv, shape in (("1", layers.Conv1D(32, 8), (128, 9)), ("2", layers.Conv2D(32, 3), (28, 28, 1)),
+                              ("3", layers.Conv3D(16, 3), (32, 32, 32, 1))):
+        plot_kernels(Sequential([Input(shape=shape), conv], seed=0).layers[0], tmp_path / f"k{name}.png")
+    plot_feature_maps(rng.random((26, 26, 32)), tmp_path / "f.png")
+    plot_roc(np.arange(50) % 2, rng.random(50), tmp_path / "r.png", title="ROC curve, positive class lesion",
+             positive="lesion", threshold=0.5)
+    assert len(list(tmp_path.iterdir())) == 8
+
+
 def test_pictures_need_no_pyplot_and_no_display(tmp_path):
     """In a fresh process without a display, drawing leaves pyplot (global figure state) unimported."""
     code = ("import sys, numpy as np; from core.plots import plot_image_relevance; "
