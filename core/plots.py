@@ -61,8 +61,8 @@ def save_figure(fig, path):
     ``MARGIN_INCHES``, as ``savefig(bbox_inches="tight")`` crops it.
 
     The figure is drawn once and its pixels cropped: ``bbox_inches="tight"`` draws a figure
-    twice, once to find the extent of every artist and once to render, and the first draw took
-    about 30 % of the time of a report's pictures (paired runs, ``benchmarks/RESULTS.md``).
+    twice, once to find the extent of every artist and once to render it. Drawn once, the
+    report's pictures took 0.57-0.89x the time (``benchmarks/experiments/pictures.py``).
     A figure whose drawing reaches the edge of its canvas (a title wider than the figure,
     say) may draw outside it, and is saved by ``savefig(bbox_inches="tight")``, which widens
     the picture to take it in; so is a figure on a canvas other than Agg's."""
