@@ -60,42 +60,54 @@ def save_figure(fig, path):
     """Write ``fig`` to ``path`` as a PNG, atomically, cropped to what it draws plus a margin of
     ``MARGIN_INCHES``, as ``savefig(bbox_inches="tight")`` crops it.
 
-    The figure is drawn once and its pixels cropped: ``bbox_inches="tight"`` draws a figure
-    twice, once to find the extent of every artist and once to render it. Drawn once, the
-    report's pictures took 0.57-0.89x the time (``benchmarks/experiments/pictures.py``).
-    A figure whose drawing reaches the edge of its canvas (a title wider than the figure,
-    say) may draw outside it, and is saved by ``savefig(bbox_inches="tight")``, which widens
-    the picture to take it in; so is a figure on a canvas other than Agg's."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    box = None
-    if isinstance(fig.canvas, FigureCanvasAgg):
-        fig.canvas.draw()
-        pixels = np.asarray(fig.canvas.buffer_rgba())
-        box = _drawn_box(pixels, int(round(MARGIN_INCHES * fig.dpi)))
+    ``bbox_inches="tight"`` draws a figure twice: once to find the extent of every artist, once
+    to render it there. Here the figure is drawn once, the extent of its artists read from that
+    drawing (``Figure.get_tightbbox``, what savefig reads) and the pixels cut to it; the
+    report's pictures took 0.57-0.89x the time (``benchmarks/experiments/pictures.py``). A
+    figure that draws past its canvas (a title wider than the figure, say) is saved by
+    ``savefig(bbox_inches="tight")``, which widens the picture to take it in; so is a figure
+    on a canvas other than Agg's, or where matplotlib's ``savefig.*`` settings ask for another
+    resolution or background than the figure's."""
+    crop = _tight_crop(fig)
     with atomic_write(os.fspath(path), "wb") as handle:
-        if box is None:
+        if crop is None:
             fig.savefig(handle, format="png", bbox_inches="tight", pad_inches=MARGIN_INCHES)
         else:
             from matplotlib.image import imsave
 
-            (top, bottom), (left, right) = box
-            imsave(handle, pixels[top:bottom, left:right], format="png", dpi=fig.dpi)
+            imsave(handle, crop, format="png", dpi=fig.dpi)
 
 
-def _drawn_box(pixels, margin):
-    """``((top, bottom), (left, right))``: the rows and columns of ``pixels`` (RGBA) that hold
-    anything but the background (the colour of the top-left pixel), widened by ``margin``
-    pixels on each side within the canvas; None when something drawn touches the canvas edge
-    or nothing is drawn."""
-    drawn = (pixels != pixels[0, 0]).any(axis=-1)
-    if drawn[0].any() or drawn[-1].any() or drawn[:, 0].any() or drawn[:, -1].any():
+def _tight_crop(fig):
+    """The pixels of ``fig``, drawn once, within the extent of its artists widened by
+    ``MARGIN_INCHES`` (past the canvas edge: the figure's background); None where
+    ``save_figure`` leaves the figure to ``savefig``."""
+    from matplotlib import colors, rcParams
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    plain = (rcParams["savefig.dpi"] in ("figure", fig.dpi) and rcParams["savefig.facecolor"] == "auto"
+             and rcParams["savefig.edgecolor"] == "auto" and not rcParams["savefig.transparent"])
+    if not (plain and isinstance(fig.canvas, FigureCanvasAgg) and getattr(fig.canvas, "device_pixel_ratio", 1) == 1):
         return None
-    rows, cols = np.flatnonzero(drawn.any(axis=1)), np.flatnonzero(drawn.any(axis=0))
-    if not len(rows):
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, from the bottom left
+    width, height = fig.get_size_inches()
+    if box is None or box.x0 < 0 or box.y0 < 0 or box.x1 > width or box.y1 > height:
         return None
-    return ((max(rows[0] - margin, 0), min(rows[-1] + 1 + margin, drawn.shape[0])),
-            (max(cols[0] - margin, 0), min(cols[-1] + 1 + margin, drawn.shape[1])))
+    dpi = fig.dpi
+    pixels = np.asarray(fig.canvas.buffer_rgba())
+    rows, cols = pixels.shape[:2]
+    # the picture savefig makes: the padded box's size in whole pixels (truncated, as Agg's canvas
+    # is), here from the pixel nearest to its corner rather than drawn again at a fraction of one
+    left, top = round((box.x0 - MARGIN_INCHES) * dpi), rows - round((box.y1 + MARGIN_INCHES) * dpi)
+    right, bottom = left + int((box.width + 2 * MARGIN_INCHES) * dpi), top + int((box.height + 2 * MARGIN_INCHES) * dpi)
+    inside = pixels[max(top, 0):min(bottom, rows), max(left, 0):min(right, cols)]
+    if (top, left) == (max(top, 0), max(left, 0)) and (bottom, right) == (min(bottom, rows), min(right, cols)):
+        return inside
+    out = np.empty((bottom - top, right - left, 4), np.uint8)  # the margin reaches past the canvas
+    out[...] = np.round(np.asarray(colors.to_rgba(fig.get_facecolor())) * 255).astype(np.uint8)
+    out[max(top, 0) - top:max(top, 0) - top + inside.shape[0], max(left, 0) - left:max(left, 0) - left + inside.shape[1]] = inside
+    return out
 
 
 def _finish(fig, path):
@@ -433,9 +445,10 @@ def plot_kernels(kernel, path=None, title=None, max_filters=32):
     shape = f"{k.shape[0]}-tap" if rank == 1 else "x".join(map(str, k.shape[:-2]))
     text = title or (f"{name}: {k.shape[-1]} learned {shape} kernels over {cin} input channel(s)"
                      + (f" (first {filters} shown)" if filters < k.shape[-1] else ""))
-    # within the figure's width (about 0.6 em a character at 10 points), where save_figure need
-    # draw it only once (a title wider than the figure is drawn past its edges)
-    fig.suptitle(textwrap.fill(text, max(20, int(fig.get_figwidth() * 72 / 6))), fontsize=10)
+    if rank == 3:  # a narrow figure with room for two lines: wrapped to its width (about 0.6 em a
+        # character at 10 points), so that save_figure draws it once (see save_figure)
+        text = "\n".join(textwrap.fill(line, max(20, int(fig.get_figwidth() * 72 / 6))) for line in text.splitlines())
+    fig.suptitle(text, fontsize=10)
     return _finish(fig, path)
 
 

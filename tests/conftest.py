@@ -9,11 +9,24 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # default); the tests that expect a layer whole or in blocks set their own sizes.
 os.environ.setdefault("NUMPY_CNN_BLOCK_BYTES", str(4 << 20))
 
-# The suite runs in one pytest-xdist worker process per core (``-n auto`` in pyproject.toml).
-# Each worker's engine takes its share of the cores (one each on 2 cores), so that workers x
-# engine threads never exceed them, unless NUMPY_CNN_THREADS asks for another number; the tests
-# of the threaded paths set their own thread counts.
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: one worker per core this process may run on, as the engine counts them
+    (pytest-xdist's own count takes the machine's physical cores where psutil is installed,
+    whatever the affinity)."""
+    from core.parallel import available_cores
+
+    return available_cores()
+
+
+# The suite runs in one pytest-xdist worker per core (``-n auto`` in pyproject.toml). Each
+# worker's engine takes its share of the cores (one thread each on 2 cores), so that workers x
+# engine threads never exceed them, unless NUMPY_CNN_THREADS asks for another number. So the
+# in-process tests run the engine on one thread there, where a user's default is all cores: the
+# tests of the threaded and sharded paths set their own thread counts (tests/core/test_threads.py,
+# test_shardprocs.py), and the demo scripts run on all cores (tests/test_demo_scripts.py).
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ.setdefault("NUMPY_CNN_THREADS", str(max(1, _cores // _workers)))
+    from core.parallel import available_cores  # reads no setting at import
+
+    os.environ.setdefault("NUMPY_CNN_THREADS", str(max(1, available_cores() // _workers)))
