@@ -26,9 +26,6 @@ def demo_networks():
 
 
 def _run(script, *args, env=None):
-    """Run ``script`` as a user would: on all the cores (the thread count tests/conftest.py gives
-    each pytest-xdist worker is left out), so that the engine's default, sharded path runs end to end."""
-    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "NUMPY_CNN_THREADS"}
     return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=600, env=env)
 
