@@ -63,7 +63,7 @@ def save_figure(fig, path):
     ``bbox_inches="tight"`` draws a figure twice: once to find the extent of every artist, once
     to render it there. Here the figure is drawn once, the extent of its artists read from that
     drawing (``Figure.get_tightbbox``, what savefig reads) and the pixels cut to it; the
-    report's pictures took 0.57-0.89x the time (``benchmarks/experiments/pictures.py``). A
+    report's pictures took 0.68-0.91x the time (``benchmarks/experiments/pictures.py``). A
     figure that draws past its canvas (a title wider than the figure, say) is saved by
     ``savefig(bbox_inches="tight")``, which widens the picture to take it in; so is a figure
     on a canvas other than Agg's, or where matplotlib's ``savefig.*`` settings ask for another
