@@ -101,13 +101,12 @@ def _tight_crop(fig):
     # is), here from the pixel nearest to its corner rather than drawn again at a fraction of one
     left, top = round((box.x0 - MARGIN_INCHES) * dpi), rows - round((box.y1 + MARGIN_INCHES) * dpi)
     right, bottom = left + int((box.width + 2 * MARGIN_INCHES) * dpi), top + int((box.height + 2 * MARGIN_INCHES) * dpi)
-    inside = pixels[max(top, 0):min(bottom, rows), max(left, 0):min(right, cols)]
-    if (top, left) == (max(top, 0), max(left, 0)) and (bottom, right) == (min(bottom, rows), min(right, cols)):
+    inside = pixels[max(top, 0):bottom, max(left, 0):right]
+    past = ((max(-top, 0), max(bottom - rows, 0)), (max(-left, 0), max(right - cols, 0)))
+    if not any(past[0] + past[1]):
         return inside
-    out = np.empty((bottom - top, right - left, 4), np.uint8)  # the margin reaches past the canvas
-    out[...] = np.round(np.asarray(colors.to_rgba(fig.get_facecolor())) * 255).astype(np.uint8)
-    out[max(top, 0) - top:max(top, 0) - top + inside.shape[0], max(left, 0) - left:max(left, 0) - left + inside.shape[1]] = inside
-    return out
+    background = np.round(np.asarray(colors.to_rgba(fig.get_facecolor())) * 255).astype(np.uint8)
+    return np.stack([np.pad(inside[..., c], past, constant_values=background[c]) for c in range(4)], axis=-1)
 
 
 def _finish(fig, path):

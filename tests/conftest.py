@@ -24,8 +24,7 @@ def pytest_xdist_auto_num_workers(config):
 # engine threads never exceed them, unless NUMPY_CNN_THREADS asks for another number. So the
 # tests, and the subprocesses they start, run the engine on one thread there, where a user's
 # default is all cores; the tests of the threaded and sharded paths set their own thread counts
-# (tests/core/test_threads.py, test_shardprocs.py). (Running the demo scripts on all cores
-# beside the other worker took their quick run from 10 to 28 s and the suite to 10 min 22 s.)
+# (tests/core/test_threads.py, test_shardprocs.py).
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
     from core.parallel import available_cores  # reads no setting at import
