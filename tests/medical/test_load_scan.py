@@ -303,10 +303,10 @@ def test_truncated_uncompressed_is_refused_before_reading(tmp_path):
 
 @pytest.mark.parametrize("name,content,what", [
     ("notes.nii", b"subject,age\n1,40\n" * 40, "not a NIfTI"),
-    ("picture.nii.gz", gzip.compress(b"\x89PNG\r\n\x1a\n" + b"\0" * 600), "PNG"),
+    ("picture.nii.gz", gzip.compress(b"\x89PNG\r\n\x1a\n" + b"\0" * 600, mtime=0), "PNG"),
     ("empty.nii", b"", "empty"),
     ("short.nii", struct.pack("<i", 348) + b"\0" * 20, "cut short"),
-])
+], ids=["csv", "gzipped-png", "empty", "short"])  # the same ids in every pytest-xdist worker
 def test_not_nifti(tmp_path, name, content, what):
     path = tmp_path / name
     path.write_bytes(content)
