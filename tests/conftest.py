@@ -24,7 +24,9 @@ def pytest_xdist_auto_num_workers(config):
 # engine threads never exceed them, unless NUMPY_CNN_THREADS asks for another number. So the
 # tests, and the subprocesses they start, run the engine on one thread there, where a user's
 # default is all cores; the tests of the threaded and sharded paths set their own thread counts
-# (tests/core/test_threads.py, test_shardprocs.py).
+# (tests/core/test_threads.py, test_shardprocs.py). Every worker collects the whole suite and must
+# find the same test ids: a parameter's id may not depend on the time or on the process (give
+# such parameters ``ids=``, as tests/medical/test_load_scan.py::test_not_nifti does).
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
     from core.parallel import available_cores  # reads no setting at import
