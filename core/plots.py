@@ -69,13 +69,20 @@ def save_figure(fig, path):
     on a canvas other than Agg's, or where matplotlib's ``savefig.*`` settings ask for another
     resolution or background than the figure's."""
     crop = _tight_crop(fig)
-    with atomic_write(os.fspath(path), "wb") as handle:
-        if crop is None:
-            fig.savefig(handle, format="png", bbox_inches="tight", pad_inches=MARGIN_INCHES)
-        else:
-            from matplotlib.image import imsave
+    if crop is None:
+        _savefig_tight(fig, path)
+        return
+    from matplotlib.image import imsave
 
-            imsave(handle, crop, format="png", dpi=fig.dpi)
+    with atomic_write(os.fspath(path), "wb") as handle:
+        imsave(handle, crop, format="png", dpi=fig.dpi)
+
+
+def _savefig_tight(fig, path):
+    """Write ``fig`` to ``path`` as a PNG, atomically, the way matplotlib crops it:
+    ``savefig(bbox_inches="tight")`` with a margin of ``MARGIN_INCHES`` (two drawings)."""
+    with atomic_write(os.fspath(path), "wb") as handle:
+        fig.savefig(handle, format="png", bbox_inches="tight", pad_inches=MARGIN_INCHES)
 
 
 def _tight_crop(fig):

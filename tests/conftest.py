@@ -9,13 +9,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # default); the tests that expect a layer whole or in blocks set their own sizes.
 os.environ.setdefault("NUMPY_CNN_BLOCK_BYTES", str(4 << 20))
 
+from core.parallel import available_cores  # noqa: E402  (reads no setting at import)
+
 
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: one worker per core this process may run on, as the engine counts them
     (pytest-xdist's own count takes the machine's physical cores where psutil is installed,
     whatever the affinity)."""
-    from core.parallel import available_cores
-
     return available_cores()
 
 
@@ -29,6 +29,4 @@ def pytest_xdist_auto_num_workers(config):
 # such parameters ``ids=``, as tests/medical/test_load_scan.py::test_not_nifti does).
 _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _workers > 1:
-    from core.parallel import available_cores  # reads no setting at import
-
     os.environ.setdefault("NUMPY_CNN_THREADS", str(max(1, available_cores() // _workers)))

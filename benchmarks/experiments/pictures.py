@@ -16,12 +16,6 @@ import time
 import numpy as np
 
 from core import Input, Sequential, layers, plots
-from core.io import atomic_write
-
-
-def _tight(fig, path):
-    with atomic_write(os.fspath(path), "wb") as handle:
-        fig.savefig(handle, format="png", bbox_inches="tight", pad_inches=plots.MARGIN_INCHES)
 
 
 def pictures(seed=0):
@@ -51,7 +45,7 @@ def pictures(seed=0):
 def compare(rounds):
     """``{name: {"save_figure": [seconds], "savefig": [seconds]}}`` over ``rounds`` rounds."""
     draw = pictures()
-    ways = {"save_figure": plots.save_figure, "savefig": _tight}
+    ways = {"save_figure": plots.save_figure, "savefig": plots._savefig_tight}
     times = {name: {way: [] for way in ways} for name in draw}
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "picture.png")
