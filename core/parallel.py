@@ -28,9 +28,10 @@ process may run on. Two kinds of parallel work use them:
   ``allreduce`` and ``shard_rows`` there (``membership``).
 - **Blocks of one layer** (``run``, ``over_samples``): large convolutions and
   pooling cut into whole samples. Used only when a number was set explicitly
-  (``block_threads``) and the layer is not already inside a shard: on the
-  2-core machine of benchmarks/RESULTS.md they had not measured faster than
-  one thread with a two-thread BLAS.
+  (``block_threads``), the layer is not already inside a shard and its batch
+  holds enough work to split (``Sequential`` runs a smaller one ``serial``):
+  on the 2-core machine of benchmarks/RESULTS.md they had not measured
+  faster than one thread with a two-thread BLAS.
 """
 import concurrent.futures
 import os
@@ -73,7 +74,9 @@ def get_num_threads():
 
 def block_threads():
     """Threads for the engine's own block parallelism: the number set with ``set_num_threads``
-    or ``NUMPY_CNN_THREADS``; 1 when none was set."""
+    or ``NUMPY_CNN_THREADS``; 1 when none was set, or inside a ``serial`` block."""
+    if getattr(_local, "serial", False):
+        return 1
     if _state["threads"] is not None:
         return _state["threads"]
     return _from_environment() or 1
@@ -206,6 +209,24 @@ NO_LIMIT = _NoLimit()
 def one_blas_thread():
     """A context manager holding BLAS to one thread inside its ``with`` block."""
     return _OneBlasThread()
+
+
+class serial:
+    """Context manager: everything inside its ``with`` block runs on the calling thread alone,
+    BLAS held to one thread and the layers' blocks (``block_threads``) one after the other. For
+    work too small to gain from a second thread: the hand-off to the pool and back costs more
+    than it saves. Unlike a region's part, the thread has no partners (``beside_partners``)."""
+
+    def __enter__(self):
+        self.saved = getattr(_local, "serial", False)
+        _local.serial = True
+        self.blas = one_blas_thread()
+        self.blas.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.blas.__exit__(*exc)
+        _local.serial = self.saved
 
 
 def inside_region():

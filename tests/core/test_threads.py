@@ -263,6 +263,39 @@ def test_small_batches_are_not_split(threads):
     assert big._shard_ranges(8) is None
 
 
+def test_a_batch_too_small_to_split_runs_on_one_thread(threads, monkeypatch):
+    """A batch with too little work to split runs whole, its layers' blocks on the calling
+    thread one after the other and BLAS at one thread (``parallel.serial``), though more threads
+    were set: its blocks are too small for the pool's hand-off to pay. It is not a region's
+    part: its products are not made for partner threads (``beside_partners``)."""
+    from core import parallel
+    from core.layers import conv as conv_module
+
+    x = np.random.default_rng(2).normal(size=(16, 12, 12, 1)).astype(np.float32)
+    y = np.arange(16) % 3
+    model = Sequential([Input((12, 12, 1)), layers.Conv2D(4, 3, activation="relu"), layers.MaxPooling2D(2),
+                        layers.Flatten(), layers.Dense(3, activation="softmax")], seed=4)
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    for layer in model.layers:
+        _forced(layer)
+    monkeypatch.setattr(conv_module, "PARALLEL_BYTES", 0)
+    threads(1)
+    expected = model.predict(x, batch_size=16)
+    threads(2)
+    assert model._shard_ranges(16) is None
+    seen = []
+    for name, original in [("run", parallel.run), ("beside_partners", parallel.beside_partners)]:
+        def spy(*args, _original=original, _name=name, **kwargs):
+            seen.append((_name, parallel.block_threads(), parallel.inside_region()))
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(parallel, name, spy)  # (core.blas asks parallel.beside_partners)
+    np.testing.assert_allclose(model.predict(x, batch_size=16), expected, rtol=1e-6, atol=1e-7)
+    model.train_on_batch(x, y)
+    assert seen and all(threads_ == 1 and not region for _, threads_, region in seen)
+    assert {"run", "beside_partners"} <= {name for name, _, _ in seen}
+    assert parallel.block_threads() == 2  # only inside the batch
+
+
 @pytest.mark.parametrize("noise_shape", [None, (7, 1), (1, None), (None, 1)])
 def test_sharded_dropout_draws_the_whole_batch_mask(noise_shape, threads, shard_always, shards):
     """Dropout in a batch split over threads keeps its rows of the whole batch's mask, for any
