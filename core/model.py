@@ -49,6 +49,12 @@ SHARD_MIN_WORK = 8_000_000
 #: at a time under the GIL. The 8x8 digits at batch 32 (largest output 32,768 elements for
 #: two shards, 12 MFLOP each) trained 1.6-1.9x slower split than whole
 SHARD_MIN_ELEMENTS = 100_000
+#: forward floating-point operations of a whole batch under which none of its matrix products
+#: is large enough for OpenBLAS to run on more than one thread: it threads an ``(m, k) @ (k, n)``
+#: product only from ``m * n * k`` = 65,536 x 4 on (``SMP_THRESHOLD_MIN`` x
+#: ``GEMM_MULTITHREAD_THRESHOLD`` in its interface/gemm.c), and no product of a training step
+#: is larger than the largest of the forward pass
+BLAS_ONE_THREAD_WORK = 2 * 65_536 * 4
 
 
 @register_model_class
@@ -416,10 +422,14 @@ class Sequential:
         thread, the layers' blocks one after the other) when it holds too little work to be
         split, since its products and blocks are too small for a second thread to pay; else the
         threads as set. The tutorial network's predict at batch 64, after ``set_num_threads(2)``,
-        took 0.86 ms with its convolution's blocks on two threads against 0.63 ms on one."""
+        took 0.86 ms with its convolution's blocks on two threads against 0.63 ms on one. BLAS
+        is left as it is for a batch under ``BLAS_ONE_THREAD_WORK``."""
         if parallel.get_num_threads() < 2 or parallel.inside_region():
             return parallel.NO_LIMIT
-        return parallel.serial() if self._sample_sizes()[0] * n < 2 * SHARD_MIN_WORK else parallel.NO_LIMIT
+        work = self._sample_sizes()[0] * n
+        if work >= 2 * SHARD_MIN_WORK:
+            return parallel.NO_LIMIT
+        return parallel.serial(blas=work >= BLAS_ONE_THREAD_WORK)
 
     def _sample_sizes(self):
         """``(work, largest)``: the estimated forward work of one sample (``_work_per_sample``) and

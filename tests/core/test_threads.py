@@ -263,11 +263,15 @@ def test_small_batches_are_not_split(threads):
     assert big._shard_ranges(8) is None
 
 
-def test_a_batch_too_small_to_split_runs_on_one_thread(threads, monkeypatch):
+@pytest.mark.parametrize("tiny", [False, True], ids=["blas_held", "blas_left"])
+def test_a_batch_too_small_to_split_runs_on_one_thread(tiny, threads, monkeypatch):
     """A batch with too little work to split runs whole, its layers' blocks on the calling
     thread one after the other and BLAS at one thread (``parallel.serial``), though more threads
     were set: its blocks are too small for the pool's hand-off to pay. It is not a region's
-    part: its products are not made for partner threads (``beside_partners``)."""
+    part: its products are not made for partner threads (``beside_partners``). Under
+    ``BLAS_ONE_THREAD_WORK`` BLAS is left as set (the library keeps such products on one
+    thread itself)."""
+    from core import model as model_module
     from core import parallel
     from core.layers import conv as conv_module
 
@@ -279,21 +283,27 @@ def test_a_batch_too_small_to_split_runs_on_one_thread(threads, monkeypatch):
     for layer in model.layers:
         _forced(layer)
     monkeypatch.setattr(conv_module, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(model_module, "BLAS_ONE_THREAD_WORK", 10 ** 9 if tiny else 0)
     threads(1)
     expected = model.predict(x, batch_size=16)
     threads(2)
     assert model._shard_ranges(16) is None
+    blas_libs = parallel._blas_controller().select(user_api="blas").lib_controllers
     seen = []
     for name, original in [("run", parallel.run), ("beside_partners", parallel.beside_partners)]:
         def spy(*args, _original=original, _name=name, **kwargs):
-            seen.append((_name, parallel.block_threads(), parallel.inside_region()))
+            seen.append((_name, parallel.block_threads(), parallel.inside_region(),
+                         {lib.num_threads for lib in blas_libs}))
             return _original(*args, **kwargs)
         monkeypatch.setattr(parallel, name, spy)  # (core.blas asks parallel.beside_partners)
     np.testing.assert_allclose(model.predict(x, batch_size=16), expected, rtol=1e-6, atol=1e-7)
     model.train_on_batch(x, y)
-    assert seen and all(threads_ == 1 and not region for _, threads_, region in seen)
-    assert {"run", "beside_partners"} <= {name for name, _, _ in seen}
+    assert seen and all(threads_ == 1 and not region for _, threads_, region, _ in seen)
+    assert {"run", "beside_partners"} <= {name for name, _, _, _ in seen}
     assert parallel.block_threads() == 2  # only inside the batch
+    if blas_libs:  # (a NumPy without a BLAS that threadpoolctl knows has nothing to hold)
+        assert all(blas == ({2} if tiny else {1}) for _, _, _, blas in seen)
+        assert {lib.num_threads for lib in blas_libs} == {2}
 
 
 @pytest.mark.parametrize("noise_shape", [None, (7, 1), (1, None), (None, 1)])
