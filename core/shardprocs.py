@@ -65,10 +65,21 @@ STOP_WAIT = 2.0
 #: the workers' answers and batch-norm parts, a worker waiting for a sum. Waking a blocked
 #: process took 0.25-0.3 ms on this 2-core VM (a sleeping virtual CPU), 0.16 ms polling; a
 #: LeNet-5 predict at two threads (3 ms a shard) took 3.9 ms against 4.1-4.2 (two
-#: alternating runs). A worker waiting for the next batch sleeps at once: polling there too
-#: saved a little more on one model (0.09 ms against 0.16 to wake the worker), but two models
-#: predicting by turns then ran 2x slower, each one's workers polling on the cores the other needed.
+#: alternating runs). A worker waiting for the next batch polls only when its batches come
+#: back to back (``IDLE_SPIN_SECONDS``): polling there always, for this long, saved a little
+#: more on one model (0.09 ms against 0.16 to wake the worker), but two models predicting by
+#: turns then ran 2x slower, each one's workers polling on the cores the other needed.
 SPIN_SECONDS = 0.002
+#: seconds a worker polls for the next batch after answering one, when its crew's batches come
+#: back to back (the batch began less than this after the one before ended: ``predict`` called
+#: in a loop, ``fit``'s steps); otherwise it sleeps at once. Waking a sleeping worker cost the
+#: parent 56 us in ``send`` and the worker about 0.1 ms more before it started: a LeNet-5
+#: predict of 64 images at two threads took 1.54-1.56 ms polling against 1.64-1.76 asleep,
+#: HAR's 1.74-1.76 against 1.81-1.95, Conv3D 32^3's 3.37-3.38 against 3.41-3.62 (separate
+#: processes by turns; training steps within the spread). Two models predicting by turns do
+#: not poll, each one's batches a whole batch of the other's apart: 3.45-3.48 ms for the pair
+#: against 3.39-3.55 before
+IDLE_SPIN_SECONDS = 0.0005
 
 _mode = {"processes": None}
 _live = weakref.WeakSet()  # this process's crews: a new worker closes its copies of their sockets
@@ -233,6 +244,7 @@ class Crew:
         self.workers = []
         self.active = []  # the workers of the batch being run
         self.closed = False
+        self.last_end = -math.inf  # when the last batch's answers were in (``IDLE_SPIN_SECONDS``)
 
     # ------------------------------------------------------------ set-up
     @staticmethod
@@ -352,7 +364,9 @@ class Crew:
                 if arr is not None and arr[a:b].nbytes > worker.slots[name][1]:
                     raise SlotTooSmall(f"{name}: {arr[a:b].nbytes} bytes for a slot of {worker.slots[name][1]}")
         self.sync_weights(model)
-        message = dict(message, version=model._weights_version, ranges=[list(r) for r in ranges])
+        now = time.perf_counter()
+        linger = IDLE_SPIN_SECONDS if now - self.last_end < IDLE_SPIN_SECONDS and _spin(len(ranges)) else 0.0
+        message = dict(message, version=model._weights_version, ranges=[list(r) for r in ranges], linger=linger)
         group = _ParentGroup(self, ranges)
         try:
             for worker, (a, b) in zip(workers, ranges[1:]):
@@ -363,7 +377,9 @@ class Crew:
                     raise self._ended(worker, ranges) from None
             with parallel.membership(group, 0), parallel.one_blas_thread(), parallel.inside():
                 first = own(ranges[0])
-            return [first] + [self._answer(worker, ranges) for worker in workers]
+            answers = [first] + [self._answer(worker, ranges) for worker in workers]
+            self.last_end = time.perf_counter()
+            return answers
         except SlotTooSmall as exc:  # an allreduce sum past its slot, once the shards had started:
             self.close(kill=True)  # not to be run again on threads (shard 0 may have changed state)
             raise exceptions.CNNError(f"a sum of the shards is larger than its slot in the shard processes "
@@ -501,14 +517,16 @@ def _serve(model, index, sock, arena, slots):
     for extra in model.__dict__.get("_shard_workspaces", ()):
         extra.clear()
     model._inference = None
+    linger = 0.0
     with parallel.one_blas_thread():
         while True:
             try:
-                message = _recv(sock)  # between batches: asleep (see SPIN_SECONDS)
+                message = _recv(sock, linger)  # between batches: asleep unless they come back to back
             except (EOFError, OSError):
                 return
             if message["op"] == "stop":
                 return
+            linger = message.get("linger", 0.0)
             try:
                 reply = _compute(model, index, sock, arena, slots, message)
             except Exception as exc:  # the parent raises it, with the rows it came from

@@ -391,8 +391,10 @@ def test_a_message_is_read_whole_after_polling_and_an_idle_wait_gives_up():
 
 def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_path):
     """The parent polls for its workers' answers and batch-norm parts, a worker for a sum
-    inside a batch; a worker waiting for the next batch sleeps at once (polling there made two
-    models used by turns poll on each other's cores); with more shards than cores nobody polls."""
+    inside a batch; a worker waiting for the next batch sleeps at once, unless batches come
+    back to back (``test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back``);
+    with more shards than cores nobody polls."""
+    monkeypatch.setattr(shardprocs, "IDLE_SPIN_SECONDS", 0.0)  # (batches are never back to back)
     log = tmp_path / "polls"
     original = shardprocs._poll
 
@@ -413,3 +415,36 @@ def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_pat
     assert 0.0 in workers and shardprocs.SPIN_SECONDS in workers
     monkeypatch.setattr(shardprocs.parallel, "available_cores", lambda: 1)
     assert shardprocs._spin(2) == 0.0 and shardprocs._spin(1) == shardprocs.SPIN_SECONDS
+
+
+def test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back(two_shards, monkeypatch, tmp_path):
+    """After answering a batch that began within ``IDLE_SPIN_SECONDS`` of the end of the one
+    before (``predict`` in a loop), a worker polls that long for the next one; otherwise (its
+    first batch, batches further apart, as two models used by turns) it sleeps at once. The
+    parent decides and tells the worker in the batch's message."""
+    log = tmp_path / "polls"
+    original = shardprocs._poll
+
+    def record(sock, seconds):
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()} {seconds}\n")
+        return original(sock, seconds)
+    monkeypatch.setattr(shardprocs, "_poll", record)  # before the fork: the workers record too
+    shardprocs.set_shard_processes(True)
+    model = _model()
+    x, _, _ = _data(8)
+    expected = [model.predict(x, batch_size=8)]  # starts the crew: the worker waits asleep
+    monkeypatch.setattr(shardprocs, "IDLE_SPIN_SECONDS", 30.0)  # the parent's judgement only
+    expected.append(model.predict(x, batch_size=8))  # back to back: the worker then polls
+    monkeypatch.setattr(shardprocs, "IDLE_SPIN_SECONDS", 0.0)
+    expected.append(model.predict(x, batch_size=8))  # ends the poll at once; then asleep again
+    for other in expected[1:]:
+        np.testing.assert_array_equal(other, expected[0])
+    worker = model._crew.workers[0].pid
+
+    def waits():
+        return [float(s) for pid, s in (line.split() for line in log.read_text().splitlines()) if int(pid) == worker]
+    deadline = time.monotonic() + 30
+    while len(waits()) < 4 and time.monotonic() < deadline:  # (the worker logs its next wait after answering)
+        time.sleep(0.01)
+    assert waits() == [0.0, 0.0, 30.0, 0.0]
