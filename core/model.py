@@ -49,11 +49,16 @@ SHARD_MIN_WORK = 8_000_000
 #: at a time under the GIL. The 8x8 digits at batch 32 (largest output 32,768 elements for
 #: two shards, 12 MFLOP each) trained 1.6-1.9x slower split than whole
 SHARD_MIN_ELEMENTS = 100_000
-#: forward floating-point operations of a whole batch under which none of its matrix products
-#: is large enough for OpenBLAS to run on more than one thread: it threads an ``(m, k) @ (k, n)``
-#: product only from ``m * n * k`` = 65,536 x 4 on (``SMP_THRESHOLD_MIN`` x
-#: ``GEMM_MULTITHREAD_THRESHOLD`` in its interface/gemm.c), and no product of a training step
-#: is larger than the largest of the forward pass
+#: forward floating-point operations of a whole batch under which its matrix products are
+#: too small for OpenBLAS to run on more than one thread, so that holding it to one costs
+#: without saving: it threads an ``(m, k) @ (k, n)`` product only from ``m * n * k`` = 65,536
+#: x 4 on (``SMP_THRESHOLD_MIN`` x ``GEMM_MULTITHREAD_THRESHOLD``, interface/gemm.c). A bound,
+#: not exact: the forward estimate bounds each forward product, but the input gradient computed
+#: as a forward convolution runs over the input's positions (up to 2.8x a small 'valid' layer's
+#: product), and a matrix-vector product is threaded from ``m * n`` = 2,304 x 4 on
+#: (interface/gemv.c); past those the library threads as it would outside the engine. The
+#: tutorial network's dense layer at batch one, ``(1, 1352) @ (1352, 10)``, took 2.7-2.9 us at
+#: one BLAS thread and at two (and its gradient 3.4-3.8 us)
 BLAS_ONE_THREAD_WORK = 2 * 65_536 * 4
 
 

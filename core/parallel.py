@@ -28,10 +28,12 @@ process may run on. Two kinds of parallel work use them:
   ``allreduce`` and ``shard_rows`` there (``membership``).
 - **Blocks of one layer** (``run``, ``over_samples``): large convolutions and
   pooling cut into whole samples. Used only when a number was set explicitly
-  (``block_threads``), the layer is not already inside a shard and its batch
-  holds enough work to split (``Sequential`` runs a smaller one ``serial``):
-  on the 2-core machine of benchmarks/RESULTS.md they had not measured
-  faster than one thread with a two-thread BLAS.
+  (``block_threads``) and the layer is not already inside a shard, nor in a
+  batch that ``Sequential`` runs whole for holding too little work to split
+  (``serial``): a batch it does not split though it holds that much (a
+  single sample, small layer outputs), or layers called directly. On the
+  2-core machine of benchmarks/RESULTS.md they had not measured faster than
+  one thread with a two-thread BLAS.
 """
 import concurrent.futures
 import os
@@ -225,9 +227,9 @@ class serial:
         self.blas = one_blas_thread() if blas else NO_LIMIT
 
     def __enter__(self):
+        self.blas.__enter__()  # (first: if it raises, the flag is left as it was)
         self.saved = getattr(_local, "serial", False)
         _local.serial = True
-        self.blas.__enter__()
         return self
 
     def __exit__(self, *exc):

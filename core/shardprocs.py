@@ -72,7 +72,10 @@ STOP_WAIT = 2.0
 SPIN_SECONDS = 0.002
 #: seconds a worker polls for the next batch after answering one, when its crew's batches come
 #: back to back (the batch began less than this after the one before ended: ``predict`` called
-#: in a loop, ``fit``'s steps); otherwise it sleeps at once. Waking a sleeping worker cost the
+#: in a loop, ``fit``'s steps where the update and the next batch take less); otherwise it
+#: sleeps at once. The parent sees only its own crew: two processes side by side, each with
+#: back-to-back batches, poll up to this long per batch on each other's cores (the README asks
+#: for ``NUMPY_CNN_THREADS=1`` in each of several processes, which starts no crew). Waking a sleeping worker cost the
 #: parent 56 us in ``send`` and the worker about 0.1 ms more before it started: a LeNet-5
 #: predict of 64 images at two threads took 1.54-1.56 ms polling against 1.64-1.76 asleep,
 #: HAR's 1.74-1.76 against 1.81-1.95, Conv3D 32^3's 3.37-3.38 against 3.41-3.62 (separate

@@ -289,21 +289,56 @@ def test_a_batch_too_small_to_split_runs_on_one_thread(tiny, threads, monkeypatc
     threads(2)
     assert model._shard_ranges(16) is None
     blas_libs = parallel._blas_controller().select(user_api="blas").lib_controllers
-    seen = []
+    seen, partners = [], []
     for name, original in [("run", parallel.run), ("beside_partners", parallel.beside_partners)]:
         def spy(*args, _original=original, _name=name, **kwargs):
             seen.append((_name, parallel.block_threads(), parallel.inside_region(),
                          {lib.num_threads for lib in blas_libs}))
-            return _original(*args, **kwargs)
+            result = _original(*args, **kwargs)
+            if _name == "beside_partners":
+                partners.append(result)
+            return result
         monkeypatch.setattr(parallel, name, spy)  # (core.blas asks parallel.beside_partners)
     np.testing.assert_allclose(model.predict(x, batch_size=16), expected, rtol=1e-6, atol=1e-7)
     model.train_on_batch(x, y)
     assert seen and all(threads_ == 1 and not region for _, threads_, region, _ in seen)
     assert {"run", "beside_partners"} <= {name for name, _, _, _ in seen}
+    assert partners and not any(partners)
     assert parallel.block_threads() == 2  # only inside the batch
     if blas_libs:  # (a NumPy without a BLAS that threadpoolctl knows has nothing to hold)
         assert all(blas == ({2} if tiny else {1}) for _, _, _, blas in seen)
         assert {lib.num_threads for lib in blas_libs} == {2}
+
+
+def test_serial_restores_the_thread_after_an_error(threads):
+    """``parallel.serial`` gives the thread back as it was when its block raises, and when BLAS
+    cannot be held (the flag is set only once it is)."""
+    from core import parallel
+
+    threads(2)
+
+    class Refused(Exception):
+        pass
+
+    with pytest.raises(Refused):
+        with parallel.serial():
+            assert parallel.block_threads() == 1
+            raise Refused
+    assert parallel.block_threads() == 2
+
+    class Failing:
+        def __enter__(self):
+            raise Refused
+
+        def __exit__(self, *exc):
+            pass
+
+    held = parallel.serial()
+    held.blas = Failing()
+    with pytest.raises(Refused):
+        with held:
+            pass
+    assert parallel.block_threads() == 2
 
 
 @pytest.mark.parametrize("noise_shape", [None, (7, 1), (1, None), (None, 1)])
