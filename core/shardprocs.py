@@ -75,13 +75,13 @@ SPIN_SECONDS = 0.002
 #: in a loop, ``fit``'s steps where the update and the next batch take less); otherwise it
 #: sleeps at once. The parent sees only its own crew: two processes side by side, each with
 #: back-to-back batches, poll up to this long per batch on each other's cores (the README asks
-#: for ``NUMPY_CNN_THREADS=1`` in each of several processes, which starts no crew). Waking a sleeping worker cost the
-#: parent 56 us in ``send`` and the worker about 0.1 ms more before it started: a LeNet-5
-#: predict of 64 images at two threads took 1.54-1.56 ms polling against 1.64-1.76 asleep,
-#: HAR's 1.74-1.76 against 1.81-1.95, Conv3D 32^3's 3.37-3.38 against 3.41-3.62 (separate
-#: processes by turns; training steps within the spread). Two models predicting by turns do
-#: not poll, each one's batches a whole batch of the other's apart: 3.45-3.48 ms for the pair
-#: against 3.39-3.55 before
+#: for ``NUMPY_CNN_THREADS=1`` in each of several processes, which starts no crew). Waking a
+#: sleeping worker cost the parent 56 us in ``send`` and the worker about 0.1 ms more before it
+#: started: a LeNet-5 predict of 64 images at two threads took 1.54-1.56 ms polling against
+#: 1.64-1.76 asleep, HAR's 1.74-1.76 against 1.81-1.95, Conv3D 32^3's 3.37-3.38 against
+#: 3.41-3.62 (separate processes by turns; training steps within the spread). Two models
+#: predicting by turns do not poll, each one's batches a whole batch of the other's apart:
+#: 3.45-3.48 ms for the pair against 3.39-3.55 before
 IDLE_SPIN_SECONDS = 0.0005
 
 _mode = {"processes": None}

@@ -430,6 +430,7 @@ def test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back(two_
             f.write(f"{os.getpid()} {seconds}\n")
         return original(sock, seconds)
     monkeypatch.setattr(shardprocs, "_poll", record)  # before the fork: the workers record too
+    monkeypatch.setattr(shardprocs.parallel, "available_cores", lambda: 2)  # (no poll beyond the cores)
     shardprocs.set_shard_processes(True)
     model = _model()
     x, _, _ = _data(8)
