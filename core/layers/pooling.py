@@ -85,12 +85,16 @@ class Pooling(Layer):
 class MaxPooling(Pooling):
     mode = "max"
 
-    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, after=None):
+    def forward(self, x, training=False, rng=None, *, context=None, workspace=None, after=None, fused=False):
         """``after``: an activation of the layer before (a ReLU the model moved here, see
         ``Sequential.run_forward``) applied to the pooled output in place; ``backward``
-        applies its derivative first."""
-        ws = self._workspace(workspace)
+        applies its derivative first. ``fused``: the convolution before already pooled its
+        output for this layer (``Conv.forward(pool=...)``): ``x`` is passed on, and so is the
+        gradient in ``backward``."""
         keep = self._keep(training, context)
+        if fused:
+            return x, self._context(keep, fused=True)
+        ws = self._workspace(workspace)
         geo = self.geometry
         xt = None if geo.needs_pad else filters_first_view(x)
         if xt is not None:  # laid out filters first
@@ -143,6 +147,8 @@ class MaxPooling(Pooling):
         ctx = self._require_context(ctx)
         if not need_input_grad:
             return None, {}
+        if ctx.get("fused"):
+            return dy, {}
         if ctx["first"]:
             return self._backward_first(ctx, dy, self._workspace(workspace)), {}
         if ctx["after"] is not None:
@@ -158,10 +164,7 @@ class MaxPooling(Pooling):
         size), the activation's derivative there, and the windows' gradients scattered into a
         contiguous ``(C, N, *spatial)``, returned as its ``(N, *spatial, C)`` view."""
         geo = self.geometry
-        dyt = ws.take("pool.dy_first", ctx["a"].shape, dy.dtype)
-        np.copyto(dyt, last_axis_first(dy))
-        if ctx["after"] is not None:
-            dyt = ctx["after"].backward(None, ctx["a"], dyt)
+        dyt = self.pooled_grad_first(ctx, dy, ws)
         dxt = ws.take("pool.dx_first", ctx["xshape"], dy.dtype)
         if geo.pairs:
             won = ctx["won"]
@@ -170,6 +173,15 @@ class MaxPooling(Pooling):
         else:
             max_pool_adjoint(dyt, ctx["won"], geo.slices(2), geo, dxt)
         return first_axis_last(dxt)
+
+    def pooled_grad_first(self, ctx, dy, ws):
+        """The output gradient ``dy (N, *out, C)`` of a filters-first forward (``forward_first``),
+        moved filters first ``(C, N, *out)``, with the derivative of ``after`` applied."""
+        dyt = ws.take("pool.dy_first", ctx["a"].shape, dy.dtype)
+        np.copyto(dyt, last_axis_first(dy))
+        if ctx["after"] is not None:
+            dyt = ctx["after"].backward(None, ctx["a"], dyt)
+        return dyt
 
     def _pair_blocks(self, lead, dtype, ws):
         """``(samples, inputs, outputs, at, rows)`` for max pooling by pairs of a filters-first
