@@ -256,7 +256,9 @@ class Sequential:
         entry per layer. ``logits`` makes the last layer return its pre-activation.
         ``step`` picks the random draws of stochastic layers in training (by
         default a fresh one per call). ``workspace`` (default: the model's) lends
-        the buffers; outputs and contexts live until it is reclaimed."""
+        the buffers; outputs and contexts live until it is reclaimed. In training a
+        first convolution may pool its own output (``_pools_first_layer``): ``outputs[0]``
+        is then the pooling's output, as ``outputs[1]``."""
         ws = self.workspace if workspace is None else workspace
         if training and step is None:
             step = 2**40 + self._free_calls  # outside fit: a new draw per call, never an optimizer step's
@@ -360,7 +362,9 @@ class Sequential:
         """Backpropagate ``grad`` (the gradient of the last layer's output, or of its
         pre-activation when the forward ran with ``logits``) from the last layer
         down to layer ``down_to``: ``(input gradient of layer down_to, grads)``
-        where ``grads[i]`` is layer i's dict of parameter gradients."""
+        where ``grads[i]`` is layer i's dict of parameter gradients. After a training
+        forward pass whose first layer pooled its own output (``_pools_first_layer``),
+        ``down_to=1`` gives the gradient of that pooled output (the pooling passes it on)."""
         ws = self.workspace if workspace is None else workspace
         grads = [{} for _ in self.layers]
         for i in range(len(self.layers) - 1, down_to - 1, -1):

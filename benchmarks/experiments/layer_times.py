@@ -5,7 +5,8 @@ to the change that made it.
 ``python -m benchmarks.experiments.layer_times [--core DIR] [--json OUT] [--cases NAME ...]``
 prints, per case and layer, the best of several timings of
 ``forward(training=True)`` (with the options ``Sequential.run_forward`` gives the layer) and
-``backward``, plus the loss.
+``backward``, plus the loss. A first convolution that pools its own blocks in training
+(``Sequential._pools_first_layer``) is timed apart from its pooling, as the two layers.
 """
 import argparse
 import json
@@ -44,6 +45,9 @@ def main(argv=None):
     out = {}
     for name in args.cases or DEFAULT_CASES:
         model, x, y = setup(CASES[name])
+        # each layer alone: a first convolution does not pool its own output here
+        # (``Sequential._pools_first_layer``), so its time and its pooling's are apart
+        model._pools_first_layer = lambda xb, keep: False
         model.train_on_batch(x, y)
         triples = [(k, None, g) for k, g in model.last_gradients.items()]
         triples = [(k, model.layers[int(k.split("/")[0])].params[k.split("/", 1)[1]], g) for k, _, g in triples]

@@ -399,7 +399,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         (``_forward_pooled``), and the pooling passes it on (``MaxPooling.forward(fused=True)``).
         Whether it was pooled: ``pooled(ctx)``."""
         keep = self._keep(training, context)
-        if pool is not None and filters_first and self.can_pool_blocks(pool, x, keep):
+        if pool is not None and filters_first and self.can_run_filters_first(activation) \
+                and self.can_pool_blocks(pool, x, keep):
             return self._forward_pooled(x, self._workspace(workspace), keep, pool, after)
         if filters_first and self.can_run_filters_first(activation) and self._enough_positions(x):
             z, saved = self._output(x, self._workspace(workspace), self.params["kernel"], self.params.get("bias"), None,

@@ -162,3 +162,15 @@ def test_the_pooled_kernel_gradient_matches_finite_differences(rank, restore, fl
         down[j] -= eps
         numeric = (loss(bias=up)[0] - loss(bias=down)[0]) / (2 * eps)
         assert grads["bias"][j] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+
+
+def test_a_convolution_that_applies_its_own_activation_does_not_pool_for_the_next_layer(restore):
+    """``forward(filters_first=True, pool=...)`` pools only an output whose activation the
+    caller moved after the pooling (``activation=False``): with its ReLU still to apply, the
+    layer returns its own output, as without ``pool``."""
+    model, conv, pool, options = _pooled_pair(3)
+    x, _ = _data(3)
+    options.pop("activation")
+    out, ctx = conv.forward(x, training=True, workspace=Workspace(), **options)
+    assert not conv.pooled(ctx) and out.shape == (len(x),) + conv.output_shape
+    assert out.min() >= 0
