@@ -284,8 +284,9 @@ class Sequential:
         layer's input gradient is never asked of in training. The pooling's output stands for
         both layers' outputs (``outputs[0]`` and ``outputs[1]``); the values are the same, the
         bias gradient up to float rounding. Training steps in the time of the two layers run one
-        after the other (two models by turns in one process, median of 8-20 rounds):
-        conv3d_32_b8 0.918x at one thread and 0.926x at two, conv3d_64_b4 0.905x and 0.896x.
+        after the other, in separate processes (``benchmarks --alt-core``): conv3d_64_b4 0.89x at
+        one thread and 0.86x at two, conv3d_32_b8 1.00x and 0.97x (two models by turns in one
+        process: 0.90x and 0.92x); the step's peak memory growth 61 MB against 123, 15 against 34.
         Of the benchmark cases only these two fuse: LeNet-5's and the tutorial network's first
         layers run whole, and ``ScanClassifier``'s has a batch norm before its pooling."""
         layers = self.layers
