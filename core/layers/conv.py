@@ -461,7 +461,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         the pooled gradient instead, equal up to float rounding. The pooling's part of the
         context is ``ctx["pool"]``. Conv3D 32^3's first layer and pooling in training, one
         thread: forward 0.89x the time of the two; the bias goes on each contiguous product,
-        over the grid too (on the output positions' strided view it took 0.8 of their 6 ms)."""
+        over the grid too (on the output positions' strided view it took 0.8 ms of the pair's 6)."""
         geo, pgeo = self.geometry, pool.geometry
         n, f, c, p0 = x.shape[0], self.filters, x.shape[-1], pool.pool_size[0]
         kmat = self.params["kernel"].reshape(-1, f)
