@@ -472,10 +472,8 @@ class Conv(ActivationMixin, KernelMixin, Layer):
             if keep else None
         grid = f * self._block_positions(self._chunk_samples, self._chunk_rows) if self._grid_columns else 0
         plan = self._block_plan(n, ws, c, x.dtype, grid)
-        rows = self._chunk_rows if self._chunk_samples == 1 else geo.out[0]
-        samples = self._chunk_samples if self._chunk_samples > 1 else 1
+        rows, samples, scratch = self._pooled_blocks(pool)
         z_size = 0 if grid else f * samples * rows * math.prod(geo.out[1:])
-        scratch = math.prod(pgeo.pair_rows_shape((f, samples), rows // p0))
         buffers = [(ws.take("conv.zblock" + f".{g}", (z_size,), x.dtype),
                     ws.take("pool.pair_rows" + f".{g}", (scratch,), x.dtype)) for g in range(len(plan))]
 
@@ -821,14 +819,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         src, n = ctx["src"], ctx["batch"]
         geo = self.geometry
         plan = self._block_plan(n, ws, self.input_shape[-1], dzt.dtype)
-        # columns over the grid ``out_rows``: the gradient over the same grid, filters first,
-        # zero past each row's end (every borrower writes only the rows' output positions). Its
-        # shape holds the grid's row length and its tag the output width, so that only layers
-        # with the same padding positions share it
-        grids = [ws.take(("conv.dzt_grid" + f".{g}", geo.out[-1]),
-                         (f * self._block_positions(self._chunk_samples, self._chunk_rows) // geo.out_rows[-1],
-                          geo.out_rows[-1]), dzt.dtype, init="zeros") if self._grid_columns else None
-                 for g in range(len(plan))]
+        grids = self._dzt_grids(len(plan), ws, dzt.dtype)  # (columns over the grid: the gradient too)
 
         def work(chunk):  # each thread: whole samples, its own partial sum
             dk = np.zeros((kernel.size // f, f), dzt.dtype)
@@ -844,6 +835,29 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         partial = parallel.run(work, list(zip(plan, grids)), blas=True)
         grads["kernel"] = _sum_in_order(partial).reshape(kernel.shape)
         return grads
+
+    def _dzt_grids(self, groups, ws, dtype):
+        """One buffer per thread's group for a block's output gradient over the grid ``out_rows``,
+        filters first, zero past each row's end (every borrower writes only the rows' output
+        positions); ``None`` each for a layer without ``_grid_columns``. Its shape holds the
+        grid's row length and its tag the output width, so that only layers with the same
+        padding positions share it."""
+        if not self._grid_columns:
+            return [None] * groups
+        geo = self.geometry
+        shape = (self.filters * self._block_positions(self._chunk_samples, self._chunk_rows) // geo.out_rows[-1],
+                 geo.out_rows[-1])
+        return [ws.take(("conv.dzt_grid" + f".{g}", geo.out[-1]), shape, dtype, init="zeros") for g in range(groups)]
+
+    def _pooled_blocks(self, pool):
+        """``(rows, samples, scratch)`` for ``_forward_pooled`` and ``_grads_pooled``: the output
+        rows and the samples of the largest block, and the elements of ``max_pool_pairs``'s
+        scratch for it."""
+        whole = self._chunk_samples > 1
+        rows = self.geometry.out[0] if whole else self._chunk_rows
+        samples = self._chunk_samples if whole else 1
+        scratch = math.prod(pool.geometry.pair_rows_shape((self.filters, samples), rows // pool.pool_size[0]))
+        return rows, samples, scratch
 
     def _grads_pooled(self, ctx, dyt, pool, ws):
         """``_grads_first`` after ``_forward_pooled``, from ``dyt``, the pooled output gradient
@@ -862,17 +876,11 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         kernel = self.params["kernel"]
         src, n = ctx["src"], ctx["batch"]
         plan = self._block_plan(n, ws, self.input_shape[-1], dyt.dtype)
-        rows = self._chunk_rows if self._chunk_samples == 1 else geo.out[0]
-        samples = self._chunk_samples if self._chunk_samples > 1 else 1
-        if self._grid_columns:  # (as in _grads_first: zero past each row's end)
-            blocks = [ws.take(("conv.dzt_grid" + f".{g}", geo.out[-1]),
-                              (f * self._block_positions(self._chunk_samples, self._chunk_rows) // geo.out_rows[-1],
-                               geo.out_rows[-1]), dyt.dtype, init="zeros") for g in range(len(plan))]
-        else:
-            blocks = [ws.take("conv.dzblock" + f".{g}", (f * samples * rows * math.prod(geo.out[1:]),), dyt.dtype)
-                      for g in range(len(plan))]
-        scratch = [ws.take("pool.pair_rows" + f".{g}", (math.prod(pgeo.pair_rows_shape((f, samples), rows // p0)),),
-                           dyt.dtype) for g in range(len(plan))]
+        rows, samples, size = self._pooled_blocks(pool)
+        blocks = self._dzt_grids(len(plan), ws, dyt.dtype) if self._grid_columns else \
+            [ws.take("conv.dzblock" + f".{g}", (f * samples * rows * math.prod(geo.out[1:]),), dyt.dtype)
+             for g in range(len(plan))]
+        scratch = [ws.take("pool.pair_rows" + f".{g}", (size,), dyt.dtype) for g in range(len(plan))]
 
         def work(chunk):  # each thread: whole samples, its own partial sum
             dk = np.zeros((kernel.size // f, f), dyt.dtype)

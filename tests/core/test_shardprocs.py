@@ -389,12 +389,9 @@ def test_a_message_is_read_whole_after_polling_and_an_idle_wait_gives_up():
         right.close()
 
 
-def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_path):
-    """The parent polls for its workers' answers and batch-norm parts, a worker for a sum
-    inside a batch; a worker waiting for the next batch sleeps at once, unless batches come
-    back to back (``test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back``);
-    with more shards than cores nobody polls."""
-    monkeypatch.setattr(shardprocs, "IDLE_SPIN_SECONDS", 0.0)  # (batches are never back to back)
+def _record_polls(monkeypatch, tmp_path):
+    """Log every ``_poll`` call of this process and of the workers it forks from now on;
+    returns a function giving ``[(pid, seconds)]`` of the calls so far."""
     log = tmp_path / "polls"
     original = shardprocs._poll
 
@@ -403,14 +400,27 @@ def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_pat
             f.write(f"{os.getpid()} {seconds}\n")
         return original(sock, seconds)
     monkeypatch.setattr(shardprocs, "_poll", record)  # before the fork: the workers record too
+
+    def polls():
+        return [(int(pid), float(s)) for pid, s in (line.split() for line in log.read_text().splitlines())] \
+            if log.exists() else []
+    return polls
+
+
+def test_only_a_batch_in_progress_is_polled_for(two_shards, monkeypatch, tmp_path):
+    """The parent polls for its workers' answers and batch-norm parts, a worker for a sum
+    inside a batch; a worker waiting for the next batch sleeps at once, unless batches come
+    back to back (``test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back``);
+    with more shards than cores nobody polls."""
+    monkeypatch.setattr(shardprocs, "IDLE_SPIN_SECONDS", 0.0)  # (batches are never back to back)
+    polls = _record_polls(monkeypatch, tmp_path)
     shardprocs.set_shard_processes(True)  # (whatever the suite has imported before)
     model = _model()
     x, y, _ = _data(8)
     model.train_on_batch(x, y)  # batch norm: each worker waits for two sums
     model.train_on_batch(x, y)
-    polls = [line.split() for line in log.read_text().splitlines()]
-    parent = {float(s) for pid, s in polls if int(pid) == os.getpid()}
-    workers = [float(s) for pid, s in polls if int(pid) != os.getpid()]
+    parent = {s for pid, s in polls() if pid == os.getpid()}
+    workers = [s for pid, s in polls() if pid != os.getpid()]
     assert parent == {shardprocs.SPIN_SECONDS}
     assert 0.0 in workers and shardprocs.SPIN_SECONDS in workers
     monkeypatch.setattr(shardprocs.parallel, "available_cores", lambda: 1)
@@ -422,14 +432,7 @@ def test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back(two_
     before (``predict`` in a loop), a worker polls that long for the next one; otherwise (its
     first batch, batches further apart, as two models used by turns) it sleeps at once. The
     parent decides and tells the worker in the batch's message."""
-    log = tmp_path / "polls"
-    original = shardprocs._poll
-
-    def record(sock, seconds):
-        with open(log, "a") as f:
-            f.write(f"{os.getpid()} {seconds}\n")
-        return original(sock, seconds)
-    monkeypatch.setattr(shardprocs, "_poll", record)  # before the fork: the workers record too
+    polls = _record_polls(monkeypatch, tmp_path)
     monkeypatch.setattr(shardprocs.parallel, "available_cores", lambda: 2)  # (no poll beyond the cores)
     shardprocs.set_shard_processes(True)
     model = _model()
@@ -444,7 +447,7 @@ def test_a_worker_polls_for_the_next_batch_only_when_they_come_back_to_back(two_
     worker = model._crew.workers[0].pid
 
     def waits():
-        return [float(s) for pid, s in (line.split() for line in log.read_text().splitlines()) if int(pid) == worker]
+        return [s for pid, s in polls() if pid == worker]
     deadline = time.monotonic() + 30
     while len(waits()) < 4 and time.monotonic() < deadline:  # (the worker logs its next wait after answering)
         time.sleep(0.01)
