@@ -137,10 +137,31 @@ def _dropout_model(seed):
                       seed=seed)
 
 
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5, 0.3, 0.9])
+def test_dropout_drops_its_rate_and_keeps_the_mean(rate):
+    """The mask's 16-bit draws drop the rate's fraction of the elements (to within sampling
+    error: 5 standard deviations over a million elements) and the survivors' scale is the
+    inverse of the fraction kept, so a constant input keeps its expected value exactly."""
+    from core.layers.dropout import MASK_LEVELS, _dropped_levels
+    layer = layers.Dropout(rate)
+    layer.build((1000,))
+    x = np.ones((1000, 1000), np.float32)
+    out, ctx = layer.forward(x, training=True, rng=np.random.default_rng(7), context=True)
+    kept = ctx["mask"].mean()
+    sd = (rate * (1 - rate) / x.size) ** 0.5
+    assert abs((1 - kept) - rate) < 5 * sd + 1 / MASK_LEVELS
+    levels = _dropped_levels(rate)
+    assert abs(levels / MASK_LEVELS - rate) <= 0.5 / MASK_LEVELS
+    assert set(np.unique(out)) <= {0.0, np.float32(MASK_LEVELS / (MASK_LEVELS - levels))}
+    assert out.mean() == pytest.approx(kept * MASK_LEVELS / (MASK_LEVELS - levels), rel=1e-6)
+    assert _dropped_levels(0.99999999) == MASK_LEVELS - 1  # one level always kept
+
+
 def test_dropout_masks_depend_only_on_seed_layer_and_step():
     """The mask at optimizer step s is the one drawn from ``default_rng([base, s])`` with
     ``base`` the first draw of ``default_rng([model seed, layer index])``, whatever ran
     before: a resumed run draws what an uninterrupted one would, as the earlier engine did."""
+    from core.layers.dropout import _draw, _dropped_levels
     x = np.ones((4, 50), np.float32)
     a, b = _dropout_model(7), _dropout_model(7)
     mask = {}
@@ -151,7 +172,7 @@ def test_dropout_masks_depend_only_on_seed_layer_and_step():
     for step in (0, 5, 2):
         np.testing.assert_array_equal(mask[id(a), step], mask[id(b), step])
     base = int(np.random.default_rng([7, 1]).integers(2**31 - 1))
-    expected = np.random.default_rng([base, 5]).random((4, 50), dtype=np.float32) >= 0.5
+    expected = _draw(np.random.default_rng([base, 5]), (4, 50)) >= _dropped_levels(0.5)
     # where the dense output happens to be exactly zero the mask cannot show; elsewhere it must match
     dense = a.run_forward(x, training=False, context=False)[0][0] != 0
     np.testing.assert_array_equal(mask[id(a), 5][dense], expected[dense])

@@ -401,16 +401,17 @@ def test_sharded_dropout_draws_the_whole_batch_mask(noise_shape, threads, shard_
 
 
 def test_rows_of_a_draw_equal_the_rows_of_the_whole_draw():
-    from core.layers.dropout import _rows_of_draw
-    for shape in [(7, 5), (7, 3, 3), (5, 1), (9, 1, 1)]:
-        whole = np.random.default_rng([3, 4]).random(shape, dtype=np.float32)
-        for a, b in [(0, 2), (2, 5), (1, 4), (3, shape[0])]:
-            np.testing.assert_array_equal(_rows_of_draw(np.random.default_rng([3, 4]), shape, a, b), whole[a:b])
-            used = np.random.default_rng([3, 4])
-            used.random(3, dtype=np.float32)  # holds a spare half word: the fallback
-            reference = np.random.default_rng([3, 4])
-            reference.random(3, dtype=np.float32)
-            np.testing.assert_array_equal(_rows_of_draw(used, shape, a, b), reference.random(shape, np.float32)[a:b])
+    """A shard's rows of a dropout draw, skipped to with ``advance`` (PCG64) or cut from the whole
+    draw (Philox, SFC64), are the whole batch's rows, whatever the row length's remainder in
+    the four draws of a 64-bit output."""
+    from core.layers.dropout import _draw, _rows_of_draw
+    for make in (lambda: np.random.default_rng([3, 4]), lambda: np.random.Generator(np.random.Philox(5)),
+                 lambda: np.random.Generator(np.random.SFC64(6))):
+        for shape in [(7, 5), (7, 3, 3), (5, 1), (9, 1, 1), (6, 4), (6, 2)]:
+            whole = _draw(make(), shape)
+            assert whole.shape == shape and whole.dtype == np.uint16
+            for a, b in [(0, 2), (2, 5), (1, 4), (3, shape[0])]:
+                np.testing.assert_array_equal(_rows_of_draw(make(), shape, a, b), whole[a:b])
 
 
 def test_two_models_training_at_once_in_two_threads(threads, shard_always, shards):
