@@ -1,7 +1,7 @@
 """Inverted dropout: during training each element is zeroed with probability
-``rate`` (to within 1/131,072: ``MASK_LEVELS``) and the survivors are scaled by
-the inverse of the probability they are kept, ``1 / (1 - rate)``; at inference the
-layer is the identity. The mask is drawn from the generator the caller passes
+``rate``, rounded to the nearest of 65,536 levels (``MASK_LEVELS``), and the
+survivors are scaled by the inverse of the probability they are kept, about
+``1 / (1 - rate)``; at inference the layer is the identity. The mask is drawn from the generator the caller passes
 to ``forward`` (``Sequential`` derives it from the model seed, the layer and
 the optimizer step, so a resumed run draws the masks an uninterrupted one
 would)."""
@@ -14,10 +14,12 @@ from ..exceptions import ConfigError
 from .base import Layer
 
 #: the levels of an element's draw: 16 random bits each, four elements to each 64-bit output of
-#: the generator. An element is dropped where its draw is below ``rate`` of them (rounded to the
-#: nearest level, so the rate is kept to within 1/131,072) and the survivors are scaled by
-#: exactly the inverse of the fraction kept. Drawn so, a mask costs a quarter of the
-#: generator's outputs and none of its float conversion: HAR's mask of 64 x 124 x 64 took
+#: the generator. An element is dropped where its draw is below ``rate`` of them, rounded to the
+#: nearest level (to within 1/131,072; at most 65,535 levels, so a rate above 1 - 1/131,072
+#: keeps 1/65,536, and a rate under 1/131,072 drops nothing), and the survivors are scaled by
+#: exactly the inverse of the fraction kept. Drawn so, a mask costs half the generator's
+#: outputs of a float32 draw (a quarter of an output per element) and no float conversion:
+#: HAR's mask of 64 x 124 x 64 took
 #: 0.33 ms against 1.0 ms as ``rng.random(dtype=float32)`` on an AMD EPYC (Zen 4), whose
 #: PCG64 outputs cost 2.4 ns each
 MASK_LEVELS = 1 << 16
