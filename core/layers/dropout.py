@@ -1,10 +1,10 @@
 """Inverted dropout: during training each element is zeroed with probability
 ``rate``, rounded to the nearest of 65,536 levels (``MASK_LEVELS``), and the
 survivors are scaled by the inverse of the probability they are kept, about
-``1 / (1 - rate)``; at inference the layer is the identity. The mask is drawn from the generator the caller passes
-to ``forward`` (``Sequential`` derives it from the model seed, the layer and
-the optimizer step, so a resumed run draws the masks an uninterrupted one
-would)."""
+``1 / (1 - rate)``; at inference the layer is the identity. The mask is drawn
+from the generator the caller passes to ``forward`` (``Sequential`` derives it
+from the model seed, the layer and the optimizer step, so a resumed run draws
+the masks an uninterrupted one would)."""
 import math
 
 import numpy as np
@@ -19,9 +19,8 @@ from .base import Layer
 #: keeps 1/65,536, and a rate under 1/131,072 drops nothing), and the survivors are scaled by
 #: exactly the inverse of the fraction kept. Drawn so, a mask costs half the generator's
 #: outputs of a float32 draw (a quarter of an output per element) and no float conversion:
-#: HAR's mask of 64 x 124 x 64 took
-#: 0.33 ms against 1.0 ms as ``rng.random(dtype=float32)`` on an AMD EPYC (Zen 4), whose
-#: PCG64 outputs cost 2.4 ns each
+#: HAR's mask of 64 x 124 x 64 took 0.33 ms against 1.0 ms as ``rng.random(dtype=float32)``
+#: on an AMD EPYC (Zen 4), whose PCG64 outputs cost 2.4 ns each
 MASK_LEVELS = 1 << 16
 
 
