@@ -32,15 +32,16 @@ matrix is computed as ``(dz.T @ cols).T``, which OpenBLAS runs faster there.
 A layer whose column matrix would exceed ``chunk_threshold`` (8 MB: the first
 layers of 3-D networks; in inference, which keeps nothing, one block)
 builds it one sample and a few output rows (or a few whole samples) at a time
-instead, in a buffer of about one block (``core.config.block_bytes()``: 4 MB, or
+instead, in a buffer of about one block (``core.config.block_bytes()``: 2 MB, or
 half of a core's L2 cache where it holds 2 MB or more) that stays in the CPU
 cache, multiplies each block at once, and rebuilds the blocks in the backward
 pass rather than keeping the whole matrix: 2-3x faster there, and the memory
-of the matrix is saved. (On an AMD EPYC with 1 MB of L2 a core, 4 MB rather
-than 2: with a shard of the batch on each of two threads, fewer and larger
-blocks trained the Conv3D cases 5-11 % faster and predicted 10-18 % faster,
-in-process alternation; even on one thread; 512 KB and 256 KB blocks were
-20-70 % slower. On an Intel Xeon with 2 MB of L2 a core, 512 KB blocks trained
+of the matrix is saved. (On an AMD EPYC with 1 MB of L2 a core, with the shards
+of a batch on threads, 4 MB blocks trained the Conv3D cases 5-11 % faster than
+2 MB and predicted 10-18 % faster; 512 KB and 256 KB blocks were 20-70 %
+slower. With the shards in processes, on a later EPYC of that kind, 2 MB
+blocks predicted LeNet-5 in 0.81-0.98x the time of 4 MB and trained Conv3D
+64^3 in 0.90-0.95x. On an Intel Xeon with 2 MB of L2 a core, 512 KB blocks trained
 Conv3D 64^3 in 0.86-0.89x the time of 4 MB ones, and 1 MB blocks predicted Conv3D 32^3 in
 0.84-0.87x the time of 512 KB ones: see ``default_block_bytes``.)
 A layer's ``chunk_bytes``, where set, overrides the block size. A block with channels-first columns and

@@ -45,15 +45,15 @@ def test_l2_cache_size_is_read_from_the_cache_entries(tmp_path):
     assert config.l2_cache_bytes(_cache_tree(tmp_path / "h", [(2, "Unified", "2048K", "?")])) == 2 << 20
 
 
-@pytest.mark.parametrize("l2, block", [(2 << 20, 1 << 20), (4 << 20, 2 << 20), (1 << 20, 4 << 20),
-                                       (1280 << 10, 4 << 20), (512 << 10, 4 << 20)])
+@pytest.mark.parametrize("l2, block", [(2 << 20, 1 << 20), (4 << 20, 2 << 20), (1 << 20, 2 << 20),
+                                       (1280 << 10, 2 << 20), (512 << 10, 2 << 20)])
 def test_default_block_is_half_of_a_large_l2_cache(l2, block):
     assert config.default_block_bytes(l2) == block
 
 
 def test_default_block_where_the_cache_is_unknown(monkeypatch):
     monkeypatch.setattr(config, "l2_cache_bytes", lambda *a: None)
-    assert config.default_block_bytes() == config.SHARED_CACHE_BLOCK == 4 << 20
+    assert config.default_block_bytes() == config.SHARED_CACHE_BLOCK == 2 << 20
 
 
 def test_set_block_bytes_then_environment_then_default(monkeypatch):
