@@ -81,7 +81,10 @@ class BlasSampler:
         while frame is not None:
             code = frame.f_code
             if code.co_filename.startswith(CORE_DIR):
-                key = (code.co_filename, frame.f_lineno)
+                line = frame.f_lineno  # (read once: the frame runs on in the main thread)
+                if line is None:  # a frame between two lines (Python 3.11 reports None): not counted
+                    return None
+                key = (code.co_filename, line)
                 hit = self._cache.get(key)
                 if hit is None:
                     hit = self._cache[key] = is_blas_line(linecache.getline(*key))
@@ -95,9 +98,10 @@ class BlasSampler:
             frame = sys._current_frames().get(self.main)
             now = time.perf_counter()
             if frame is not None:
-                if self._classify(frame):
+                where = self._classify(frame)
+                if where:
                     self.blas += now - last
-                else:
+                elif where is not None:
                     self.other += now - last
             last = now
 
