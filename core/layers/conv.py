@@ -368,22 +368,24 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         buffers = [ws.take("conv.chunk", (size,), dtype) for _ in sample_groups]
         return list(zip(buffers, sample_groups))
 
-    def _blocks(self, src, flat, samples):
+    def _blocks(self, src, flat, samples, step=None):
         """Yield ``(a, b, r0, r1, cols)`` for the blocks of ``samples`` (consecutive sample
         indices): output rows ``r0:r1`` (first spatial axis) of samples ``a:b``, where a block
-        holds either several whole samples or a few rows of one. ``cols`` is the block's
+        holds either several whole samples or a few rows of one (``step`` rows, at most
+        ``_chunk_rows``; by default that many). ``cols`` is the block's
         ``(K*C, (b-a) * (r1-r0) * prod(out[1:]))`` column matrix (``_block_columns``; over the
         grid ``out_rows`` for a layer with ``_grid_columns``), built in the front of the flat
         buffer ``flat`` (reused from block to block)."""
         rows = self.geometry.out[0]
+        step = self._chunk_rows if step is None else step
         if self._chunk_samples > 1:
             for s0 in range(0, len(samples), self._chunk_samples):
                 a, b = samples[s0], samples[min(s0 + self._chunk_samples, len(samples)) - 1] + 1
                 yield a, b, 0, rows, self._block_columns(src, flat, a, b, 0, rows)
             return
         for i in samples:
-            for r0 in range(0, rows, self._chunk_rows):
-                r1 = min(r0 + self._chunk_rows, rows)
+            for r0 in range(0, rows, step):
+                r1 = min(r0 + step, rows)
                 yield i, i + 1, r0, r1, self._block_columns(src, flat, i, i + 1, r0, r1)
 
     # ------------------------------------------------------------ forward
@@ -445,7 +447,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         return (getattr(pool, "mode", None) == "max" and pgeo.pairs and not pgeo.needs_pad
                 and tuple(pool.strides) == tuple(pool.pool_size) and pool.rank == self.rank
                 and pgeo.padded == self.geometry.out and self.geometry.out[0] % pool.pool_size[0] == 0
-                and (self._chunk_samples > 1 or self._chunk_rows % pool.pool_size[0] == 0))
+                and (self._chunk_samples > 1 or self._chunk_rows >= pool.pool_size[0]))
 
     @staticmethod
     def pooled(ctx):
@@ -480,7 +482,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
         def work(chunk):  # each thread: whole samples, whose pooled rows and winners are its own
             for (flat, group), (zflat, rflat) in chunk:
-                for a, b, r0, r1, cols in self._blocks(src, flat, group):
+                for a, b, r0, r1, cols in self._blocks(src, flat, group, rows):
                     # the product, plus the bias on the whole contiguous block (over the grid too)
                     z2 = (flat[flat.size - f * cols.shape[1]:] if grid else zflat[:f * cols.shape[1]]).reshape(f, -1)
                     blas.matmul(kmat.T, cols, out=z2)
@@ -853,9 +855,12 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     def _pooled_blocks(self, pool):
         """``(rows, samples, scratch)`` for ``_forward_pooled`` and ``_grads_pooled``: the output
         rows and the samples of the largest block, and the elements of ``max_pool_pairs``'s
-        scratch for it."""
+        scratch for it. Blocks of rows hold a multiple of the pooling's rows: ``_chunk_rows``
+        rounded down (Conv3D 64^3's first layer gets 9 rows from 4 MB blocks, which no pair of
+        rows would tile, and pools its blocks of 8)."""
         whole = self._chunk_samples > 1
-        rows = self.geometry.out[0] if whole else self._chunk_rows
+        p0 = pool.pool_size[0]
+        rows = self.geometry.out[0] if whole else self._chunk_rows - self._chunk_rows % p0
         samples = self._chunk_samples if whole else 1
         scratch = math.prod(pool.geometry.pair_rows_shape((self.filters, samples), rows // pool.pool_size[0]))
         return rows, samples, scratch
@@ -886,7 +891,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         def work(chunk):  # each thread: whole samples, its own partial sum
             dk = np.zeros((kernel.size // f, f), dyt.dtype)
             for (flat, group), block, rflat in chunk:
-                for a, b, r0, r1, cols in self._blocks(src, flat, group):
+                for a, b, r0, r1, cols in self._blocks(src, flat, group, rows):
                     d = block.reshape(-1)[:f * cols.shape[1]]
                     view = self._grid_valid(d, True, b - a, r1 - r0) if self._grid_columns else \
                         d.reshape((f, b - a, r1 - r0) + geo.out[1:])

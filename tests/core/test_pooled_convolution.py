@@ -84,12 +84,43 @@ def test_a_first_layer_that_pools_its_blocks_trains_as_the_two_layers(rank, acti
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("rows", [3, 5])
+@pytest.mark.parametrize("rank", [2, 3])
+def test_blocks_of_rows_that_pairs_would_not_tile_pool_fewer_rows(rank, rows, restore, monkeypatch):
+    """A layer planned in blocks of an odd number of rows (3, 5: what its block size gave) pools
+    blocks of one row fewer, which pairs of rows tile: the same pooled output and winners as the
+    two layers, and the gradients up to float rounding (the kernel gradient's blocks differ)."""
+    x, y = _data(rank)
+    fused, plain = _model(rank, "relu", True, rows), _model(rank, "relu", True, rows)
+    assert fused.layers[0]._chunk_rows == rows and fused._pools_first_layer(x, True)
+    original = model_module.Sequential._pools_first_layer
+    monkeypatch.setattr(model_module.Sequential, "_pools_first_layer",
+                        lambda self, xb, keep: original(self, xb, keep) if self is fused else False)
+    outputs, contexts = fused.run_forward(x, training=True, step=0)
+    reference, ref_contexts = plain.run_forward(x, training=True, step=0)
+    assert fused.layers[0].pooled(contexts[0])
+    np.testing.assert_allclose(outputs[1], reference[1], rtol=1e-6, atol=1e-6)
+    seen = []
+    original_blocks = fused.layers[0]._blocks
+
+    def blocks(*args):
+        for block in original_blocks(*args):
+            seen.append(block[3] - block[2])
+            yield block
+    monkeypatch.setattr(fused.layers[0], "_blocks", blocks)
+    fused.train_on_batch(x, y)
+    plain.train_on_batch(x, y)
+    assert seen and all(r % 2 == 0 for r in seen) and max(seen) == rows - 1
+    for key, g in plain.last_gradients.items():
+        np.testing.assert_allclose(fused.last_gradients[key], g, rtol=1e-5, atol=1e-6)
+
+
 def test_batches_that_cannot_be_pooled_in_blocks_run_the_two_layers(restore):
-    """Blocks of an odd number of rows would cut pooling windows in two, and a layer that runs
+    """Blocks of a single row would cut every pooling window in two, and a layer that runs
     whole has no blocks: the two layers then run one after the other."""
     x, _ = _data(3)
-    odd = _model(3, "relu", True, 3)
-    assert not odd._pools_first_layer(x, True)
+    single = _model(3, "relu", True, 1)
+    assert not single._pools_first_layer(x, True)
     whole = _model(3, "relu", True, 2)
     whole.layers[0].chunk_threshold = 1 << 30
     assert not whole._pools_first_layer(x, True)
