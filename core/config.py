@@ -140,15 +140,15 @@ def default_block_bytes(l2=None):
     cases, LeNet-5 and the tutorial network in 0.985-1.05x the time of 4 MB blocks, and
     predicted in 0.90-1.22x (sixteenth round, nine rounds). On an AMD EPYC with 1 MB a core
     (Zen 4, nineteenth round), 2 MB blocks against 4 MB, the models by turns in one process
-    (7-11 rounds, two runs at one thread, two at two; then turns of 20-30 calls): Conv3D 64^3
-    trained in 0.90-0.95x the time, LeNet-5 predicted in 0.81-0.92x at one thread and
-    0.83-0.98x at two, Conv3D 32^3 trained in 0.99-1.04x and predicted in 0.94-1.00x, the
-    tutorial network 0.99-1.04x; the default ImageClassifier's network at batch 128 trained in
-    0.97x at one thread and 0.86x at two, predicted in 0.94x and 0.82x. Conv3D 64^3's training
-    step grew by 68 MB against 146 at one thread (the harness). The 4 MB
-    blocks of the earlier rounds had won on an EPYC whose shards ran on threads, where every
-    block's Python code waits for the GIL; shards now run in processes. 1 MB blocks trained
-    Conv3D 32^3 1.08x slower at one thread. Four machines are all this rule
+    (7-11 rounds, two runs at one thread, two at two; then turns of 20-30 calls): LeNet-5
+    predicted in 0.81-0.92x the time at one thread and 0.83-0.98x at two, Conv3D 32^3 in
+    0.97-1.00x and 0.88-0.97x, the default ImageClassifier's network at batch 128 trained in
+    0.97x at one thread and 0.86x at two and predicted in 0.94x and 0.82x; the Conv3D cases
+    trained in 0.96-1.04x and the tutorial network in 1.00-1.04x. (Conv3D 64^3 first seemed to
+    train in 0.90-0.95x: its first layer's 4 MB blocks of 9 rows kept it from pooling its
+    blocks, fixed since, ``Conv._pooled_blocks``.) Why 4 MB had won on the first EPYC (with the
+    shards of a batch on threads) and no longer does is not known. 1 MB blocks trained Conv3D
+    32^3 1.08x slower at one thread. Four machines are all this rule
     rests on: set the size with ``set_block_bytes`` or
     ``NUMPY_CNN_BLOCK_BYTES`` where it does not fit (``python -m benchmarks.experiments.blocks``
     times the choices)."""
