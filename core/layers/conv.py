@@ -40,8 +40,9 @@ of the matrix is saved. (On an AMD EPYC with 1 MB of L2 a core, with the shards
 of a batch on threads, 4 MB blocks trained the Conv3D cases 5-11 % faster than
 2 MB and predicted 10-18 % faster; 512 KB and 256 KB blocks were 20-70 %
 slower. On a later EPYC of that kind, 2 MB blocks predicted LeNet-5 in
-0.81-0.98x the time of 4 MB and trained the Conv3D cases in 0.96-1.04x. On an Intel Xeon with 2 MB of L2 a core, 512 KB blocks trained
-Conv3D 64^3 in 0.86-0.89x the time of 4 MB ones, and 1 MB blocks predicted Conv3D 32^3 in
+0.81-0.98x the time of 4 MB and trained the Conv3D cases in 0.96-1.04x. On an
+Intel Xeon with 2 MB of L2 a core, 512 KB blocks trained Conv3D 64^3 in
+0.86-0.89x the time of 4 MB ones, and 1 MB blocks predicted Conv3D 32^3 in
 0.84-0.87x the time of 512 KB ones: see ``default_block_bytes``.)
 A layer's ``chunk_bytes``, where set, overrides the block size. A block with channels-first columns and
 stride 1 on its last two axes copies them over the grid ``out_rows`` (``im2col_rows``): rows
