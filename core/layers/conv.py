@@ -862,7 +862,7 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         p0 = pool.pool_size[0]
         rows = self.geometry.out[0] if whole else self._chunk_rows - self._chunk_rows % p0
         samples = self._chunk_samples if whole else 1
-        scratch = math.prod(pool.geometry.pair_rows_shape((self.filters, samples), rows // pool.pool_size[0]))
+        scratch = math.prod(pool.geometry.pair_rows_shape((self.filters, samples), rows // p0))
         return rows, samples, scratch
 
     def _grads_pooled(self, ctx, dyt, pool, ws):

@@ -83,12 +83,17 @@ def _dropped_levels(rate):
     return min(round(rate * MASK_LEVELS), MASK_LEVELS - 1)
 
 
+def _quarters(bits, n):
+    """The 16-bit quarters of ``n`` outputs of the bit generator ``bits``, the low quarter of
+    each output first, whatever the machine's byte order."""
+    return bits.random_raw(n).astype("<u8", copy=False).view("<u2")
+
+
 def _draw(rng, shape):
     """``prod(shape)`` random 16-bit integers, four to each 64-bit output of ``rng``'s bit
-    generator, in ``shape``; their order does not depend on the machine's byte order."""
+    generator, in ``shape``."""
     n = math.prod(shape)
-    words = rng.bit_generator.random_raw(-(-n // 4))
-    return words.astype("<u8", copy=False).view("<u2")[:n].reshape(shape)
+    return _quarters(rng.bit_generator, -(-n // 4))[:n].reshape(shape)
 
 
 def _rows_of_draw(rng, shape, start, stop):
@@ -103,5 +108,4 @@ def _rows_of_draw(rng, shape, start, stop):
     first, skip = divmod(start * row, 4)
     n = (stop - start) * row
     bits.advance(first)
-    words = bits.random_raw(-(-(skip + n) // 4))
-    return words.astype("<u8", copy=False).view("<u2")[skip:skip + n].reshape((stop - start,) + tuple(shape[1:]))
+    return _quarters(bits, -(-(skip + n) // 4))[skip:skip + n].reshape((stop - start,) + tuple(shape[1:]))
