@@ -6,14 +6,21 @@ Usage::
     python -m benchmarks.scaling --threads 1 2 4 --cases conv3d_32_b8 --markdown out.md
     python -m benchmarks.scaling --quick                 # short timing windows
 
-For each (thread count, case) a fresh child process (``python -m
-benchmarks.scaling --child``) is started with ``OMP_NUM_THREADS``,
-``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and ``NUMPY_CNN_THREADS`` set to
-the count (the engine's own threads: a large batch split into one shard per
-thread; see ``core/parallel.py``).
-The child times ``train_on_batch`` and ``predict`` (median of single calls
-over ``--min-time`` seconds after a warm-up, best of ``--repeats`` runs) and
-reports samples per second.
+For each case, ``--repeats`` rounds each start one fresh child process per
+thread count (``python -m benchmarks.scaling --child``), the counts in turn and
+in the other order every second round (1, 2, then 2, 1, ...), so that the
+children compared run seconds apart: on this project's 2-core VMs the same
+step took up to 2x longer from one minute to the next, and a table whose
+one-thread and two-thread figures came from runs a minute apart showed
+LeNet-5's speed-up as 1.09x and 1.81x in two runs. Each child has
+``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and
+``NUMPY_CNN_THREADS`` set to its count (the engine's own threads: a large
+batch split into one shard per thread; see ``core/parallel.py``), times
+``train_on_batch`` and ``predict`` (median of single calls over
+``--min-time`` seconds after a warm-up) and reports samples per second. The
+table shows the best round per thread count; ``speed-up (rounds)`` gives the
+range of the speed-ups within a round, each from two children run one after
+the other, which drift does not bias.
 
 How the time outside BLAS is measured (at each thread count, for the
 process's main thread): a sampling profiler. While the timed calls run
@@ -52,7 +59,7 @@ if __package__ in (None, ""):  # run as a script
     __package__ = "benchmarks"
 
 from benchmarks.cases import CASES, DEFAULT_CASES  # noqa: E402
-from benchmarks.run import REPO_ROOT, child_env, cpu_model, format_table, schedule  # noqa: E402
+from benchmarks.run import REPO_ROOT, child_env, cpu_model, format_table  # noqa: E402
 
 BLAS_LINE = re.compile(r"\s@=?\s|\bmatmul\(|\bdot\(|\btensordot\(|\beinsum\(|\bgemm\(|\bgemm_into\(")
 CORE_DIR = os.path.join(REPO_ROOT, "core") + os.sep
@@ -68,12 +75,18 @@ def is_blas_line(text):
 
 
 class BlasSampler:
-    """Time-weighted sampling of where the main thread is: BLAS line of core/ or not."""
+    """Time-weighted sampling of where the main thread is: BLAS line of core/ or not.
+
+    ``blas`` and ``other`` are the seconds attributed to each; ``skipped`` the seconds of
+    samples that could not be placed (a frame between two lines, or an error while reading
+    the frame: ``errors`` holds the first few, and the sampling goes on), so that a share
+    computed from part of the run says so."""
 
     def __init__(self, interval=0.0005):
         self.interval = interval
         self.main = threading.main_thread().ident
-        self.blas = self.other = 0.0
+        self.blas = self.other = self.skipped = 0.0
+        self.errors = []
         self._stop = threading.Event()
         self._cache = {}
 
@@ -92,17 +105,27 @@ class BlasSampler:
             frame = frame.f_back
         return False  # outside the engine (the benchmark loop itself)
 
+    def _sample(self, frame, seconds):
+        try:
+            where = self._classify(frame)
+        except Exception as exc:  # a sampler that died here would report a share of the samples before
+            if len(self.errors) < 5:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+            where = None
+        if where:
+            self.blas += seconds
+        elif where is None:
+            self.skipped += seconds
+        else:
+            self.other += seconds
+
     def _loop(self):
         last = time.perf_counter()
         while not self._stop.wait(self.interval):
             frame = sys._current_frames().get(self.main)
             now = time.perf_counter()
             if frame is not None:
-                where = self._classify(frame)
-                if where:
-                    self.blas += now - last
-                elif where is not None:
-                    self.other += now - last
+                self._sample(frame, now - last)
             last = now
 
     def __enter__(self):
@@ -121,6 +144,10 @@ class BlasSampler:
     def fraction(self):
         total = self.blas + self.other
         return self.blas / total if total else float("nan")
+
+    def report(self):
+        """The sampled seconds, for a parent to add up over several runs."""
+        return {"blas_s": self.blas, "other_s": self.other, "skipped_s": self.skipped, "errors": list(self.errors)}
 
 
 def _time(fn, min_time, warmup):
@@ -153,7 +180,8 @@ def child(case_name, min_time, repeats, warmup):
         best = min(_time(fn, min_time, warmup if r == 0 else 1) for r in range(repeats))
         with BlasSampler() as sampler:
             _time(fn, max(min_time, 0.1), 0)  # at least ~200 samples
-        out[label] = {"seconds": best, "samples_per_s": case.batch / best, "blas_fraction": sampler.fraction}
+        out[label] = {"seconds": best, "samples_per_s": case.batch / best, "blas_fraction": sampler.fraction,
+                      **sampler.report()}
     return out
 
 
@@ -161,11 +189,35 @@ def child(case_name, min_time, repeats, warmup):
 def run_child(case, threads, args):
     env = child_env(threads)
     cmd = [sys.executable, "-m", "benchmarks.scaling", "--child", case, "--min-time", str(args.min_time),
-           "--repeats", str(args.repeats), "--warmup", str(args.warmup)]
+           "--repeats", "1", "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"{case} at {threads} thread(s) failed: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def merge_rounds(case, runs):
+    """One thread count's result from its rounds (``child`` outputs, in round order): the best
+    round's time and rate, the BLAS share over all the rounds' samples, the share of sampled
+    time that could not be placed, the sampler's errors, and every round's time."""
+    out = {}
+    for kind in runs[0]:
+        seconds = [r[kind]["seconds"] for r in runs]
+        blas = sum(r[kind]["blas_s"] for r in runs)
+        other = sum(r[kind]["other_s"] for r in runs)
+        skipped = sum(r[kind]["skipped_s"] for r in runs)
+        sampled = blas + other + skipped
+        out[kind] = {"seconds": min(seconds), "samples_per_s": case.batch / min(seconds),
+                     "blas_fraction": blas / (blas + other) if blas + other else float("nan"),
+                     "skipped_share": skipped / sampled if sampled else float("nan"),
+                     "sampler_errors": sorted({e for r in runs for e in r[kind]["errors"]}),
+                     "rounds_seconds": seconds}
+    return out
+
+
+def round_speedups(base, other):
+    """Speed-ups ``base / other`` of each round (two children run one after the other)."""
+    return [b / o for b, o in zip(base["rounds_seconds"], other["rounds_seconds"])]
 
 
 def amdahl(f, n):
@@ -186,6 +238,9 @@ def rows_for(results, threads):
             per = {r["threads"]: r[kind] for r in results if r["case"] == case}
             row = [case, kind] + [_rate(per[t]["samples_per_s"]) for t in threads]
             row += [f"{per[t]['samples_per_s'] / per[base]['samples_per_s']:.2f}" for t in threads[1:]]
+            for t in threads[1:]:
+                ups = round_speedups(per[base], per[t]) if "rounds_seconds" in per[t] else []
+                row.append(f"{min(ups):.2f}-{max(ups):.2f}" if len(ups) > 1 else "")
             row += [f"{per[t]['blas_fraction']:.2f}" for t in threads]
             f = per[base]["blas_fraction"] if base == 1 else float("nan")
             row += [f"{amdahl(f, 8):.2f}", f"{amdahl(f, 16):.2f}"]
@@ -202,6 +257,7 @@ def rows_for(results, threads):
 def header_for(threads):
     return (["case", "kind"] + [f"samples/s @{t}" for t in threads]
             + [f"speed-up {threads[0]}->{t}" for t in threads[1:]]
+            + [f"speed-up {threads[0]}->{t} (rounds)" for t in threads[1:]]
             + [f"BLAS share @{t}" for t in threads]
             + ["amdahl_8 (BLAS only)", "amdahl_16 (BLAS only)", "p_measured", "proj. 8", "proj. 16"])
 
@@ -212,7 +268,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts (default: 1 2)")
     p.add_argument("--cases", nargs="+", default=None, metavar="CASE",
                    help=f"cases (default: {', '.join(DEFAULT_CASES)})")
-    p.add_argument("--repeats", type=int, default=3, help="timed runs per function; the best median is kept")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="rounds per case, each one child per thread count; the best round is kept (default 3)")
     p.add_argument("--min-time", type=float, default=None, help="seconds per timed run (default 0.5; quick 0.15)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="short runs: 0.15 s, 2 repeats")
@@ -236,14 +293,26 @@ def main(argv=None):
     if threads[0] < 1:
         p.error("--threads must be positive")
     results = []
-    for name, t in schedule(cases, threads):
-        print(f"[{t} thread{'s' if t > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
-        results.append({"case": name, "threads": t, **run_child(name, t, args)})
+    for name in cases:
+        runs = {t: [] for t in threads}
+        for r in range(args.repeats):
+            for t in (threads if r % 2 == 0 else threads[::-1]):
+                print(f"[{t} thread{'s' if t > 1 else ''}] {name}, round {r + 1} of {args.repeats} ...",
+                      file=sys.stderr, flush=True)
+                runs[t].append(run_child(name, t, args))
+        results.extend({"case": name, "threads": t, **merge_rounds(CASES[name], runs[t])} for t in threads)
     head = [f"date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
             f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)",
             "load average (1, 5, 15 min) at the end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()),
             "engine threads (NUMPY_CNN_THREADS): the thread count; "
-            f"timing: best median of {args.repeats} runs of >= {args.min_time} s"]
+            f"timing: best of {args.repeats} rounds (one child per thread count each, the order alternating), "
+            f"each the median of single calls over >= {args.min_time} s"]
+    skipped = max((r[k]["skipped_share"] for r in results for k in ("train", "infer")), default=0.0)
+    if skipped > 0.01:
+        head.append(f"BLAS share: up to {skipped:.0%} of the sampled time could not be placed and is left out")
+    errors = sorted({e for r in results for k in ("train", "infer") for e in r[k]["sampler_errors"]})
+    if errors:
+        head.append("sampler errors (those samples left out): " + "; ".join(errors))
     table = format_table(header_for(threads), rows_for(results, threads))
     print("\n".join(head) + "\n\n" + table)
     if args.markdown:
