@@ -9,6 +9,13 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 # default); the tests that expect a layer whole or in blocks set their own sizes.
 os.environ.setdefault("NUMPY_CNN_BLOCK_BYTES", str(4 << 20))
 
+# Where a convolution keeps its whole column matrix in training follows the L2 cache too
+# (core.config.training_column_bytes): the suite's layers keep it up to 8 MB on every machine;
+# tests/core/test_blocks.py covers the default.
+from core.layers.conv import Conv  # noqa: E402
+
+Conv.chunk_threshold = 8 << 20
+
 from core.parallel import available_cores  # noqa: E402  (reads no setting at import)
 
 

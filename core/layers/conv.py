@@ -29,8 +29,10 @@ alternations on one thread: inference 6-12 % faster on LeNet-5 (C=6), HAR
 (C=64) and Conv3D (C=8), training 2-5 %. The kernel gradient over such a
 matrix is computed as ``(dz.T @ cols).T``, which OpenBLAS runs faster there.
 
-A layer whose column matrix would exceed ``chunk_threshold`` (8 MB: the first
-layers of 3-D networks; in inference, which keeps nothing, one block)
+A layer whose column matrix would exceed ``chunk_threshold`` (by default
+``core.config.training_column_bytes``: 8 MB, the first layers of 3-D networks,
+or 5 MB for channels-last columns where a core's L2 cache is small; in
+inference, which keeps nothing, one block)
 builds it one sample and a few output rows (or a few whole samples) at a time
 instead, in a buffer of about one block (``core.config.block_bytes()``: 2 MB, or
 half of a core's L2 cache where it holds 2 MB or more) that stays in the CPU
@@ -162,8 +164,10 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     rank = None
     #: a column matrix larger than this (in inference: larger than one block) is built in
-    #: blocks (a few output rows of a sample, or a few whole samples), which stay in the CPU cache
-    chunk_threshold = 8 << 20
+    #: blocks (a few output rows of a sample, or a few whole samples), which stay in the CPU cache;
+    #: ``None``: ``core.config.training_column_bytes`` (8 MB, or 5 MB for channels-last columns
+    #: where a core's L2 cache is small)
+    chunk_threshold = None
     #: the size of a block in bytes; ``None``: ``core.config.block_bytes()``
     chunk_bytes = None
 
@@ -356,7 +360,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
         (7.5 MB of columns at batch 64) in blocks of 35 whole samples (paired A/B)."""
         if self.groups != 1 or self.rank == 1:
             return False
-        limit = self.chunk_threshold if keep else min(self.chunk_threshold, self._block_bytes)
+        threshold = (config.training_column_bytes(self._cols_last) if self.chunk_threshold is None
+                     else self.chunk_threshold)
+        limit = threshold if keep else min(threshold, self._block_bytes)
         return self._sample_column_bytes * x.shape[0] > limit
 
     def _block_plan(self, n, ws, channels, dtype, extra=0):

@@ -134,3 +134,58 @@ def test_a_built_layer_keeps_the_block_size_it_was_built_with():
     assert built.block_size == 1 << 20 and fresh.block_size == 64 << 10  # what each layer uses
     assert not built._use_chunks(x, keep=False)  # whole in inference: under its 1 MB block
     assert fresh._block_bytes == 64 << 10 and fresh._chunk_rows < 10 and fresh._use_chunks(x, keep=False)
+
+
+@pytest.mark.parametrize("channels_last, l2, expected", [
+    (True, 1 << 20, 5 << 20), (True, 1280 << 10, 5 << 20), (True, 2 << 20, 8 << 20), (True, None, 8 << 20),
+    (False, 1 << 20, 8 << 20), (False, 4 << 20, 8 << 20)])
+def test_training_keeps_columns_whole_up_to_a_size_that_follows_the_l2_cache(channels_last, l2, expected):
+    assert config.training_column_bytes(channels_last, l2) == expected
+
+
+def _lenet_second_conv():
+    """LeNet-5's second convolution (6 -> 16 channels, 5x5 'same' on 14x14): columns channels
+    last, 117,600 bytes a sample."""
+    conv = layers.Conv2D(16, 5, padding="same", activation="relu")
+    Sequential([Input((14, 14, 6)), conv], seed=0)
+    return conv
+
+
+@pytest.mark.parametrize("l2, whole_up_to", [(1 << 20, 44), (2 << 20, 71), (None, 71)])
+def test_default_threshold_of_a_layer_follows_the_l2_cache(monkeypatch, l2, whole_up_to):
+    """With the default threshold (``chunk_threshold`` None) a layer with channels-last columns
+    keeps them whole in training up to 5 MB where the L2 is small (44 samples here), 8 MB
+    elsewhere (71); a one-channel layer (columns channels first) up to 8 MB everywhere."""
+    from core.layers.conv import Conv
+    monkeypatch.setattr(Conv, "chunk_threshold", None)
+    monkeypatch.setitem(config._block, "l2", l2)
+    conv = _lenet_second_conv()
+    assert conv._cols_last and conv._sample_column_bytes == 14 * 14 * 25 * 6 * 4
+    for n, whole in ((whole_up_to, True), (whole_up_to + 1, False)):
+        assert conv._use_chunks(np.zeros((n, 14, 14, 6), np.float32)) is not whole
+    first = layers.Conv2D(4, 5, padding="same")
+    Sequential([Input((20, 20, 1)), first], seed=0)  # 40,000 bytes of columns a sample
+    assert not first._cols_last
+    assert not first._use_chunks(np.zeros((209, 20, 20, 1), np.float32))  # 8.0 MB
+    assert first._use_chunks(np.zeros((210, 20, 20, 1), np.float32))
+
+
+def test_the_lower_threshold_trains_in_blocks_to_the_same_gradients(monkeypatch):
+    """LeNet-5's second convolution at batch 64 (7.5 MB of columns) where the L2 is small: built
+    in blocks in training by default, with the outputs and gradients of the whole matrix."""
+    from core.layers.conv import Conv
+    monkeypatch.setattr(Conv, "chunk_threshold", None)
+    monkeypatch.setitem(config._block, "l2", 1 << 20)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(64, 14, 14, 6)).astype(np.float32)
+    dy = rng.normal(size=(64, 14, 14, 16)).astype(np.float32)
+    conv = _lenet_second_conv()
+    results = []
+    for threshold in (None, 1 << 30):
+        conv.chunk_threshold = threshold
+        out, ctx = conv.forward(x, training=True)
+        assert (ctx["cols"] is None) is (threshold is None)
+        dx, grads = conv.backward(ctx, dy)
+        results.append([out.copy(), dx.copy(), grads["kernel"].copy(), grads["bias"].copy()])
+    for blocks, whole in zip(*results):
+        np.testing.assert_allclose(blocks, whole, rtol=1e-5, atol=1e-5 * float(np.abs(whole).max()))
