@@ -179,7 +179,7 @@ def training_column_bytes(channels_last, l2="detect"):
     batch 64 (7.5 MB of columns; its forward 1.7 against 2.5 ms, its backward the same), 0.95x
     at batch 52 and 0.96x at 44 (5.2 MB), but 1.07x at 36 (4.2 MB); the default
     ``ImageClassifier``'s network at batch 32, whose second convolution has 6.9 MB of columns,
-    0.96x. A first layer of one channel (columns channels first, no input gradient to compute)
+    0.96x (the same code timed against itself this way gave 0.98-1.10x). A first layer of one channel (columns channels first, no input gradient to compute)
     gained nothing (LeNet-5's, 4.8 MB, 0.99x) or lost (the ``ImageClassifier``'s at batch 256,
     6.9 MB, 1.04x), and keeps the larger threshold. On an Intel Xeon with 2 MB of L2 a core and
     1 MB blocks, LeNet-5's second convolution in blocks had taken 5.4-6.1 ms backward against
