@@ -18,9 +18,12 @@ LeNet-5's speed-up as 1.09x and 1.81x in two runs. Each child has
 batch split into one shard per thread; see ``core/parallel.py``), times
 ``train_on_batch`` and ``predict`` (median of single calls over
 ``--min-time`` seconds after a warm-up) and reports samples per second. The
-table shows the best round per thread count; ``speed-up (rounds)`` gives the
-range of the speed-ups within a round, each from two children run one after
-the other, which drift does not bias.
+table shows each thread count's best round, and the speed-up between those
+(the best of each, as ``python -m benchmarks`` keeps); ``speed-up (rounds)``
+gives the lowest and highest of the rounds' own speed-ups, each from the two
+counts' children of one round, run seconds apart (back to back where there
+are two counts): a speed-up that a slow minute moved shows there as a wide
+range.
 
 How the time outside BLAS is measured (at each thread count, for the
 process's main thread): a sampling profiler. While the timed calls run
@@ -240,7 +243,7 @@ def rows_for(results, threads):
             row += [f"{per[t]['samples_per_s'] / per[base]['samples_per_s']:.2f}" for t in threads[1:]]
             for t in threads[1:]:
                 ups = round_speedups(per[base], per[t]) if "rounds_seconds" in per[t] else []
-                row.append(f"{min(ups):.2f}-{max(ups):.2f}" if len(ups) > 1 else "")
+                row.append(f"{min(ups):.2f}-{max(ups):.2f}" if len(ups) > 1 else f"{ups[0]:.2f}" if ups else "")
             row += [f"{per[t]['blas_fraction']:.2f}" for t in threads]
             f = per[base]["blas_fraction"] if base == 1 else float("nan")
             row += [f"{amdahl(f, 8):.2f}", f"{amdahl(f, 16):.2f}"]
@@ -272,7 +275,7 @@ def main(argv=None):
                    help="rounds per case, each one child per thread count; the best round is kept (default 3)")
     p.add_argument("--min-time", type=float, default=None, help="seconds per timed run (default 0.5; quick 0.15)")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="short runs: 0.15 s, 2 repeats")
+    p.add_argument("--quick", action="store_true", help="short runs: 0.15 s, 2 rounds")
     p.add_argument("--timeout", type=float, default=600, help="seconds allowed per child")
     p.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
     p.add_argument("--json", metavar="PATH", help="also write the raw results as JSON")
@@ -290,8 +293,8 @@ def main(argv=None):
     if unknown:
         p.error(f"unknown case(s) {unknown}; valid: {sorted(CASES)}")
     threads = sorted(set(args.threads))
-    if threads[0] < 1:
-        p.error("--threads must be positive")
+    if threads[0] < 1 or args.repeats < 1:
+        p.error("--threads and --repeats must be positive")
     results = []
     for name in cases:
         runs = {t: [] for t in threads}
@@ -307,7 +310,8 @@ def main(argv=None):
             "engine threads (NUMPY_CNN_THREADS): the thread count; "
             f"timing: best of {args.repeats} rounds (one child per thread count each, the order alternating), "
             f"each the median of single calls over >= {args.min_time} s"]
-    skipped = max((r[k]["skipped_share"] for r in results for k in ("train", "infer")), default=0.0)
+    shares = [r[k]["skipped_share"] for r in results for k in ("train", "infer")]
+    skipped = max((v for v in shares if v == v), default=0.0)  # (NaN: nothing sampled)
     if skipped > 0.01:
         head.append(f"BLAS share: up to {skipped:.0%} of the sampled time could not be placed and is left out")
     errors = sorted({e for r in results for k in ("train", "infer") for e in r[k]["sampler_errors"]})

@@ -160,35 +160,46 @@ def default_block_bytes(l2=None):
 
 
 #: in training, a convolution keeps its whole column matrix for the backward pass up to this many
-#: bytes and builds a larger one in blocks, rebuilt in the backward pass (``Conv._use_chunks``)
+#: bytes and builds a larger one in blocks, rebuilt in the backward pass (``Conv._use_chunks``);
+#: in inference, which keeps nothing, the smaller of this and one block
 TRAINING_COLUMNS = 8 << 20
-#: the same for a layer whose columns are built channels last (several input channels) where a
-#: core's L2 cache is small (``SHARED_CACHE_BLOCK`` blocks): see ``training_column_bytes``
+#: the same in training for a layer whose columns are built channels last, where a core's L2
+#: cache is small: see ``training_column_bytes``
 SMALL_L2_TRAINING_COLUMNS = 5 << 20
 
 
-def training_column_bytes(channels_last, l2="detect"):
+def _detected_l2():
+    """``l2_cache_bytes()`` of this machine, read once."""
+    if _block["l2"] == "unread":
+        _block["l2"] = l2_cache_bytes()
+    return _block["l2"]
+
+
+def training_column_bytes(channels_last, l2=None):
     """The largest column matrix, in bytes, a convolution keeps whole in training:
-    ``SMALL_L2_TRAINING_COLUMNS`` for a layer whose columns are built channels last
-    (``channels_last``) on a CPU with less than ``LARGE_L2`` of L2 cache a core (``l2``; by
-    default this machine's, ``l2_cache_bytes()``), else ``TRAINING_COLUMNS``.
+    ``SMALL_L2_TRAINING_COLUMNS`` (5 MB) for a layer whose columns are built channels last
+    (``channels_last``: ``Conv._cols_last``, where a run of input channels across the kernel's
+    last axis is longer than an output row, as in LeNet-5's second layer) on a CPU with less
+    than ``LARGE_L2`` of L2 cache a core (``l2``; by default this machine's), else
+    ``TRAINING_COLUMNS`` (8 MB; also where the L2 is not known). It follows the L2 cache, not
+    the block size: it was measured with the 2 MB blocks such CPUs get by default, and a block
+    size set by hand (``set_block_bytes``) leaves it as it is.
 
     Measured on an AMD EPYC with 1 MB of L2 a core and 2 MB blocks (twentieth round, two
-    models by turns in one process, one thread): LeNet-5's second convolution (6 -> 16 channels,
-    5x5 on 14x14) in blocks rather than whole trained the network in 0.85-0.93x the time at
-    batch 64 (7.5 MB of columns; its forward 1.7 against 2.5 ms, its backward the same), 0.95x
-    at batch 52 and 0.96x at 44 (5.2 MB), but 1.07x at 36 (4.2 MB); the default
-    ``ImageClassifier``'s network at batch 32, whose second convolution has 6.9 MB of columns,
-    0.96x (the same code timed against itself this way gave 0.98-1.10x). A first layer of one channel (columns channels first, no input gradient to compute)
-    gained nothing (LeNet-5's, 4.8 MB, 0.99x) or lost (the ``ImageClassifier``'s at batch 256,
-    6.9 MB, 1.04x), and keeps the larger threshold. On an Intel Xeon with 2 MB of L2 a core and
-    1 MB blocks, LeNet-5's second convolution in blocks had taken 5.4-6.1 ms backward against
-    3.7-3.9 whole (twelfth round): larger caches keep ``TRAINING_COLUMNS``. Where the L2 is
-    not known, too."""
-    if l2 == "detect":
-        if _block["l2"] == "unread":
-            _block["l2"] = l2_cache_bytes()
-        l2 = _block["l2"]
+    models by turns in one process, one thread; the same code timed against itself this way
+    gave 0.98-1.10x): LeNet-5's second convolution (6 -> 16 channels, 5x5 on 14x14) in blocks
+    rather than whole trained the network in 0.85-0.93x the time at batch 64 (7.2 MB of
+    columns; its forward 1.7 against 2.5 ms, its backward the same), the one result clear of
+    that spread. Below it, less clearly: 0.95x at 5.8 MB and 0.96x at 4.9 MB, 1.07x at 4.0 MB
+    and 1.09x at 3.6 MB; the default ``ImageClassifier``'s network at batch 32, whose second
+    convolution has 6.9 MB of columns, 0.96x. Any threshold from about 4.5 to 7 MB fits these
+    figures. A first layer of one channel (columns channels first, no input gradient to
+    compute) gained nothing (LeNet-5's, 4.8 MB, 0.99x) or lost (the ``ImageClassifier``'s at
+    batch 256, 6.9 MB, 1.04x), and keeps 8 MB. On an Intel Xeon with 2 MB of L2 a core and 1 MB
+    blocks, LeNet-5's second convolution in blocks had taken 5.4-6.1 ms backward against
+    3.7-3.9 whole (twelfth round): larger caches keep 8 MB."""
+    if l2 is None:
+        l2 = _detected_l2()
     if channels_last and l2 is not None and l2 < LARGE_L2:
         return SMALL_L2_TRAINING_COLUMNS
     return TRAINING_COLUMNS

@@ -10,7 +10,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("NUMPY_CNN_BLOCK_BYTES", str(4 << 20))
 
 # Where a convolution keeps its whole column matrix in training follows the L2 cache too
-# (core.config.training_column_bytes): the suite's layers keep it up to 8 MB on every machine;
+# (core.config.training_column_bytes): in the test processes, layers keep it up to 8 MB on
+# every machine (the subprocesses some tests start use the machine's default);
 # tests/core/test_blocks.py covers the default.
 from core.layers.conv import Conv  # noqa: E402
 

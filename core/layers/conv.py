@@ -32,7 +32,7 @@ matrix is computed as ``(dz.T @ cols).T``, which OpenBLAS runs faster there.
 A layer whose column matrix would exceed ``chunk_threshold`` (by default
 ``core.config.training_column_bytes``: 8 MB, the first layers of 3-D networks,
 or 5 MB for channels-last columns where a core's L2 cache is small; in
-inference, which keeps nothing, one block)
+inference, which keeps nothing, the smaller of 8 MB and one block)
 builds it one sample and a few output rows (or a few whole samples) at a time
 instead, in a buffer of about one block (``core.config.block_bytes()``: 2 MB, or
 half of a core's L2 cache where it holds 2 MB or more) that stays in the CPU
@@ -165,8 +165,9 @@ class Conv(ActivationMixin, KernelMixin, Layer):
     rank = None
     #: a column matrix larger than this (in inference: larger than one block) is built in
     #: blocks (a few output rows of a sample, or a few whole samples), which stay in the CPU cache;
-    #: ``None``: ``core.config.training_column_bytes`` (8 MB, or 5 MB for channels-last columns
-    #: where a core's L2 cache is small)
+    #: ``None``: ``core.config.training_column_bytes`` in training (8 MB, or 5 MB for
+    #: channels-last columns where a core's L2 cache is small), ``TRAINING_COLUMNS`` (8 MB) in
+    #: inference
     chunk_threshold = None
     #: the size of a block in bytes; ``None``: ``core.config.block_bytes()``
     chunk_bytes = None
@@ -354,14 +355,16 @@ class Conv(ActivationMixin, KernelMixin, Layer):
 
     def _use_chunks(self, x, keep=True):
         """Chunk when the whole column matrix would be large (and for 2-D/3-D, ungrouped layers):
-        above ``chunk_threshold`` where the backward pass needs the input kept (``keep``: it
-        rebuilds the blocks), above one block (``block_size`` when built) in inference, where nothing is
-        kept: LeNet-5's predict at one thread took 0.957-0.976x the time with its second layer
-        (7.5 MB of columns at batch 64) in blocks of 35 whole samples (paired A/B)."""
+        above ``chunk_threshold`` (by default ``config.training_column_bytes``) where the backward
+        pass needs the input kept (``keep``: it rebuilds the blocks), above one block
+        (``block_size`` when built) in inference, where nothing is kept: LeNet-5's predict at one
+        thread took 0.957-0.976x the time with its second layer (7.2 MB of columns at batch 64)
+        in blocks of 35 whole samples (paired A/B)."""
         if self.groups != 1 or self.rank == 1:
             return False
-        threshold = (config.training_column_bytes(self._cols_last) if self.chunk_threshold is None
-                     else self.chunk_threshold)
+        threshold = self.chunk_threshold
+        if threshold is None:
+            threshold = config.training_column_bytes(self._cols_last) if keep else config.TRAINING_COLUMNS
         limit = threshold if keep else min(threshold, self._block_bytes)
         return self._sample_column_bytes * x.shape[0] > limit
 

@@ -98,6 +98,25 @@ def test_rounds_alternate_the_order_of_the_thread_counts(monkeypatch, capsys):
     assert "speed-up 1->2 (rounds)" in out and "2.00-2.00" in out
 
 
+def test_the_header_names_skipped_samples_and_sampler_errors(monkeypatch, capsys):
+    def fake_child(case, threads, args):
+        return _child_output(0.01, 1.0, 1.0, skipped=1.0 if threads == 2 else 0.0,
+                             errors=["ValueError: odd frame"] if threads == 2 else ())
+
+    monkeypatch.setattr(scaling, "run_child", fake_child)
+    assert scaling.main(["--cases", "tiny", "--threads", "1", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "up to 33% of the sampled time could not be placed" in out
+    assert "sampler errors (those samples left out): ValueError: odd frame" in out
+    assert "1.00" in out.split("speed-up 1->2 (rounds)")[1]  # one round: its speed-up
+
+
+def test_scaling_rejects_no_rounds(capsys):
+    with pytest.raises(SystemExit):
+        scaling.main(["--cases", "tiny", "--repeats", "0"])
+    assert "--repeats must be positive" in capsys.readouterr().err
+
+
 def test_scaling_table_runs_on_the_tiny_case(tmp_path):
     out = tmp_path / "s.json"
     env = dict(os.environ, PYTHONPATH=ROOT)

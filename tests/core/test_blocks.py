@@ -137,10 +137,34 @@ def test_a_built_layer_keeps_the_block_size_it_was_built_with():
 
 
 @pytest.mark.parametrize("channels_last, l2, expected", [
-    (True, 1 << 20, 5 << 20), (True, 1280 << 10, 5 << 20), (True, 2 << 20, 8 << 20), (True, None, 8 << 20),
+    (True, 1 << 20, 5 << 20), (True, 1280 << 10, 5 << 20), (True, 2 << 20, 8 << 20),
     (False, 1 << 20, 8 << 20), (False, 4 << 20, 8 << 20)])
 def test_training_keeps_columns_whole_up_to_a_size_that_follows_the_l2_cache(channels_last, l2, expected):
     assert config.training_column_bytes(channels_last, l2) == expected
+
+
+def test_training_column_bytes_reads_this_machines_l2_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(config, "l2_cache_bytes", lambda *a: calls.append(1) or (1 << 20))
+    monkeypatch.setitem(config._block, "l2", "unread")
+    assert config.training_column_bytes(True) == config.training_column_bytes(True) == 5 << 20
+    assert config.training_column_bytes(False) == 8 << 20 and len(calls) == 1
+    monkeypatch.setitem(config._block, "l2", None)  # a machine that does not say
+    assert config.training_column_bytes(True) == 8 << 20
+
+
+def test_inference_blocks_keep_the_8_mb_ceiling(monkeypatch):
+    """The smaller training threshold leaves inference alone: there a layer builds its columns
+    in blocks above the smaller of one block and 8 MB, whatever the L2."""
+    from core.layers.conv import Conv
+    monkeypatch.setattr(Conv, "chunk_threshold", None)
+    monkeypatch.setitem(config._block, "l2", 1 << 20)
+    conv = layers.Conv2D(16, 5, padding="same")
+    conv.chunk_bytes = 16 << 20  # blocks larger than either threshold
+    Sequential([Input((14, 14, 6)), conv], seed=0)
+    x = np.zeros((60, 14, 14, 6), np.float32)  # 6.7 MB of columns
+    assert conv._use_chunks(x) and not conv._use_chunks(x, keep=False)
+    assert conv._use_chunks(np.zeros((72, 14, 14, 6), np.float32), keep=False)  # 8.1 MB
 
 
 def _lenet_second_conv():
