@@ -219,7 +219,7 @@ def merge_rounds(case, runs):
 
 
 def round_speedups(base, other):
-    """Speed-ups ``base / other`` of each round (two children run one after the other)."""
+    """Speed-ups ``base / other`` of each round (the two counts' children of that round)."""
     return [b / o for b, o in zip(base["rounds_seconds"], other["rounds_seconds"])]
 
 
