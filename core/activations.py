@@ -59,12 +59,51 @@ class Linear(Activation):
         return grad
 
 
+#: elements of the largest zeros operand ``ReLU`` keeps per dtype (16 MB of float32); larger
+#: contiguous arrays are taken in parts of this size
+RELU_ZEROS_MAX = 1 << 22
+_relu_zeros = {}
+
+
+def _zeros(dtype, n):
+    """A read-only flat array of ``n`` zeros of ``dtype`` (``n <= RELU_ZEROS_MAX``): the front
+    of a buffer kept per dtype and grown as needed. ``np.zeros`` leaves a large buffer's pages
+    untouched, and Linux maps untouched pages that are only read to its one zero page, so the
+    buffer takes no memory there (reading 200 MB of them added nothing to the peak RSS); a
+    system without that would hold at most ``RELU_ZEROS_MAX`` elements per dtype. (A race
+    between threads only makes two buffers, each of them zeros.)"""
+    buf = _relu_zeros.get(dtype)
+    if buf is None or buf.size < n:
+        buf = np.zeros(min(RELU_ZEROS_MAX, max(n, 1 << 16, 0 if buf is None else 2 * buf.size)), dtype)
+        buf.flags.writeable = False
+        _relu_zeros[dtype] = buf
+    return buf[:n]
+
+
 class ReLU(Activation):
+    """``max(z, 0)``. NumPy (2.4) takes a maximum against an array of zeros 2.7-4x faster than
+    against the scalar 0, whose broadcast misses its vectorized loop: 61 against 240 us on
+    516,096 float32 (HAR's first layer's output at batch 64), 655 against 1,557 on 3.2 M, 7
+    against 35 on 65,536; the same numbers to the bit (-0 and NaN included). HAR's predict
+    took 0.943x and 0.973x the time, the tutorial network's 0.951x, the default
+    ``ImageClassifier``'s at batch 128 0.956x, Conv3D 32^3's 0.987x (one thread, the two forms
+    by turns in one process); training steps, whose largest ReLU is a smaller share of the
+    step, within the spread (0.98-1.02x)."""
     name = "relu"
     output_only = monotone = True
 
     def forward(self, z, out=None):
-        return np.maximum(z, 0, out=out, dtype=z.dtype)
+        if z.size <= RELU_ZEROS_MAX:
+            return np.maximum(z, _zeros(z.dtype, z.size).reshape(z.shape), out=out)
+        if out is None:
+            out = np.empty_like(z)
+        if not (z.flags.c_contiguous and out.flags.c_contiguous and out.shape == z.shape):
+            return np.maximum(z, 0, out=out, dtype=z.dtype)
+        flat, dest = z.reshape(-1), out.reshape(-1)
+        for i in range(0, flat.size, RELU_ZEROS_MAX):
+            part = slice(i, i + RELU_ZEROS_MAX)
+            np.maximum(flat[part], _zeros(z.dtype, flat[part].size), out=dest[part])
+        return out
 
     def backward(self, z, a, grad):
         return grad * (a > 0)
