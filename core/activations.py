@@ -67,10 +67,11 @@ _relu_zeros = {}
 
 def _zeros(dtype, n):
     """A read-only flat array of ``n`` zeros of ``dtype`` (``n <= RELU_ZEROS_MAX``): the front
-    of a buffer kept per dtype and grown as needed. ``np.zeros`` leaves a large buffer's pages
-    untouched, and Linux maps untouched pages that are only read to its one zero page, so the
-    buffer takes no memory there (reading 200 MB of them added nothing to the peak RSS); a
-    system without that would hold at most ``RELU_ZEROS_MAX`` elements per dtype. (A race
+    of a buffer kept per dtype and grown as needed. ``np.zeros`` usually gets a large buffer
+    from fresh pages it leaves untouched, and Linux maps untouched pages that are only read to
+    its one zero page, so the buffer then takes no memory (reading 200 MB of them added nothing
+    to the peak RSS); where the allocator hands out reused memory it zeroes, or on a system
+    without that mapping, it holds at most ``RELU_ZEROS_MAX`` elements per dtype. (A race
     between threads only makes two buffers, each of them zeros.)"""
     buf = _relu_zeros.get(dtype)
     if buf is None or buf.size < n:
@@ -88,16 +89,19 @@ class ReLU(Activation):
     took 0.943x and 0.973x the time, the tutorial network's 0.951x, the default
     ``ImageClassifier``'s at batch 128 0.956x, Conv3D 32^3's 0.987x (one thread, the two forms
     by turns in one process); training steps, whose largest ReLU is a smaller share of the
-    step, within the spread (0.98-1.02x)."""
+    step, within the spread (0.98-1.02x). An input not in C order keeps the scalar form, and
+    its result the input's layout."""
     name = "relu"
     output_only = monotone = True
 
     def forward(self, z, out=None):
+        if not z.flags.c_contiguous:  # (zeros in C order beside a Fortran-order z: 3-6x slower)
+            return np.maximum(z, 0, out=out, dtype=z.dtype)
         if z.size <= RELU_ZEROS_MAX:
             return np.maximum(z, _zeros(z.dtype, z.size).reshape(z.shape), out=out)
         if out is None:
             out = np.empty_like(z)
-        if not (z.flags.c_contiguous and out.flags.c_contiguous and out.shape == z.shape):
+        if not (out.flags.c_contiguous and out.shape == z.shape):
             return np.maximum(z, 0, out=out, dtype=z.dtype)
         flat, dest = z.reshape(-1), out.reshape(-1)
         for i in range(0, flat.size, RELU_ZEROS_MAX):

@@ -41,6 +41,16 @@ def test_relu_on_strided_views_and_into_another_array():
     _same_bits(ReLU().forward(view), np.maximum(view, 0))
 
 
+@pytest.mark.parametrize("layout", ["fortran", "transposed"])
+def test_relu_keeps_the_layout_of_an_input_not_in_c_order(layout):
+    z = _special(np.float32, (20, 30, 4))
+    z = np.asfortranarray(z) if layout == "fortran" else z.transpose(2, 0, 1)
+    expected = np.maximum(z, 0)
+    result = ReLU().forward(z)
+    _same_bits(result, expected)
+    assert result.strides == expected.strides and not result.flags.c_contiguous
+
+
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_relu_larger_than_the_zeros_buffer_goes_in_parts(monkeypatch, contiguous):
     monkeypatch.setattr(activations, "RELU_ZEROS_MAX", 1000)
