@@ -118,6 +118,13 @@ def l2_cache_bytes(base="/sys/devices/system/cpu/cpu0/cache"):
     return None
 
 
+def _detected_l2():
+    """``l2_cache_bytes()`` of this machine, read once."""
+    if _block["l2"] == "unread":
+        _block["l2"] = l2_cache_bytes()
+    return _block["l2"]
+
+
 def default_block_bytes(l2=None):
     """The block size the engine picks for a CPU with ``l2`` bytes of L2 cache of its own (this
     machine's, ``l2_cache_bytes()``, where ``None``): half of it where it holds 2 MB or
@@ -153,7 +160,7 @@ def default_block_bytes(l2=None):
     ``NUMPY_CNN_BLOCK_BYTES`` where it does not fit (``python -m benchmarks.experiments.blocks``
     times the choices)."""
     if l2 is None:
-        l2 = l2_cache_bytes()
+        l2 = _detected_l2()
     if l2 is not None and l2 >= LARGE_L2:
         return l2 // 2
     return SHARED_CACHE_BLOCK
@@ -166,13 +173,6 @@ TRAINING_COLUMNS = 8 << 20
 #: the same in training for a layer whose columns are built channels last, where a core's L2
 #: cache is small: see ``training_column_bytes``
 SMALL_L2_TRAINING_COLUMNS = 5 << 20
-
-
-def _detected_l2():
-    """``l2_cache_bytes()`` of this machine, read once."""
-    if _block["l2"] == "unread":
-        _block["l2"] = l2_cache_bytes()
-    return _block["l2"]
 
 
 def training_column_bytes(channels_last, l2=None):

@@ -53,6 +53,7 @@ def test_default_block_is_half_of_a_large_l2_cache(l2, block):
 
 def test_default_block_where_the_cache_is_unknown(monkeypatch):
     monkeypatch.setattr(config, "l2_cache_bytes", lambda *a: None)
+    monkeypatch.setitem(config._block, "l2", "unread")  # (read once, then kept)
     assert config.default_block_bytes() == config.SHARED_CACHE_BLOCK == 2 << 20
 
 
