@@ -242,8 +242,8 @@ def rows_for(results, threads):
             row = [case, kind] + [_rate(per[t]["samples_per_s"]) for t in threads]
             row += [f"{per[t]['samples_per_s'] / per[base]['samples_per_s']:.2f}" for t in threads[1:]]
             for t in threads[1:]:
-                ups = round_speedups(per[base], per[t]) if "rounds_seconds" in per[t] else []
-                row.append(f"{min(ups):.2f}-{max(ups):.2f}" if len(ups) > 1 else f"{ups[0]:.2f}" if ups else "")
+                ups = round_speedups(per[base], per[t])  # (one per round: --repeats >= 1)
+                row.append(f"{min(ups):.2f}-{max(ups):.2f}" if len(ups) > 1 else f"{ups[0]:.2f}")
             row += [f"{per[t]['blas_fraction']:.2f}" for t in threads]
             f = per[base]["blas_fraction"] if base == 1 else float("nan")
             row += [f"{amdahl(f, 8):.2f}", f"{amdahl(f, 16):.2f}"]
@@ -317,12 +317,13 @@ def main(argv=None):
     errors = sorted({e for r in results for k in ("train", "infer") for e in r[k]["sampler_errors"]})
     if errors:
         head.append("sampler errors (those samples left out): " + "; ".join(errors))
-    table = format_table(header_for(threads), rows_for(results, threads))
+    rows = rows_for(results, threads)
+    table = format_table(header_for(threads), rows)
     print("\n".join(head) + "\n\n" + table)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(f"- {h}" for h in head) + "\n\n"
-                    + format_table(header_for(threads), rows_for(results, threads), markdown=True) + "\n")
+                    + format_table(header_for(threads), rows, markdown=True) + "\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": head, "results": results}, f, indent=1)
