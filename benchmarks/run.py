@@ -1,5 +1,10 @@
 """Time the NumPy engine against PyTorch (CPU) on the cases of issue 8.
 
+After the tables, the multi-core goals of issue 12 are checked (``benchmarks.goals``); a run
+with two threads or more also measures, at its start and its end, what a second core gives
+to memory-bound and to compute-bound work on the machine alone (``benchmarks.machine``),
+since the engines' speed-ups cannot beat the machine's.
+
 Usage::
 
     python -m benchmarks                         # every case, 1 and 2 threads, 3 repeats
@@ -46,7 +51,9 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     __package__ = "benchmarks"
 
+from benchmarks import machine  # noqa: E402
 from benchmarks.cases import CASES, DEFAULT_CASES, forward_flops  # noqa: E402
+from benchmarks.goals import goals_table, verdicts  # noqa: E402
 from core import config  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -278,8 +285,9 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
-def describe(infos_seen, keep_openblas_env):
-    """Header lines: date, CPU, Python, NumPy + BLAS, PyTorch."""
+def describe(infos_seen, keep_openblas_env, probes=None):
+    """Header lines: date, CPU, Python, NumPy + BLAS, PyTorch, and ``probes`` (``{"start": ...,
+    "end": ...}`` of ``benchmarks.machine.probe``) where the run took them."""
     lines = [f"date: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}",
              f"cpu: {cpu_model()} ({os.cpu_count()} logical cores)",
              f"python: {platform.python_version()}",
@@ -300,6 +308,9 @@ def describe(infos_seen, keep_openblas_env):
     l2 = config.l2_cache_bytes()
     lines.append(f"our column blocks (core.config.block_bytes): {config.block_bytes() >> 10} KB "
                  f"(L2 cache a CPU: {f'{l2 >> 10} KB' if l2 else 'unknown'})")
+    if probes:
+        lines.append("two threads against one, the machine alone (benchmarks.machine; 2x: no slowdown): "
+                     + "; ".join(f"at the {when} {machine.describe(result)}" for when, result in probes.items()))
     return lines
 
 
@@ -344,6 +355,8 @@ def main(argv=None):
             p.error(f"--alt-core: {args.alt_core} holds no core/ package")
         engines.insert(1, "alt")
 
+    # the machine's own two-core speed-ups, at both ends of a run that uses two threads or more
+    probes = {"start": machine.probe()} if max(args.threads) > 1 else None
     results, infos_seen = [], {}
     for name, threads in schedule(cases, args.threads):
         print(f"[{threads} thread{'s' if threads > 1 else ''}] {name} ...", file=sys.stderr, flush=True)
@@ -356,7 +369,9 @@ def main(argv=None):
         results.extend(rows[e] for e in ("ours", "alt", "torch") if e in rows)
 
     results.sort(key=lambda r: (args.threads.index(r["threads"]), cases.index(r["case"])))  # as tables show them
-    header = describe(infos_seen, args.keep_openblas_env)
+    if probes:
+        probes["end"] = machine.probe()
+    header = describe(infos_seen, args.keep_openblas_env, probes)
     print("\n".join(header))
     print()
     print(engine_table(results))
@@ -365,15 +380,23 @@ def main(argv=None):
         print()
         print("ours / PyTorch (ratios > 1: we are slower; train mem = peak RSS growth over the post-import baseline)")
         print(summ)
+    title, goals = goals_table(summary_rows(results))
+    if goals:
+        print()
+        print(title)
+        print(goals)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "results": results, "summary": summary_rows(results),
+                       "goals": verdicts(summary_rows(results)), "machine": probes,
                        "infos": infos_seen, "timing": timing, "repeats": args.repeats}, f, indent=1)
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(f"- {h}" for h in header) + "\n\n" + engine_table(results, markdown=True) + "\n")
             if summ:
                 f.write("\n" + summary_table(results, markdown=True) + "\n")
+            if goals:
+                f.write(f"\n{title}\n\n" + goals_table(summary_rows(results), markdown=True)[1] + "\n")
     return 0
 
 

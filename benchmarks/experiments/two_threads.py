@@ -20,8 +20,8 @@ scale better than the mix of these pieces it runs.
 """
 import argparse
 import statistics
-import threading
-import time
+
+from ..machine import speed_up
 
 
 def _pieces(np):
@@ -51,27 +51,6 @@ def _pieces(np):
                                                np.empty((8788, 16), np.float32)),
                                       lambda a, b: np.matmul(a, k2, out=b), 20),
     }
-
-
-def speed_up(make, fn, calls):
-    data = [make(), make()]
-
-    def work(i):
-        for _ in range(calls):
-            fn(*data[i])
-
-    work(0)
-    work(1)
-    start = time.perf_counter()
-    work(0)
-    work(1)
-    serial = time.perf_counter() - start
-    other = threading.Thread(target=work, args=(1,))
-    start = time.perf_counter()
-    other.start()
-    work(0)
-    other.join()
-    return serial / (time.perf_counter() - start)
 
 
 def main(argv=None):

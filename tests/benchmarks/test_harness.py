@@ -53,6 +53,10 @@ def test_harness_runs_tiny_case(tmp_path):
         (summary,) = data["summary"]
         assert summary["train_ratio"] > 0 and summary["infer_ratio"] > 0
         assert "train ratio" in stdout and all(c.split()[0] in stdout for c in SUMMARY_COLUMNS)
+        # issue 12's goals at one thread: a training and an inference verdict, printed
+        assert sorted((v["goal"], v["threads"]) for v in data["goals"]) == [("infer", 1), ("train", 1)]
+        assert "multi-core goals (issue 12): " in stdout
+    assert data["machine"] is None  # one thread: no two-core probe
 
 
 def test_harness_without_torch_prints_ours_alone(tmp_path):
@@ -84,6 +88,11 @@ def test_harness_measures_case_by_case_and_tables_thread_by_thread(tmp_path):
     progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
     assert progress == ["[1 thread] tiny ...", "[2 threads] tiny ...",
                         "[1 thread] tutorial_b1 ...", "[2 threads] tutorial_b1 ..."]
-    rows = json.loads(out.read_text())["results"]
+    data = json.loads(out.read_text())
+    rows = data["results"]
     assert [(r["case"], r["threads"]) for r in rows] == [("tiny", 1), ("tutorial_b1", 1), ("tiny", 2),
                                                          ("tutorial_b1", 2)]
+    # two threads: the machine probed at both ends of the run, and the probes in the header
+    assert set(data["machine"]) == {"start", "end"}
+    assert all(v > 0 for probe in data["machine"].values() for v in probe.values())
+    assert any(line.startswith("two threads against one") for line in proc.stdout.splitlines())
